@@ -1,0 +1,1 @@
+"""Helpers for the orchestrator app: pure functions and the single LLM boundary."""
