@@ -1,0 +1,129 @@
+"""Command line for the KayGraph orchestrator–worker app.
+
+    python main.py --example blog
+    python main.py "Create a guide to Python decorators"
+    python main.py --interactive
+
+This module only parses flags, resolves configuration and owns the terminal: the graph lives in
+`flows.py`, the nodes in `nodes.py`, everything else in `utils/`. Heavy imports (openai, rich,
+pydantic) happen after parsing, so `--help` and `--version` start fast.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+__version__ = "0.1.0"
+WORKFLOWS = ("blog", "report", "analysis", "project")
+MAX_TOPIC_CHARS = 2000
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (exit 2) instead of usage plus error."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="main.py", description="Plan a task into subtasks, run them with parallel LLM workers, "
+               "review and assemble the result.",
+               epilog="Exit codes: 0 ok, 1 run failed or partial, 2 bad usage or input, 130 interrupted (resumable).")
+    what = p.add_argument_group("what to run")
+    what.add_argument("topic", nargs="?", help="free-text goal; the best-fitting workflow is picked")
+    what.add_argument("--example", choices=WORKFLOWS + ("all",), help="run a built-in workflow (all: the four)")
+    what.add_argument("--workflow-file", metavar="PATH", help="run a workflow spec of your own (YAML)")
+    what.add_argument("--interactive", action="store_true", help="plan, edit, run and save at a prompt")
+    what.add_argument("--resume", metavar="RUN", help="continue a stopped run (folder or id)")
+    what.add_argument("--plan-only", action="store_true", help="plan, show and save the plan, then stop")
+
+    orch = p.add_argument_group("orchestration")
+    orch.add_argument("--strategy", choices=("dependency", "static", "priority", "dynamic", "hybrid"),
+                      help="how tasks are scheduled (default: dependency)")
+    orch.add_argument("--max-workers", type=positive_int, help="workers running at once (default 4)")
+    orch.add_argument("--max-tasks", type=positive_int, help="most tasks a plan may have (default 12)")
+    orch.add_argument("--max-revisions", type=non_negative_int, help="review-and-revise rounds (default 1)")
+    orch.add_argument("--max-rounds", type=positive_int, help="planning rounds for dynamic/hybrid (default 6)")
+    orch.add_argument("--context-budget", type=positive_int, help="token budget of one worker prompt (default 6000)")
+    orch.add_argument("--max-tokens-total", type=positive_int, help="stop scheduling model calls past this many tokens")
+
+    model = p.add_argument_group("model")
+    model.add_argument("--provider", choices=("openai", "offline"), help="openai: any OpenAI-compatible server; "
+                       "offline: no model (default: openai when a key or base URL is set)")
+    model.add_argument("--model", help="model name (env ORCH_MODEL)")
+    model.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (env OPENAI_BASE_URL)")
+    model.add_argument("--config", metavar="PATH", help="YAML config; flags override it, it overrides defaults")
+    model.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
+    model.add_argument("--stream", action="store_true", help="stream model replies")
+
+    io = p.add_argument_group("input and output")
+    io.add_argument("--input", action="append", metavar="PATH", help="a source file for report (repeatable)")
+    io.add_argument("--data", metavar="PATH", help="CSV for analysis (default: the shipped sample)")
+    io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")
+    io.add_argument("--quiet", action="store_true", help="only errors and the final summary line")
+    io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")
+    io.add_argument("--verbose", action="store_true", help="show tracebacks and debug logs")
+    io.add_argument("--version", action="store_true", help="show app, engine and openai versions")
+    return p
+
+
+def version_text() -> str:
+    from importlib import metadata
+
+    from utils.engine import ENGINE_NAME, ENGINE_VERSION
+    try:
+        openai_version = metadata.version("openai")
+    except metadata.PackageNotFoundError:
+        openai_version = "not installed"
+    return (f"orchestrator {__version__} · engine {ENGINE_NAME} {ENGINE_VERSION} · openai {openai_version} · "
+            f"python {sys.version.split()[0]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.version:
+        print(version_text())
+        return 0
+    from utils.cli import run_cli  # heavy imports only once we know there is work to do
+
+    return run_cli(args, version=__version__)
+
+
+def entry() -> None:
+    verbose = "--verbose" in sys.argv
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except Exception as exc:  # a bug, not a user error: keep the message short unless asked
+        if verbose or os.environ.get("ORCH_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (run with --verbose for details)", file=sys.stderr)
+        code = 1
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    entry()

@@ -1,0 +1,68 @@
+"""Plan validation, cycles, revision closure and outline: the pure parts of planning."""
+from utils.plan import Plan, Task, dependents_closure, find_cycle, outline, plan_problems
+
+ROLES = ["writer", "analyst"]
+
+
+def make(*specs) -> Plan:
+    return Plan(goal="g", tasks=[Task(id=i, title=f"T {i}", role=r, depends_on=d) for i, r, d in specs])
+
+
+def test_valid_plan_has_no_problems():
+    plan = make(("a", "analyst", []), ("b", "writer", ["a"]), ("c", "writer", ["a", "b"]))
+    assert plan_problems(plan, ROLES, 10) == []
+
+
+def test_every_problem_is_reported_at_once():
+    plan = make(("a", "analyst", ["zz"]), ("a", "poet", []), ("b", "writer", ["b"]))
+    problems = plan_problems(plan, ROLES, 2)
+    text = "\n".join(problems)
+    assert "3 tasks; at most 2" in text
+    assert "'a' is used more than once" in text
+    assert "unknown role 'poet'" in text
+    assert "depends on unknown task 'zz'" in text
+    assert "'b' depends on itself" in text
+
+
+def test_cycle_is_named():
+    plan = make(("a", "writer", ["c"]), ("b", "writer", ["a"]), ("c", "writer", ["b"]))
+    problems = plan_problems(plan, ROLES)
+    cycle = [p for p in problems if p.startswith("dependency cycle")]
+    assert len(cycle) == 1
+    path = cycle[0].split(": ")[1].split(" -> ")
+    assert path[0] == path[-1] and set(path) == {"a", "b", "c"}
+
+
+def test_find_cycle_on_long_chain_does_not_recurse():
+    edges = {f"t{i}": [f"t{i-1}"] if i else [] for i in range(5000)}
+    assert find_cycle(edges) is None
+    edges["t0"] = ["t4999"]
+    assert find_cycle(edges) is not None
+
+
+def test_empty_plan_and_known_ids():
+    assert plan_problems(Plan(goal="g", tasks=[]), ROLES) == ["the plan has no tasks"]
+    assert plan_problems(Plan(goal="g", tasks=[]), ROLES, allow_empty=True) == []
+    later = make(("n1", "writer", ["old"]))
+    assert plan_problems(later, ROLES, known_ids=["old"]) == []
+    assert plan_problems(later, ROLES) != []
+
+
+def test_priority_is_clamped():
+    assert Task(id="a", title="x", role="writer", priority=0).priority == 1
+    assert Task(id="a", title="x", role="writer", priority=9).priority == 5
+
+
+def test_dependents_closure_in_plan_order():
+    plan = make(("a", "analyst", []), ("b", "writer", ["a"]), ("c", "writer", []), ("d", "writer", ["b"]))
+    assert dependents_closure(plan, ["b"]) == ["b", "d"]
+    assert dependents_closure(plan, ["a"]) == ["a", "b", "d"]
+    assert dependents_closure(plan, ["c"]) == ["c"]
+
+
+def test_outline_marks_current_task():
+    plan = make(("a", "analyst", []), ("b", "writer", ["a"]))
+    text = outline(plan, "b")
+    assert "[a] T a (analyst)" in text
+    assert text.splitlines()[1].endswith("<- your task")
+    assert "<- your task" not in text.splitlines()[0]

@@ -1,0 +1,239 @@
+"""What `main.py` does once flags are parsed: validate input, set up, run, report.
+
+Every user-facing failure is an `OrchError` turned into one line on stderr here; with `--verbose`
+the traceback follows.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from .config import home, load_config, resolve_options
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, OrchError, UsageError
+from .events import Event
+
+MAX_TOPIC_CHARS = 2000
+
+
+def run_cli(args: Any, *, version: str) -> int:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    try:
+        if args.json and args.interactive:
+            raise UsageError("--json cannot be combined with --interactive")
+        cfg = load_config(args.config)
+        if args.interactive:
+            from .interactive import run_interactive
+            return run_interactive(args, cfg)
+        if args.example == "all":
+            return run_all(args, cfg)
+        return run_one(args, cfg)
+    except OrchError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+def check_topic(topic: str | None) -> str:
+    if topic is None:
+        raise UsageError("give a topic, --example NAME, --resume RUN or --interactive (see --help)")
+    topic = topic.strip()
+    if not topic:
+        raise UsageError("the topic is empty")
+    if len(topic) > MAX_TOPIC_CHARS:
+        raise UsageError(f"the topic is {len(topic)} characters; the limit is {MAX_TOPIC_CHARS}")
+    return topic
+
+
+def check_readable(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{what} not found: {path}")
+    try:
+        with p.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    return p
+
+
+def workflow_inputs(spec, args: Any) -> dict:
+    """Files a workflow's tools read: `--input` sources (report) and the `--data` CSV (analysis).
+
+    Checked before any model call, so a bad file costs nothing.
+    """
+    from .tools.sources import read_source
+    from .tools.table import load_csv
+    from .errors import ToolError
+
+    user_inputs = [str(check_readable(p, "input file")) for p in (args.input or [])]
+    inputs = user_inputs or [str(spec.example_path(p)) for p in spec.sample_inputs]
+    data = args.data or (str(spec.example_path(spec.sample_data)) if spec.sample_data else None)
+    try:
+        for path in user_inputs:
+            read_source(Path(path))
+        if data and (args.data or spec.name == "analysis"):
+            load_csv(check_readable(data, "data file"))
+    except ToolError as exc:
+        raise UsageError(str(exc)) from None
+    return {"inputs": inputs, "data": data}
+
+
+def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
+    """The spec to run and the goal. A free-text topic picks the best-fitting workflow."""
+    from .spec import load_spec, pick_workflow
+
+    if args.workflow_file:
+        spec = load_spec(args.workflow_file)
+        return spec, check_topic(topic) if topic is not None else spec.default_topic
+    if args.example:
+        spec = load_spec(args.example)
+        return spec, check_topic(topic) if topic is not None else spec.default_topic
+    goal = check_topic(topic)
+    name = pick_workflow(goal)
+    emit(Event("notice", {"level": "info", "message": f"Workflow: {name} (best fit for the topic; "
+                                                      f"use --example to choose another)"}))
+    return load_spec(name), goal
+
+
+def make_llm(args: Any, cfg, emit):
+    from .llm import LLMClient, settings_from_env
+
+    overrides = {k: v for k, v in {
+        "provider": args.provider, "model": args.model, "base_url": args.base_url,
+        "max_tokens_total": args.max_tokens_total, "stream": args.stream or None,
+        "cache": False if args.no_cache else None}.items() if v is not None}
+    config = cfg.model_dump(exclude={"models", "prices"}, exclude_none=True)
+    config["prices"] = {k: v.model_dump() for k, v in cfg.prices.items()} or None
+    settings = settings_from_env(overrides, config)
+    return LLMClient(settings, emit=emit, home=home())
+
+
+def output_dir(args: Any, cfg) -> Path:
+    return Path(args.output_dir or cfg.output_dir or "runs")
+
+
+def run_one(args: Any, cfg, *, quiet_summary: bool = False) -> int:
+    """A single run: new, resumed or plan-only. Returns the exit code."""
+    from flows import build_flow, build_plan_flow
+
+    from .render import Display, choose_mode
+    from .runner import execute, new_shared, resume_hint
+    from .runstore import RunStore, find_run, load_run, new_run_dir
+    from .spec import load_spec
+
+    mode = choose_mode(quiet=args.quiet, json_out=args.json)
+    display = Display(mode)
+    saved = None
+    if args.resume:
+        run_dir = find_run(args.resume, output_dir(args, cfg))
+        saved = load_run(run_dir)
+        if args.example and args.example != saved.get("workflow"):
+            raise UsageError(f"--resume: {run_dir} is a '{saved.get('workflow')}' run, not '{args.example}'")
+
+    holder: dict[str, Any] = {}
+    emit = lambda event: holder["emit"](event)  # noqa: E731 - wired once the store exists
+    llm = make_llm(args, cfg, emit)
+    if saved:
+        spec = load_spec(saved["workflow"])
+        goal = saved["goal"]
+        options = {**saved["options"], **{k: v for k, v in resolve_options(args, cfg).items()
+                                          if getattr(args, k, None) is not None}}
+        inputs = saved.get("inputs", {})
+    else:
+        holder["emit"] = display
+        spec, goal = choose_workflow(args, args.topic, llm, display)
+        options = resolve_options(args, cfg)
+        inputs = workflow_inputs(spec, args)
+        run_dir = new_run_dir(output_dir(args, cfg), goal, spec.name)
+    store = RunStore(run_dir, saved)
+
+    def on_event(event: Event) -> None:
+        store(event)
+        if event.kind == "plan":
+            display.show_plan(event.data["plan"])
+        display(event)
+
+    holder["emit"] = on_event
+    if llm.offline:
+        display.notice("Offline provider: no model is called. Set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                       "server (Ollama, vLLM, LM Studio...), or pass --base-url. See README.", "warn")
+    shared = new_shared(goal=goal, spec=spec, options=options, inputs=inputs, llm=llm, emit=on_event, saved=saved)
+    flow = build_plan_flow() if options.get("plan_only") else build_flow(options["strategy"])
+    meta = {"version": args and getattr(args, "_version", None), "provider": llm.settings.provider,
+            "model": llm.settings.model, "base_url": llm.settings.base_url, "engine": engine_name(),
+            "strategy": options["strategy"], "resumed": bool(saved)}
+    with display:
+        outcome = execute(shared, flow, store, meta=meta)
+    info = summary_info(outcome, llm)
+    if outcome.status == "interrupted" or outcome.status == "stopped":
+        info["resume_hint"] = resume_hint(outcome.run_dir)
+    if outcome.error and outcome.status == "failed":
+        print(f"error: {outcome.error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(json_summary(outcome, info), indent=1))
+        return outcome.exit_code
+    if outcome.document_path and not quiet_summary:
+        display.show_document(shared["document"], str(outcome.document_path))
+    display.summary(info)
+    return outcome.exit_code
+
+
+def engine_name() -> str:
+    from .engine import ENGINE_NAME, ENGINE_VERSION
+    return f"{ENGINE_NAME} {ENGINE_VERSION}".strip()
+
+
+def summary_info(outcome, llm) -> dict:
+    results = outcome.shared.get("results", {})
+    t = outcome.totals
+    return {"status": outcome.status, "elapsed_s": outcome.elapsed_s, "calls": t.get("calls", 0),
+            "prompt_tokens": t.get("prompt_tokens", 0), "completion_tokens": t.get("completion_tokens", 0),
+            "cached": t.get("cached", 0), "cost_usd": t.get("cost_usd"), "output_dir": str(outcome.run_dir),
+            "failed": [{"id": k, "error": r.get("error")} for k, r in results.items() if r.get("state") == "failed"],
+            "skipped": [k for k, r in results.items() if r.get("state") == "skipped"],
+            "offline": llm.offline, "resume_hint": None}
+
+
+def json_summary(outcome, info: dict) -> dict:
+    shared = outcome.shared
+    plan = shared.get("plan") or {"tasks": []}
+    return {**info, "workflow": shared.get("workflow"), "goal": shared.get("goal"), "exit_code": outcome.exit_code,
+            "error": outcome.error, "document": str(outcome.document_path) if outcome.document_path else None,
+            "run_json": str(outcome.run_dir / "run.json"), "title": shared.get("title"),
+            "tasks": [{"id": t["id"], "title": t["title"], "role": t["role"],
+                       "state": shared.get("results", {}).get(t["id"], {}).get("state", "pending")}
+                      for t in plan["tasks"]],
+            "reviews": shared.get("reviews", [])}
+
+
+def run_all(args: Any, cfg) -> int:
+    """`--example all`: the four workflows one after another, then a summary table."""
+    import copy
+
+    rows, worst = [], EXIT_OK
+    for name in ("blog", "report", "analysis", "project"):
+        sub = copy.copy(args)
+        sub.example, sub.topic = name, None
+        sub.json = False
+        code = run_one(sub, cfg, quiet_summary=True)
+        latest = sorted(output_dir(args, cfg).glob(f"*-{name}-*"), key=lambda p: p.stat().st_mtime)[-1:]
+        state = {}
+        if latest:
+            state = json.loads((latest[0] / "run.json").read_text(encoding="utf-8"))
+        t = state.get("totals", {})
+        rows.append({"workflow": name, "status": state.get("status", "failed"), "exit_code": code,
+                     "seconds": (state.get("meta") or {}).get("elapsed_s"), "calls": t.get("calls", 0),
+                     "tokens": t.get("prompt_tokens", 0) + t.get("completion_tokens", 0),
+                     "output": str(latest[0] / "output.md") if latest else None})
+        worst = max(worst, code if code != EXIT_USAGE else EXIT_FAILED)
+    if args.json:
+        print(json.dumps({"runs": rows, "exit_code": worst}, indent=1))
+    else:
+        from .render import all_table
+        all_table(rows, quiet=args.quiet)
+    return worst

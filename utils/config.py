@@ -1,0 +1,86 @@
+"""Configuration: flags override the config file, which overrides defaults.
+
+The config file is YAML validated by a model class, so a typo or a wrong type is one clear line.
+API keys are read from the environment only, never from this file, so configs can be shared.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import UsageError
+from .runner import DEFAULT_OPTIONS
+
+
+class Price(BaseModel):
+    input: float = Field(ge=0, description="USD per 1M prompt tokens")
+    output: float = Field(ge=0, description="USD per 1M completion tokens")
+
+
+class ConfigFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    provider: Literal["openai", "offline"] | None = None
+    model: str | None = None
+    base_url: str | None = None
+    strategy: Literal["dependency", "static", "priority", "dynamic", "hybrid"] | None = None
+    max_workers: int | None = Field(default=None, ge=1)
+    max_tasks: int | None = Field(default=None, ge=1)
+    max_revisions: int | None = Field(default=None, ge=0)
+    max_rounds: int | None = Field(default=None, ge=1)
+    context_budget: int | None = Field(default=None, ge=200)
+    max_tokens_total: int | None = Field(default=None, ge=1)
+    output_dir: str | None = None
+    timeout_s: float | None = Field(default=None, gt=0)
+    max_retries: int | None = Field(default=None, ge=0)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    models: dict[str, str] = Field(default_factory=dict, description="per-role models; 'planner', 'reviewer' too")
+    prices: dict[str, Price] = Field(default_factory=dict)
+
+
+def home() -> Path:
+    """`$ORCH_HOME` (tests point it at a temp dir) or ~/.orchestrator: cache, history, config."""
+    return Path(os.environ.get("ORCH_HOME") or Path.home() / ".orchestrator")
+
+
+def load_config(path: str | None) -> ConfigFile:
+    """The `--config` file, else `$ORCH_HOME/config.yaml` when present, else defaults."""
+    file = Path(path) if path else home() / "config.yaml"
+    if not path and not file.is_file():
+        return ConfigFile()
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"config file not found: {file}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read config file {file}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"config file {file} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if raw is None:
+        return ConfigFile()
+    if not isinstance(raw, dict):
+        raise UsageError(f"config file {file} must be a mapping of settings, got {type(raw).__name__}")
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        raise UsageError(f"config file {file}: {where}: {err['msg']}") from None
+
+
+def resolve_options(args: Any, cfg: ConfigFile) -> dict[str, Any]:
+    """Orchestration options for the shared store: flag > config file > default."""
+    opts = dict(DEFAULT_OPTIONS)
+    for key in ("strategy", "max_workers", "max_tasks", "max_revisions", "max_rounds", "context_budget", "model"):
+        flag = getattr(args, key, None)
+        value = flag if flag is not None else getattr(cfg, key)
+        if value is not None:
+            opts[key] = value
+    opts["planner_model"] = cfg.models.get("planner")
+    opts["reviewer_model"] = cfg.models.get("reviewer")
+    opts["role_models"] = {k: v for k, v in cfg.models.items() if k not in ("planner", "reviewer")}
+    opts["plan_only"] = bool(getattr(args, "plan_only", False))
+    return opts
