@@ -187,7 +187,8 @@ class WorkerBatch(AsyncParallelBatchNode):
         schema = OUTPUT_SCHEMAS.get(role.output or "")
         standin = (lambda: role.offline_data) if schema and role.offline_data else None
         reply = await item["llm"].complete(
-            messages, model=role.model or item["options"].get("model"), schema=schema,
+            messages, model=role.model or item["options"].get("role_models", {}).get(task.role)
+            or item["options"].get("model"), schema=schema,
             purpose=f"task {task.id} ({task.role})", offline_reply=standin)
         out = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                "model": reply.model, "context_shortened": shortened}
@@ -329,7 +330,7 @@ class AggregatorNode(AsyncNode):
         llm, _ = _runtime(shared)
         return {"llm": llm, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
                 "results": shared.get("results", {}), "options": shared["options"],
-                "stopped": shared.get("stopped")}
+                "stopped": shared.get("stopped"), "inputs": _input_names(shared)}
 
     async def exec_async(self, p):
         spec, plan = p["spec"], p["plan"]
@@ -347,7 +348,8 @@ class AggregatorNode(AsyncNode):
                 notes.append(f"Cohesion pass skipped: {exc}")
         if p["stopped"]:
             notes.append(f"Run stopped before all tasks ran: {p['stopped']}. Resume with --resume.")
-        doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes)
+        sources = [Path(x).name for x in p["inputs"]] if spec.assembly.cite_inputs else []
+        doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes, sources=sources)
         return {"document": doc, "title": cohesion.title if cohesion else plan.goal,
                 "meta_description": cohesion.meta_description if cohesion else "",
                 "status": run_status(plan, p["results"], p["stopped"])}

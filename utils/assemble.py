@@ -35,11 +35,11 @@ def document_sections(plan: Plan, results: dict[str, dict], include_roles: list[
 
 
 def _has_heading(text: str) -> bool:
-    return text.lstrip().startswith("#") or text.lstrip().startswith(">")
+    return text.lstrip().startswith("#")
 
 
 def assemble(plan: Plan, sections: list[tuple[str, str, str]], cohesion: Cohesion | None,
-             *, offline: bool = False, notes: list[str] | None = None) -> str:
+             *, offline: bool = False, notes: list[str] | None = None, sources: list[str] | None = None) -> str:
     """The final Markdown document."""
     title = cohesion.title if cohesion else plan.goal
     out = [f"# {title}", ""]
@@ -60,6 +60,8 @@ def assemble(plan: Plan, sections: list[tuple[str, str, str]], cohesion: Cohesio
             if transition:
                 out += [transition.strip(), ""]
             out += [text.strip(), ""]
+    if sources:
+        out += ["## Sources", ""] + [f"- `{name}`" for name in sources] + [""]
     for note in notes or []:
         out += [f"> {note}", ""]
     return "\n".join(out).rstrip() + "\n"

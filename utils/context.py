@@ -63,7 +63,7 @@ def worker_messages(*, system: str, plan: Plan, task: Task, dep_outputs: dict[st
         tail.append(f"# Reviewer feedback on your previous version\n{feedback}")
         if previous:
             tail.append(f"# Your previous version\n{previous}")
-    tail.append("Write your part now, in Markdown.")
+    tail.append("# Now\nWrite your part, in Markdown.")
     fixed = estimate_tokens(system + "\n".join(head + tail)) + 50
     titles = {d: plan.task(d).title if d in plan.ids() else d for d in dep_outputs}
     fitted, shortened = fit_outputs(dep_outputs, budget_tokens - fixed)

@@ -49,6 +49,7 @@ class Assembly(BaseModel):
     meta_description: bool = False
     include_roles: list[str] | None = None  # None: every role's output goes into the document
     summary_role: str | None = None         # its output is placed first (e.g. executive summary)
+    cite_inputs: bool = False               # end with a "Sources" list of the input files
 
 
 class WorkflowSpec(BaseModel):

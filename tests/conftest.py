@@ -1,0 +1,48 @@
+"""Shared fixtures: a real fake LLM server, an isolated ORCH_HOME, and an environment pointing at it.
+
+Tests never touch the network or the user's ~/.orchestrator: `orch_home` redirects caches and config
+to a temp dir, and `llm_env` points the OpenAI settings at the fake server on 127.0.0.1.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_llm import FakeLLMServer
+
+TEST_API_KEY = "sk-test-SECRET-123456"
+# ORCH_HOME is set by `orch_home`; ORCH_ENGINE picks the node library for a whole test session.
+KEEP_ORCH_VARS = {"ORCH_HOME", "ORCH_ENGINE"}
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeLLMServer]:
+    """A started fake OpenAI-compatible server; stopped after the test."""
+    server = FakeLLMServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def orch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private ORCH_HOME so caches, history and config never leak between tests or into ~."""
+    home = tmp_path / "orch_home"
+    home.mkdir()
+    monkeypatch.setenv("ORCH_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def llm_env(fake_llm: FakeLLMServer, orch_home: Path, monkeypatch: pytest.MonkeyPatch) -> FakeLLMServer:
+    """OPENAI_* pointing at the fake server with a recognisable secret key; other ORCH_* vars cleared."""
+    for name in list(os.environ):
+        if name.startswith("ORCH_") and name not in KEEP_ORCH_VARS:
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_API_KEY)
+    return fake_llm

@@ -1,0 +1,404 @@
+"""`python main.py --interactive`: plan, edit, run and save at a prompt.
+
+Why a prompt: a plan is cheap and a run is not, so the user gets to look at the orchestrator's plan,
+fix it (drop, add, rename, rewire tasks) or ask for another one with feedback, and only then pay for
+the workers. Everything reuses the one-shot path: the same helpers from `utils/cli.py`, the same
+`flows` graphs, `utils.runner.execute` and `RunStore`, so an interactive run saves, reports and resumes
+exactly like `python main.py --example blog`. An edited plan is validated by `plan_problems`, the
+same check a model's plan must pass, and preset in the shared store, where the orchestrator node
+takes it without a model call.
+
+Plain `input()` (with `readline` for arrow keys and history when stdin is a terminal) and `print`:
+no full-screen UI, so it also works piped (`printf '/example blog\\n/run\\n' | main.py --interactive`),
+which is how the tests drive it. No command ever ends the session with a traceback.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from . import plan_edit
+from .cli import check_topic, engine_name, make_llm, output_dir, summary_info, workflow_inputs
+from .config import home, resolve_options
+from .errors import OrchError, UsageError
+from .events import Event
+from .plan import Plan, outline, plan_problems
+from .render import plan_lines
+from .render_plain import notice_line, retry_line, write_line
+
+HISTORY_MAX = 1000
+OFFLINE_NOTE = ("Offline provider: no model is called. Set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                "server (Ollama, vLLM, LM Studio...), or pass --base-url. See README.")
+
+# name -> (arguments, one-line description); /help prints them in this order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "example": ("NAME", "choose the workflow: blog, report, analysis, project"),
+    "strategy": ("NAME", "scheduling: dependency, static, priority, dynamic, hybrid"),
+    "workers": ("N", "how many workers run at once"),
+    "model": ("NAME", "model for planning, workers and review"),
+    "plan": ("[TOPIC]", "plan the topic (or the current one) with the orchestrator"),
+    "show": ("[plan|doc]", "show the current plan, or the last result document"),
+    "drop": ("ID", "remove a task (and it from other tasks' dependencies)"),
+    "add": ("ID ROLE TITLE... [--after ID,ID]", "add a task, after and depending on the given tasks"),
+    "rename": ("ID TITLE...", "give a task a new title"),
+    "instr": ("ID TEXT...", "replace a task's instructions"),
+    "deps": ("ID [ID,ID]", "set a task's dependencies (none given: clear them)"),
+    "priority": ("ID N", "set a task's priority, 1 (highest) .. 5"),
+    "replan": ("FEEDBACK...", "ask the orchestrator for a new plan, taking your feedback into account"),
+    "run": ("", "run the current plan (Ctrl-C stops it; the run stays resumable)"),
+    "save": ("[PATH]", "write the last document to PATH (it is already in its run folder)"),
+    "history": ("", "list this session's runs"),
+    "help": ("", "list the commands"),
+    "quit": ("", "leave (Ctrl-D too)"),
+}
+ALIASES = {"exit": "quit", "q": "quit", "?": "help", "h": "help"}
+
+
+def say(*lines: str) -> None:
+    """Every line the session prints goes through here: stdout, flushed, never an encoding crash."""
+    for line in lines:
+        write_line(sys.stdout, str(line))
+
+
+class History:
+    """Input history in `$ORCH_HOME/history`, written after every line so a crash loses nothing.
+
+    Kept by us rather than readline's own file functions: piped input never reaches readline, and
+    libedit (macOS) writes a different file format, but the file should look the same everywhere.
+    """
+
+    def __init__(self, path: Path, readline: Any = None) -> None:
+        self.path, self.readline, self.lines = path, readline, []
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_file():
+                raw = path.read_text(encoding="utf-8", errors="replace").splitlines()
+                self.lines = [x for x in raw if x.strip() and x != "_HiStOrY_V2_"][-HISTORY_MAX:]
+        except OSError:
+            self.path = None  # an unwritable home costs the history, not the session
+        if readline is not None:
+            if hasattr(readline, "set_auto_history"):
+                readline.set_auto_history(False)
+            for line in self.lines:
+                readline.add_history(line)
+
+    def add(self, line: str) -> None:
+        if not line.strip() or (self.lines and self.lines[-1] == line):
+            return
+        self.lines = (self.lines + [line])[-HISTORY_MAX:]
+        if self.readline is not None:
+            self.readline.add_history(line)
+        if self.path is not None:
+            from .runstore import atomic_write
+            try:
+                atomic_write(self.path, "\n".join(self.lines) + "\n")
+            except OSError:
+                self.path = None
+
+
+def _load_readline() -> Any:
+    """GNU readline or libedit when present (arrow keys, Ctrl-R); None on builds without it."""
+    try:
+        import readline
+    except ImportError:
+        return None
+    return readline
+
+
+class Session:
+    """The state between prompts: workflow, topic, options, current plan and this session's runs."""
+
+    def __init__(self, args: Any, cfg: Any, *, tty: bool) -> None:
+        self.args, self.cfg, self.tty = copy.copy(args), cfg, tty
+        self.options = {**resolve_options(args, cfg), "plan_only": False}
+        self.spec: Any = None
+        self.auto_spec = False          # picked from the topic: re-picked for the next topic
+        self.inputs: dict = {}
+        self.topic: str | None = None
+        self.plan: Plan | None = None
+        self.plan_source = ""           # model, offline, user, replan (as in the contract's plan event)
+        self.plan_note = ""
+        self.runs: list[dict] = []      # {status, run_dir, document_path, document, artifacts}
+        self.offline_said = False
+
+    # ------------------------------------------------------------ plumbing
+
+    def llm(self, emit) -> Any:
+        """A fresh client per plan or run, so each run's totals are its own (the disk cache still
+        makes repeated calls free)."""
+        llm = make_llm(self.args, self.cfg, emit)
+        if llm.offline and not self.offline_said:
+            self.offline_said = True
+            say(notice_line({"level": "warn", "message": OFFLINE_NOTE}))
+        return llm
+
+    @staticmethod
+    def planning_emit(event: Event) -> None:
+        """While planning only retries and warnings are worth a line; the plan is shown after."""
+        if event.kind == "retry":
+            say(retry_line(event.data))
+        elif event.kind == "notice" and event.data.get("level") == "warn":
+            say(notice_line(event.data))
+
+    def use_spec(self, spec: Any, *, auto: bool) -> None:
+        inputs = workflow_inputs(spec, self.args)  # checks --input/--data before anything is planned
+        if self.spec is not None and self.spec.name != spec.name and self.plan is not None:
+            self.plan = None
+            say("(plan cleared: it was made for another workflow)")
+        self.spec, self.inputs, self.auto_spec = spec, inputs, auto
+
+    def need_plan(self) -> Plan:
+        if self.plan is None:
+            raise UsageError("no plan yet — type a topic, or /plan")
+        return self.plan
+
+    def show_plan(self) -> None:
+        plan = self.need_plan()
+        say(*plan_lines(plan.model_dump()))
+        note = f" — {self.plan_note}" if self.plan_note else ""
+        say(f"  ({len(plan.tasks)} tasks · source: {self.plan_source}{note} · workflow {self.spec.name} · "
+            f"strategy {self.options['strategy']})")
+
+    # ------------------------------------------------------------ planning
+
+    def set_topic(self, text: str) -> None:
+        from .spec import load_spec, pick_workflow
+        self.topic = check_topic(text)
+        if self.spec is None or self.auto_spec:
+            name = pick_workflow(self.topic)
+            self.use_spec(load_spec(name), auto=True)
+            say(f"Workflow: {name} (best fit for the topic; /example NAME to choose another)")
+        self.plan_topic()
+
+    def ask_planner(self, goal_text: str) -> tuple[Plan, bool]:
+        """One orchestrator pass (the plan-only graph). Returns the plan and whether it was offline."""
+        from flows import build_plan_flow
+
+        from .runner import new_shared
+        llm = self.llm(self.planning_emit)
+        shared = new_shared(goal=goal_text, spec=self.spec, options={**self.options, "plan_only": True},
+                            inputs=self.inputs, llm=llm, emit=self.planning_emit)
+        asyncio.run(build_plan_flow().run_async(shared))
+        return Plan.model_validate(shared["plan"]), llm.offline
+
+    def plan_topic(self) -> None:
+        if self.spec is None:
+            raise UsageError("choose a workflow with /example NAME, or type a topic")
+        if not self.topic:
+            self.topic = self.spec.default_topic
+            say(f"Topic: {self.topic} (the {self.spec.name} workflow's default)")
+        say(f"Planning: {self.topic} ...")
+        plan, offline = self.ask_planner(self.topic)
+        self.plan, self.plan_source, self.plan_note = plan, "offline" if offline else "model", ""
+        self.show_plan()
+
+    # ------------------------------------------------------------ commands
+
+    def cmd_help(self, rest: str) -> None:
+        width = max(len(f"/{n} {a}".strip()) for n, (a, _) in COMMANDS.items())
+        say("Commands (any other line is the topic: it is planned at once):")
+        say(*[f"  {f'/{n} {a}'.strip():<{width}}  {d}" for n, (a, d) in COMMANDS.items()])
+
+    def cmd_example(self, rest: str) -> None:
+        from .spec import load_spec, spec_names
+        if not rest:
+            raise UsageError(f"usage: /example NAME ({', '.join(spec_names())})")
+        self.use_spec(load_spec(rest), auto=False)
+        say(f"Workflow: {self.spec.name} — {self.spec.description.strip().splitlines()[0]}")
+        if self.plan is None:
+            say("Type a topic, or /plan for the workflow's default topic.")
+
+    def cmd_strategy(self, rest: str) -> None:
+        from flows import STRATEGIES
+        if rest not in STRATEGIES:
+            raise UsageError(f"usage: /strategy NAME ({', '.join(STRATEGIES)})")
+        self.options["strategy"] = rest
+        say(f"Strategy: {rest}")
+
+    def cmd_workers(self, rest: str) -> None:
+        if not rest.isdigit() or int(rest) < 1:
+            raise UsageError("usage: /workers N (a whole number, at least 1)")
+        self.options["max_workers"] = int(rest)
+        say(f"Workers: {rest}")
+
+    def cmd_model(self, rest: str) -> None:
+        if not rest or len(rest.split()) != 1:
+            raise UsageError("usage: /model NAME")
+        self.args.model = self.options["model"] = rest
+        say(f"Model: {rest}")
+
+    def cmd_plan(self, rest: str) -> None:
+        if rest:
+            self.set_topic(rest)
+        else:
+            self.plan_topic()
+
+    def cmd_replan(self, rest: str) -> None:
+        plan = self.need_plan()
+        if not rest:
+            raise UsageError("usage: /replan FEEDBACK... (what to change in the plan)")
+        # The planner only sees the goal text: the previous plan and the feedback ride along in it.
+        goal_text = (f"{self.topic}\n\nPrevious plan:\n{outline(plan)}\n\n"
+                     f"User feedback on the previous plan:\n{rest}")
+        say(f"Replanning with your feedback: {rest}")
+        new, offline = self.ask_planner(goal_text)
+        self.plan = new.model_copy(update={"goal": self.topic})  # workers get the topic, not the request
+        self.plan_source, self.plan_note = "replan", f"feedback: {rest}"
+        if offline:
+            say("(offline provider: the planner cannot act on feedback, so the plan is the example plan)")
+        self.show_plan()
+
+    def cmd_show(self, rest: str) -> None:
+        last = self.runs[-1] if self.runs else None
+        if rest not in ("", "plan", "doc"):
+            raise UsageError("usage: /show [plan|doc]")
+        if rest == "doc" or (not rest and self.plan is None and last):
+            if not last or not last["document"]:
+                raise UsageError("no document yet — /run a plan first")
+            say(last["document"].rstrip(), f"(document: {last['document_path']})")
+            return
+        self.show_plan()
+        if last and last["document_path"]:
+            say(f"  last document: {last['document_path']} (/show doc prints it)")
+
+    def edit(self, name: str, rest: str) -> None:
+        """Apply one plan edit; keep it only if the result passes the check a model's plan must pass."""
+        new = plan_edit.from_command(self.need_plan(), name, rest)
+        problems = plan_problems(new, self.spec.roles, self.options["max_tasks"])
+        if problems:
+            say("edit refused, the plan is unchanged:", *[f"  - {p}" for p in problems])
+            return
+        self.plan, self.plan_source = new, "user"
+        self.show_plan()
+
+    def cmd_run(self, rest: str) -> None:
+        """The full graph on the preset plan; whatever happens, the run folder keeps the state."""
+        from flows import build_flow
+
+        from .render import Display, choose_mode
+        from .runner import execute, new_shared, resume_hint
+        from .runstore import RunStore, new_run_dir
+        plan = self.need_plan()
+        display = Display(choose_mode(quiet=bool(self.args.quiet), json_out=False))
+        run_dir = new_run_dir(output_dir(self.args, self.cfg), plan.goal, self.spec.name)
+        store = RunStore(run_dir)
+
+        def on_event(event: Event) -> None:
+            store(event)
+            display(event)
+
+        llm = self.llm(on_event)
+        options = {**self.options, "plan_only": False}
+        shared = new_shared(goal=plan.goal, spec=self.spec, options=options, inputs=self.inputs, llm=llm,
+                            emit=on_event)
+        shared["plan"] = plan.model_dump()  # preset: the orchestrator node uses it, no model call
+        meta = {"version": getattr(self.args, "_version", None), "provider": llm.settings.provider,
+                "model": llm.settings.model, "base_url": llm.settings.base_url, "engine": engine_name(),
+                "strategy": options["strategy"], "resumed": False, "interactive": True,
+                "plan_source": self.plan_source, "plan_note": self.plan_note}
+        say(f"Running {len(plan.tasks)} tasks ({options['strategy']}, {options['max_workers']} workers) "
+            f"-> {run_dir}")
+        with display:
+            outcome = execute(shared, build_flow(options["strategy"]), store, meta=meta)
+        info = summary_info(outcome, llm)
+        if outcome.status in ("interrupted", "stopped"):
+            info["resume_hint"] = resume_hint(outcome.run_dir)
+        if outcome.error and outcome.status == "failed":
+            say(f"error: {outcome.error}")
+        if outcome.document_path:
+            display.show_document(shared["document"], str(outcome.document_path))
+        display.summary(info)
+        if outcome.status == "interrupted":
+            say(f"Run interrupted, state saved. Continue it later with: {info['resume_hint']}")
+        self.runs.append({"status": outcome.status, "run_dir": outcome.run_dir,
+                          "document_path": outcome.document_path, "document": shared.get("document"),
+                          "artifacts": any(r.get("artifacts") for r in shared.get("results", {}).values())})
+
+    def cmd_save(self, rest: str) -> None:
+        from .runstore import atomic_write
+        last = next((r for r in reversed(self.runs) if r["document"]), None)
+        if last is None:
+            raise UsageError("nothing to save yet — /run a plan first")
+        if not rest:
+            say(f"Saved: {last['document_path']}")
+            return
+        target = Path(rest).expanduser()
+        if target.is_dir() or rest.endswith(("/", "\\")):
+            target = target / f"{last['run_dir'].name}.md"
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(target, last["document"])
+        except OSError as exc:
+            raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
+        extra = f" (the charts it links stay in {last['run_dir']})" if last["artifacts"] else ""
+        say(f"Saved: {target}{extra}")
+
+    def cmd_history(self, rest: str) -> None:
+        if not self.runs:
+            say("No runs in this session yet.")
+        for i, r in enumerate(self.runs, 1):
+            say(f"  {i}. {r['status']:<11} {r['run_dir']}")
+
+    # ------------------------------------------------------------ dispatch
+
+    def handle(self, line: str) -> bool:
+        """Run one input line; False means leave."""
+        if not line.startswith("/"):
+            self.set_topic(line)
+            return True
+        name, _, rest = line[1:].partition(" ")
+        name = ALIASES.get(name.lower(), name.lower())
+        if name == "quit":
+            return False
+        if name in plan_edit.EDIT_COMMANDS:
+            self.edit(name, rest)
+            return True
+        handler = getattr(self, f"cmd_{name}", None) if name in COMMANDS else None
+        if handler is None:
+            say(f"unknown command /{name} — type /help")
+            return True
+        handler(rest.strip())
+        return True
+
+
+def run_interactive(args: Any, cfg: Any) -> int:
+    """The prompt loop. Returns 0 when the user leaves (/quit or Ctrl-D), whatever the runs did."""
+    from .spec import load_spec
+    tty = sys.stdin.isatty()
+    readline = _load_readline() if tty else None  # piped input never goes through readline
+    history = History(home() / "history", readline)
+    session = Session(args, cfg, tty=tty)
+    if args.workflow_file or (args.example and args.example != "all"):
+        session.use_spec(load_spec(args.workflow_file or args.example), auto=False)
+    if args.resume:
+        say(f"note: --resume is not used at the prompt; run: python main.py --resume {args.resume}")
+    pending = [args.topic] if args.topic else []
+    if tty:
+        say("Interactive mode — type a topic to plan it, /help for commands, Ctrl-D to leave.")
+    while True:
+        try:
+            if pending:
+                line = pending.pop(0)
+            else:
+                prompt = f"orch[{session.spec.name if session.spec else '-'}]> " if tty else ""
+                line = input(prompt)
+                history.add(line.strip())
+            line = line.strip()
+            if line and not session.handle(line):
+                return 0
+        except EOFError:
+            if tty:
+                say("")
+            return 0
+        except KeyboardInterrupt:
+            say("(interrupted — /quit or Ctrl-D to leave)")
+        except (OrchError, ValueError) as exc:
+            say(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        except Exception as exc:  # a bug: report it, keep the session
+            if args.verbose:
+                traceback.print_exc()
+            say(f"error: {type(exc).__name__}: {exc}" + ("" if args.verbose else " (--verbose shows details)"))

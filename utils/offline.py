@@ -1,0 +1,76 @@
+"""The offline provider: what a run produces when no model is configured.
+
+It exists so the whole pipeline (planning, scheduling, tools, review, assembly, run folders) can be
+tried and tested without a key or a server. Its text is deterministic and labelled on its first line,
+and it only restates what was asked, so an offline document can never be mistaken for model prose.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+LABEL = "> **Offline provider — no model was called.**"
+_MAX_FIELD = 220
+
+
+def estimate_tokens(text: str) -> int:
+    """Rough token count (4 characters a token): used for offline usage, budgets and missing usage."""
+    return (len(text) + 3) // 4 if text else 0
+
+
+def message_text(message: dict[str, Any]) -> str:
+    """The text of a chat message whose content is a string or a list of content parts."""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return "" if content is None else str(content)
+
+
+def messages_tokens(messages: list[dict[str, Any]]) -> int:
+    return sum(estimate_tokens(message_text(m)) for m in messages)
+
+
+def offline_text(messages: list[dict[str, Any]], purpose: str = "") -> str:
+    """A labelled placeholder summarising the request (task title, instructions, goal)."""
+    last_user = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    sections = _sections(last_user)
+    what = f" for {purpose}" if purpose else ""
+    lines = [f"{LABEL} This is a placeholder{what}; configure a model (OPENAI_API_KEY or "
+             "OPENAI_BASE_URL) to get real text.", ""]
+    task = next((k for k in sections if k.lower().startswith("your task")), None)
+    if task:
+        title = task.split(":", 1)[1].strip() if ":" in task else task
+        lines.append(f"- **Asked for:** {_short(title)}")
+        body = sections[task]
+        if body and body.strip() != title.strip():
+            lines.append(f"- **Instructions:** {_short(body)}")
+    elif last_user.strip():
+        lines.append(f"- **Asked for:** {_short(_first_paragraph(last_user))}")
+    else:
+        lines.append("- **Asked for:** (no user message)")
+    goal = sections.get("Goal")
+    if goal:
+        lines.append(f"- **Goal:** {_short(goal)}")
+    if any(k.lower().startswith("reviewer feedback") for k in sections):
+        lines.append("- **Revision:** reviewer feedback was included in the request")
+    return "\n".join(lines)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """Markdown `# Heading` -> body, for the prompts built in utils/context.py."""
+    out: dict[str, str] = {}
+    parts = re.split(r"^#[ \t]+(.+)$", text, flags=re.MULTILINE)
+    for i in range(1, len(parts) - 1, 2):
+        out.setdefault(parts[i].strip(), parts[i + 1].strip())
+    return out
+
+
+def _first_paragraph(text: str) -> str:
+    return next((p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()), text)
+
+
+def _short(text: str, limit: int = _MAX_FIELD) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

@@ -1,0 +1,225 @@
+"""Plain-text side of the display: pure formatters and the line-by-line writer.
+
+Why a separate module: `render.py` drags in rich lazily for the live table, but logs, pipes, CI and
+`NO_COLOR` users get this path, which must never import rich (start-up time) and never write an
+escape code. Every formatter here is a pure function of event data, so tests pin the exact wording
+without a terminal.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from typing import IO, Any, Callable
+
+TERMINAL_STATES = ("done", "failed", "skipped")
+
+
+# ---------------------------------------------------------------- small formatters
+
+def fmt_seconds(seconds: float | None) -> str:
+    """Short human duration: "0.4 s", "12.3 s", "2 min 05 s"."""
+    s = float(seconds or 0.0)
+    if s < 60:
+        return f"{s:.1f} s"
+    minutes, rest = divmod(int(round(s)), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def fmt_int(n: int | None) -> str:
+    """Thousands separators, so token counts are readable at a glance."""
+    return f"{int(n or 0):,}"
+
+
+def shorten(text: str | None, limit: int) -> str:
+    """One line, at most `limit` characters (model feedback and errors can be paragraphs)."""
+    one = " ".join(str(text or "").split())
+    return one if len(one) <= limit else one[: max(limit - 1, 0)].rstrip() + "…"
+
+
+def _status_label(info: dict) -> str:
+    status = str(info.get("status") or "ok")
+    failed, skipped = len(info.get("failed") or []), len(info.get("skipped") or [])
+    parts = [f"{failed} failed"] if failed else []
+    if skipped:
+        parts.append(f"{skipped} skipped")
+    return f"{status} ({', '.join(parts)})" if parts and status != "ok" else status
+
+
+def summary_line(info: dict) -> str:
+    """The run's one-line verdict, identical in every human mode (and handy in logs).
+
+    Cost appears only when known (a price table for the model); offline runs say so explicitly so a
+    placeholder document is never mistaken for a model's work.
+    """
+    calls = int(info.get("calls") or 0)
+    cached = int(info.get("cached") or 0)
+    tokens = int(info.get("prompt_tokens") or 0) + int(info.get("completion_tokens") or 0)
+    call_part = f"{fmt_int(calls)} call" + ("" if calls == 1 else "s")
+    if cached:
+        call_part += f" ({fmt_int(cached)} cached)"
+    parts = [_status_label(info), fmt_seconds(info.get("elapsed_s")), call_part, f"{fmt_int(tokens)} tokens"]
+    cost = info.get("cost_usd")
+    if cost is not None and not info.get("offline"):
+        parts.append(f"${float(cost):.4f}")
+    if info.get("output_dir"):
+        parts.append(str(info["output_dir"]))
+    line = " · ".join(parts)
+    if info.get("offline"):
+        line += " (offline: no model called)"
+    return line
+
+
+def summary_details(info: dict, *, failures: bool = True) -> list[str]:
+    """Lines under the summary: what failed and why, what was skipped, how to resume."""
+    lines = [f"  {f.get('id')} failed: {shorten(f.get('error'), 200)}"
+             for f in (info.get("failed") or [] if failures else [])]
+    skipped = info.get("skipped") or []
+    if skipped:
+        lines.append("  skipped: " + ", ".join(str(s) for s in skipped))
+    if info.get("resume_hint"):
+        lines.append(f"  resume: {info['resume_hint']}")
+    return lines
+
+
+def task_label(task: dict) -> str:
+    """`id · title [role] p<priority> ← deps`: the same words in the rich tree and plain lines."""
+    label = f"{task.get('id')} · {task.get('title', '')} [{task.get('role', '')}] p{task.get('priority', 3)}"
+    deps = task.get("depends_on") or []
+    return label + (" ← " + ", ".join(deps) if deps else "")
+
+
+def plan_lines(plan: dict) -> list[str]:
+    """The plan as indented text: goal first, then one line per task in plan order."""
+    lines = [f"Plan: {plan.get('goal', '')}"]
+    if plan.get("notes"):
+        lines.append(f"  notes: {shorten(plan['notes'], 160)}")
+    lines += ["  " + task_label(t) for t in plan.get("tasks") or []]
+    return lines
+
+
+def review_line(data: dict) -> str:
+    """"Review round 2: score 7.5/10 — 2 sent back: t3 (too short), t5 (...)"."""
+    score = data.get("score")
+    head = f"Review round {data.get('round', '?')}: " + (f"score {float(score):.1f}/10" if score is not None
+                                                            else "no score")
+    revise = data.get("revise") or []
+    if not revise:
+        return head + " — approved"
+    sent = ", ".join(f"{r.get('id')} ({shorten(r.get('feedback'), 60)})" for r in revise)
+    verb = "flagged" if data.get("bounded") else "sent back"
+    line = f"{head} — {len(revise)} {verb}: {sent}"
+    return line + (" (revision limit reached, kept as is)" if data.get("bounded") else "")
+
+
+def retry_line(data: dict) -> str:
+    """"retry 1 for task t3 (writer) in 0.5 s: 429 rate limited"."""
+    purpose = f" for {data['purpose']}" if data.get("purpose") else ""
+    return (f"retry {data.get('attempt', '?')}{purpose} in {float(data.get('wait_s') or 0):.1f} s: "
+            f"{shorten(data.get('reason'), 160)}")
+
+
+def notice_line(data: dict) -> str:
+    prefix = "warning" if data.get("level") == "warn" else "note"
+    return f"{prefix}: {data.get('message', '')}"
+
+
+def task_line(data: dict) -> str | None:
+    """A task event as one line, or None for the chatty states (waiting, ready)."""
+    tid, state = data.get("id"), data.get("state")
+    rev = f", revision {data['revision']}" if data.get("revision") else ""
+    if state == "running":
+        worker = f", worker {data['worker']}" if data.get("worker") is not None else ""
+        return f"{tid} running ({data.get('role', '?')}{worker}{rev})"
+    if state == "done":
+        return f"{tid} done in {fmt_seconds(data.get('elapsed_s'))}, {fmt_int(data.get('tokens'))} tokens"
+    if state == "failed":
+        return f"{tid} failed: {shorten(data.get('error'), 300)}"
+    if state == "skipped":
+        return f"{tid} skipped: {shorten(data.get('error') or 'dependency did not finish', 200)}"
+    if state == "pending":
+        return f"{tid} not started: {shorten(data.get('error') or 'run stopped', 200)}"
+    return None
+
+
+def plan_event_line(data: dict) -> str:
+    tasks = (data.get("plan") or {}).get("tasks") or []
+    return f"plan ({data.get('source', '?')}, round {data.get('round', 0)}): {len(tasks)} tasks"
+
+
+# ---------------------------------------------------------------- writer
+
+def write_line(stream: IO[str], text: str) -> None:
+    """One whole line per write, flushed, surviving consoles that cannot encode "·" or "…"."""
+    try:
+        stream.write(text + "\n")
+    except UnicodeEncodeError:
+        enc = getattr(stream, "encoding", None) or "ascii"
+        stream.write(text.encode(enc, "replace").decode(enc) + "\n")
+    try:
+        stream.flush()
+    except (OSError, ValueError):
+        pass
+
+
+class PlainView:
+    """Line-by-line output for plain, quiet and json modes. The caller (Display) holds the lock.
+
+    plain: everything worth a line, timestamped, on `file`. quiet/json: only warnings and failures, on
+    `err_file`, so stdout stays clean for the document path (quiet) or the JSON (json).
+    """
+
+    def __init__(self, mode: str, file: IO[str] | None, err_file: IO[str] | None,
+                 clock: Callable[[], str] | None = None) -> None:
+        self.mode = mode
+        self.file = file if file is not None else sys.stdout
+        self.err_file = err_file if err_file is not None else sys.stderr
+        self.clock = clock or (lambda: time.strftime("%H:%M:%S"))
+
+    def _out(self, text: str) -> None:
+        write_line(self.file, text)
+
+    def _stamp(self, text: str) -> None:
+        write_line(self.file, f"[{self.clock()}] {text}")
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        if self.mode != "plain":
+            if kind == "task" and data.get("state") == "failed":
+                write_line(self.err_file, task_line(data) or "")
+            elif kind == "notice" and data.get("level") == "warn":
+                write_line(self.err_file, notice_line(data))
+            return
+        line: str | None = None
+        if kind == "task":
+            line = task_line(data)
+        elif kind == "phase":
+            line = f"phase: {data.get('name', '?')}"
+        elif kind == "plan":
+            line = plan_event_line(data)
+        elif kind == "review":
+            line = review_line(data)
+        elif kind == "retry":
+            line = retry_line(data)
+        elif kind == "notice":
+            line = notice_line(data)
+        if line is not None:
+            self._stamp(line)
+
+    def show_plan(self, plan: dict) -> None:
+        if self.mode == "plain":
+            for line in plan_lines(plan):
+                self._out(line)
+
+    def show_document(self, path: str) -> None:
+        if self.mode == "plain":
+            self._out(f"Document: {path}")
+        elif self.mode == "quiet":
+            self._out(str(path))
+
+    def summary(self, info: dict) -> None:
+        if self.mode == "plain":
+            for line in [summary_line(info), *summary_details(info)]:
+                self._out(line)
+        elif self.mode == "quiet" and info.get("status") not in (None, "ok"):
+            # failures were already reported one by one as they happened
+            for line in [summary_line(info), *summary_details(info, failures=False)]:
+                write_line(self.err_file, line)
