@@ -158,10 +158,10 @@ class WorkerBatch(AsyncParallelBatchNode):
         except Exception as exc:  # isolate the failure to this task; the summary reports it
             result.update(state=FAILED, error=f"{type(exc).__name__}: {exc}")
         finally:
-            sched.release(slot)
             result["finished"] = time.time()
             result["elapsed_s"] = round(result["finished"] - result["started"], 3)
-            sched.finish(task.id, result["state"], result)
+            sched.finish(task.id, result["state"], result)  # wake dependents before freeing the slot
+            sched.release(slot)
             self._report(emit, result, result["state"])
         return result
 

@@ -187,8 +187,9 @@ def test_ctrl_c_during_run_stops_it_and_returns_to_the_prompt(tmp_path: Path, fa
     assert proc.returncode == 0, stdout + stderr
     assert "Traceback" not in stdout + stderr
     run_dir = next(p for p in out.iterdir() if p.is_dir())
-    assert f"Continue it later with: python main.py --resume {run_dir}" in stdout
-    assert "interrupted" in stdout.split("/resume")[-1] or f"interrupted {run_dir}" in " ".join(stdout.split())
+    assert f"resume: python main.py --resume {run_dir}" in stdout
+    assert "Run interrupted; its state is saved" in stdout
+    assert f"1. interrupted {run_dir}" in stdout  # /history ran after the run: the session went on
     state = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     assert state["status"] == "interrupted"
     assert state["plan"]["tasks"][0]["id"] == "t1"

@@ -29,8 +29,8 @@ async def run_all(sched: Schedule, items: list[Task], gates: dict[str, asyncio.E
         await asyncio.sleep(0)
         state = "failed" if t.id.startswith("x") else "done"
         log.append(("end", t.id))
+        sched.finish(t.id, state)  # as WorkerBatch does: wake dependents, then free the slot
         sched.release(slot)
-        sched.finish(t.id, state)
 
     await asyncio.gather(*(one(t) for t in items))
     return log
@@ -123,3 +123,16 @@ def test_dependencies_outside_the_pass():
     assert ("end", "b") in log
     log = asyncio.run(run_all(Schedule(ts, max_workers=1), ts))
     assert ("skip", "b") in log
+
+
+def test_tasks_freed_together_start_by_priority():
+    """When one task ends and frees several, the best-ranked gets the slot, not the first to wake."""
+    ts = tasks(("root", 3, []), ("p5", 5, ["root"]), ("p1", 1, ["root"]), ("p3", 3, ["root"]))
+    log = asyncio.run(run_all(Schedule(ts, max_workers=1), ts))
+    assert [i for e, i in log if e == "start"] == ["root", "p1", "p3", "p5"]
+
+
+def test_initial_ready_tasks_start_by_priority():
+    ts = tasks(("c", 5, []), ("a", 1, []), ("b", 2, []))
+    log = asyncio.run(run_all(Schedule(ts, max_workers=1), ts))
+    assert [i for e, i in log if e == "start"] == ["a", "b", "c"]

@@ -112,8 +112,8 @@ def _load_readline() -> Any:
 class Session:
     """The state between prompts: workflow, topic, options, current plan and this session's runs."""
 
-    def __init__(self, args: Any, cfg: Any, *, tty: bool) -> None:
-        self.args, self.cfg, self.tty = copy.copy(args), cfg, tty
+    def __init__(self, args: Any, cfg: Any) -> None:
+        self.args, self.cfg = copy.copy(args), cfg  # a copy: /model must not change the caller's args
         self.options = {**resolve_options(args, cfg), "plan_only": False}
         self.spec: Any = None
         self.auto_spec = False          # picked from the topic: re-picked for the next topic
@@ -313,7 +313,7 @@ class Session:
             display.show_document(shared["document"], str(outcome.document_path))
         display.summary(info)
         if outcome.status == "interrupted":
-            say(f"Run interrupted, state saved. Continue it later with: {info['resume_hint']}")
+            say("Run interrupted; its state is saved (resume command above). Back at the prompt.")
         self.runs.append({"status": outcome.status, "run_dir": outcome.run_dir,
                           "document_path": outcome.document_path, "document": shared.get("document"),
                           "artifacts": any(r.get("artifacts") for r in shared.get("results", {}).values())})
@@ -371,7 +371,7 @@ def run_interactive(args: Any, cfg: Any) -> int:
     tty = sys.stdin.isatty()
     readline = _load_readline() if tty else None  # piped input never goes through readline
     history = History(home() / "history", readline)
-    session = Session(args, cfg, tty=tty)
+    session = Session(args, cfg)
     if args.workflow_file or (args.example and args.example != "all"):
         session.use_spec(load_spec(args.workflow_file or args.example), auto=False)
     if args.resume:

@@ -67,7 +67,9 @@ class Schedule:
         self._free = list(range(1, max_workers + 1))
         self._waiting: list[tuple[tuple, int, str, asyncio.Future]] = []
         self._seq = itertools.count()
-        self._finished: dict[str, asyncio.Future] = {}
+        self._ended: dict[str, asyncio.Event] = {}
+        self._states: dict[str, str] = {}
+        self._dispatch_pending = False
         self.results: dict[str, dict] = {}  # results of this pass, for dependents' context
         self._stopped: str | None = None
         if strategy == "priority":
@@ -81,18 +83,19 @@ class Schedule:
         self._started: set[str] = set()
 
     # -- dependencies -------------------------------------------------------------------------
-    def _future(self, task_id: str) -> asyncio.Future:
-        if task_id not in self._finished:
-            self._finished[task_id] = asyncio.get_running_loop().create_future()
-        return self._finished[task_id]
+    def _event(self, task_id: str) -> asyncio.Event:
+        # An Event, not a shared Future: one waiter being cancelled must not cancel the others.
+        if task_id not in self._ended:
+            self._ended[task_id] = asyncio.Event()
+        return self._ended[task_id]
 
     async def wait_for_dependencies(self, task_id: str) -> list[str]:
         """Wait until every dependency has ended; return those that did not end `done`."""
         unmet = []
         for dep in self._tasks[task_id].depends_on:
             if dep in self._tasks:
-                state = await asyncio.shield(self._future(dep))
-                if state != DONE:
+                await self._event(dep).wait()
+                if self._states[dep] != DONE:
                     unmet.append(dep)
             elif dep not in self._satisfied:
                 unmet.append(dep)
@@ -102,9 +105,8 @@ class Schedule:
         """Record how a task ended; wakes its dependents."""
         if result is not None:
             self.results[task_id] = result
-        fut = self._future(task_id)
-        if not fut.done():
-            fut.set_result(state)
+        self._states.setdefault(task_id, state)
+        self._event(task_id).set()
 
     # -- slots --------------------------------------------------------------------------------
     def _rank(self, task_id: str) -> tuple:
@@ -118,19 +120,19 @@ class Schedule:
             raise Stopped(self._stopped)
         fut = asyncio.get_running_loop().create_future()
         heapq.heappush(self._waiting, (self._rank(task_id), next(self._seq), task_id, fut))
-        self._dispatch()
+        self._dispatch_soon()
         return await fut
 
     def release(self, slot: int) -> None:
         self._free.append(slot)
         self._free.sort()
-        self._dispatch()
+        self._dispatch_soon()
 
     def skip(self, task_id: str, state: str) -> None:
         """A task that will never take a slot (skipped) still counts as started in strict orders."""
         self._mark_started(task_id)
         self.finish(task_id, state)
-        self._dispatch()
+        self._dispatch_soon()
 
     def stop(self, reason: str) -> None:
         """Refuse all further starts; tasks waiting for a slot get `Stopped`."""
@@ -149,7 +151,18 @@ class Schedule:
         while self._head < len(self._order) and self._order[self._head] in self._started:
             self._head += 1
 
+    def _dispatch_soon(self) -> None:
+        """Grant slots on the next loop turn, once every task woken by the same event has queued.
+
+        Tasks freed by one finishing dependency resume one by one; granting at once would give the
+        slot to whichever resumed first instead of the best-ranked one.
+        """
+        if not self._dispatch_pending:
+            self._dispatch_pending = True
+            asyncio.get_running_loop().call_soon(self._dispatch)
+
     def _dispatch(self) -> None:
+        self._dispatch_pending = False
         while self._free and self._waiting:
             rank, _, task_id, fut = self._waiting[0]
             if self._order and self._order[self._head] != task_id:

@@ -1,0 +1,96 @@
+"""JSON/YAML extraction from model replies and compact validation errors."""
+from __future__ import annotations
+
+import pytest
+from pydantic import BaseModel, Field
+
+from utils.structured import extract_json, json_schema_for, parse_as, validate
+
+
+class Item(BaseModel):
+    id: str
+    score: int = Field(ge=0, le=10)
+
+
+class Bag(BaseModel):
+    name: str
+    items: list[Item]
+
+
+def test_bare_json_object_and_list():
+    assert extract_json('{"a": 1, "b": [1, 2]}') == {"a": 1, "b": [1, 2]}
+    assert extract_json("  [1, 2, 3]\n") == [1, 2, 3]
+
+
+def test_fenced_json_with_language_tag():
+    text = 'Here you go:\n```json\n{"name": "x", "items": []}\n```\nAnything else?'
+    assert extract_json(text) == {"name": "x", "items": []}
+
+
+def test_plain_fence():
+    assert extract_json('```\n{"k": "v"}\n```') == {"k": "v"}
+
+
+def test_prose_around_object_is_string_aware():
+    text = 'Sure! The plan is {"note": "use } and { freely", "n": 2} -- hope it helps {not json}'
+    assert extract_json(text) == {"note": "use } and { freely", "n": 2}
+
+
+def test_prose_around_list_skips_empty_checkbox():
+    text = 'Steps [ ] done. Result: [{"id": "a", "score": 3}] end'
+    assert extract_json(text) == [{"id": "a", "score": 3}]
+
+
+def test_first_parseable_block_wins_over_broken_one():
+    text = 'draft {"a": 1,, } final {"a": 2}'
+    assert extract_json(text) == {"a": 2}
+
+
+def test_yaml_fenced():
+    text = "```yaml\nname: report\nitems:\n  - id: a\n    score: 4\n```"
+    assert extract_json(text) == {"name": "report", "items": [{"id": "a", "score": 4}]}
+
+
+def test_bare_yaml_mapping_as_last_resort():
+    assert extract_json("name: report\nitems: []\n") == {"name": "report", "items": []}
+
+
+@pytest.mark.parametrize("text", ["", "   ", "I cannot help with that.", "Note: nothing to report",
+                                  "Here is the result:"])
+def test_no_structure_raises_short_reason(text):
+    with pytest.raises(ValueError) as err:
+        extract_json(text)
+    assert len(str(err.value)) < 120
+
+
+def test_truncated_json_says_so():
+    with pytest.raises(ValueError, match="no complete"):
+        extract_json('{"name": "x", "items": [{"id": "a"')
+
+
+def test_validate_returns_instance():
+    bag = validate({"name": "b", "items": [{"id": "a", "score": 3}]}, Bag)
+    assert isinstance(bag, Bag) and bag.items[0].score == 3
+
+
+def test_validate_lists_paths_and_caps_problems():
+    bad = {"items": [{"id": 1, "score": 99}] + [{"score": -1} for _ in range(6)]}
+    with pytest.raises(ValueError) as err:
+        validate(bad, Bag)
+    msg = str(err.value)
+    assert "name: Field required" in msg
+    assert "items.0.score" in msg
+    assert msg.count(";") == 4 and "more)" in msg
+    assert "\n" not in msg
+
+
+def test_parse_as_combines_extraction_and_validation():
+    assert parse_as('```json\n{"id": "z", "score": 1}\n```', Item) == Item(id="z", score=1)
+
+
+def test_json_schema_for_response_format():
+    rf = json_schema_for(Bag)
+    assert rf["type"] == "json_schema"
+    assert rf["json_schema"]["name"] == "Bag"
+    assert rf["json_schema"]["strict"] is False
+    assert "items" in rf["json_schema"]["schema"]["properties"]
