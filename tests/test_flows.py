@@ -1,0 +1,226 @@
+"""Whole graphs against the fake server: scheduling, context, failures, planning, revision, strategies.
+
+Order and overlap are read from the server's request record (times in and out), never from sleeps.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from flows import build_flow
+from tests.fake_llm import Reply
+from tests.scripted import Script, plan_json, request_kind, task_id, worker_requests
+from utils.errors import PlanError
+from utils.events import Collector
+from utils.llm import LLMClient, LLMSettings
+from utils.runner import DEFAULT_OPTIONS, new_shared
+from utils.spec import load_spec
+
+BLOG = load_spec("blog")
+
+
+def run(server, script, *, preset_plan=None, **options):
+    server.responder = script
+    llm = LLMClient(LLMSettings(provider="openai", base_url=server.base_url, api_key="sk-test", cache=False,
+                                max_retries=1, backoff_base_s=0.001, backoff_max_s=0.01, max_concurrency=32))
+    events = Collector()
+    opts = {**DEFAULT_OPTIONS, **options}
+    shared = new_shared(goal="Write about testing", spec=BLOG, options=opts, inputs={"inputs": [], "data": None},
+                        llm=llm, emit=events)
+    if preset_plan:
+        shared["plan"] = preset_plan
+    asyncio.run(build_flow(opts["strategy"]).run_async(shared))
+    return shared, events
+
+
+def only(server, tid):
+    reqs = worker_requests(server, tid)
+    assert len(reqs) == 1, f"{tid} requested {len(reqs)} times"
+    return reqs[0]
+
+
+DIAMOND = plan_json([("a", "analyst", []), ("b", "writer", ["a"]), ("c", "writer", ["a"]),
+                     ("d", "writer", ["b", "c"])])
+
+
+def test_tasks_wait_for_dependencies_and_independent_tasks_overlap(fake_llm):
+    c_arrived, b_arrived = threading.Event(), threading.Event()
+
+    def worker(tid, req):
+        # b answers only once c has arrived and vice versa: passes only if they overlap.
+        if tid == "b":
+            b_arrived.set()
+            return Reply(text="## B\n\nb text", wait_for=c_arrived)
+        if tid == "c":
+            c_arrived.set()
+            return Reply(text="## C\n\nc text", wait_for=b_arrived)
+        return f"## {tid}\n\n{tid} text"
+
+    shared, _ = run(fake_llm, Script(plans=[DIAMOND], worker=worker), max_workers=4)
+    a, b, c, d = (only(fake_llm, t) for t in "abcd")
+    assert b.t_in >= a.t_out and c.t_in >= a.t_out
+    assert d.t_in >= max(b.t_out, c.t_out)
+    assert b.t_in < c.t_out and c.t_in < b.t_out  # overlap
+    assert shared["status"] == "ok"
+
+
+def test_worker_limit_is_never_exceeded(fake_llm):
+    plan = plan_json([(f"t{i}", "writer", []) for i in range(9)])
+    script = Script(plans=[plan], worker=lambda tid, req: Reply(text=f"## {tid}\n\nx", latency=0.05))
+    shared, events = run(fake_llm, script, max_workers=3)
+    assert fake_llm.max_in_flight <= 3
+    running = max_running = 0
+    for e in events.of("task"):
+        if e["state"] == "running":
+            running += 1
+        elif e["state"] in ("done", "failed"):
+            running -= 1
+        max_running = max(max_running, running)
+    assert max_running == 3
+    assert {e["worker"] for e in events.of("task") if e["state"] == "running"} == {1, 2, 3}
+
+
+def test_priority_order_among_ready_tasks(fake_llm):
+    plan = plan_json([("root", "analyst", [], 1), ("p5", "writer", ["root"], 5), ("p1", "writer", ["root"], 1),
+                      ("p4", "writer", ["root"], 4), ("p2", "writer", ["root"], 2)])
+    run(fake_llm, Script(plans=[plan]), max_workers=1)
+    order = [task_id(r) for r in sorted(fake_llm.requests, key=lambda r: r.t_in) if request_kind(r) == "worker"]
+    assert order == ["root", "p1", "p2", "p4", "p5"]
+
+
+def test_dependency_outputs_reach_exactly_the_dependent_tasks(fake_llm):
+    plan = plan_json([("a", "analyst", []), ("b", "writer", ["a"]), ("c", "writer", [])])
+    worker = lambda tid, req: f"## {tid}\n\nUNIQUE-OUTPUT-OF-{tid}"  # noqa: E731
+    run(fake_llm, Script(plans=[plan], worker=worker))
+    prompt = {t: only(fake_llm, t).last_user() for t in "abc"}
+    assert "UNIQUE-OUTPUT-OF-a" in prompt["b"]
+    assert "UNIQUE-OUTPUT-OF-a" not in prompt["c"]
+    assert not any("UNIQUE-OUTPUT-OF-b" in p or "UNIQUE-OUTPUT-OF-c" in p for p in prompt.values())
+    for t, p in prompt.items():  # the outline reaches everyone, with their own task marked
+        assert "Title a" in p and "Title b" in p and "Title c" in p
+        assert f"[{t}] Title {t}" in p and "<- your task" in p
+
+
+def test_context_budget_shortens_dependency_outputs_and_says_so(fake_llm):
+    plan = plan_json([("a", "analyst", []), ("b", "writer", ["a"])])
+    worker = lambda tid, req: "## A\n\n" + "long words " * 3000 if tid == "a" else "## B\n\nok"  # noqa: E731
+    run(fake_llm, Script(plans=[plan], worker=worker), context_budget=800)
+    prompt = only(fake_llm, "b").last_user()
+    assert "shortened to fit the context budget" in prompt
+    assert len(prompt) < 800 * 4 + 400
+
+
+def test_failed_task_skips_dependents_and_the_rest_completes(fake_llm):
+    plan = plan_json([("a", "analyst", []), ("b", "writer", ["a"]), ("c", "writer", ["b"]), ("e", "writer", [])])
+
+    def worker(tid, req):
+        return Reply(status=500, error_message="boom") if tid == "b" else f"## {tid}\n\nfine"
+
+    shared, _ = run(fake_llm, Script(plans=[plan], worker=worker))
+    res = shared["results"]
+    assert res["b"]["state"] == "failed" and "task b (writer)" in res["b"]["error"]
+    assert res["c"]["state"] == "skipped" and worker_requests(fake_llm, "c") == []
+    assert res["a"]["state"] == "done" and res["e"]["state"] == "done"
+    assert shared["status"] == "partial"
+    assert "Missing section" in shared["document"] and "task `c` was skipped" in shared["document"]
+    assert len(worker_requests(fake_llm, "b")) == 2  # one try + max_retries=1, then it gives up
+
+
+@pytest.mark.parametrize("bad, problem", [
+    (plan_json([("a", "writer", ["c"]), ("b", "writer", ["a"]), ("c", "writer", ["b"])]), "dependency cycle"),
+    (plan_json([("a", "writer", ["nope"])]), "unknown task 'nope'"),
+])
+def test_invalid_plan_gets_one_repair_then_a_clear_error(fake_llm, bad, problem):
+    with pytest.raises(PlanError, match=problem):
+        run(fake_llm, Script(plans=[bad, bad]))
+    plans = [r for r in fake_llm.requests if request_kind(r) == "plan"]
+    assert len(plans) == 2
+    assert problem in plans[1].last_user() and problem not in plans[0].last_user()
+
+
+def test_invalid_plan_repaired_on_second_try(fake_llm):
+    bad = plan_json([("a", "writer", ["nope"])])
+    shared, _ = run(fake_llm, Script(plans=[bad, DIAMOND]))
+    assert shared["status"] == "ok" and [t["id"] for t in shared["plan"]["tasks"]] == list("abcd")
+
+
+def test_revision_reruns_flagged_tasks_and_dependents_up_to_the_bound(fake_llm):
+    revise_b = {"score": 4, "summary": "b is thin", "tasks": [{"id": "b", "verdict": "revise",
+                                                               "feedback": "ADD-MORE-EXAMPLES"}]}
+    shared, events = run(fake_llm, Script(plans=[DIAMOND], reviews=[revise_b]), max_revisions=1)
+    assert len(worker_requests(fake_llm, "a")) == 1 and len(worker_requests(fake_llm, "c")) == 1
+    b_reqs, d_reqs = worker_requests(fake_llm, "b"), worker_requests(fake_llm, "d")
+    assert len(b_reqs) == 2 and len(d_reqs) == 2  # flagged task and its dependent, once more each
+    assert "ADD-MORE-EXAMPLES" in b_reqs[1].last_user() and "Your previous version" in b_reqs[1].last_user()
+    assert "ADD-MORE-EXAMPLES" not in b_reqs[0].last_user()
+    assert d_reqs[1].t_in >= b_reqs[1].t_out
+    reviews = shared["reviews"]
+    assert len(reviews) == 2 and reviews[0]["rerun"] == ["b", "d"] and reviews[1]["bounded"] is True
+    assert shared["results"]["b"]["revision"] == 1 and len(events.of("review")) == 2
+
+
+def test_zero_revisions_means_review_only(fake_llm):
+    revise_b = {"score": 4, "tasks": [{"id": "b", "verdict": "revise", "feedback": "x"}]}
+    shared, _ = run(fake_llm, Script(plans=[DIAMOND], reviews=[revise_b]), max_revisions=0)
+    assert len(worker_requests(fake_llm, "b")) == 1 and len(shared["reviews"]) == 1
+
+
+def test_dynamic_plans_step_by_step_until_done(fake_llm):
+    steps = [plan_json([("a", "analyst", [])]), plan_json([("b", "writer", ["a"]), ("c", "writer", ["a"])]),
+             plan_json([], done=True)]
+    shared, events = run(fake_llm, Script(plans=steps), strategy="dynamic")
+    assert [t["id"] for t in shared["plan"]["tasks"]] == ["a", "b", "c"]
+    assert shared["status"] == "ok" and len(events.of("plan")) == 3
+    plan_reqs = [r for r in fake_llm.requests if request_kind(r) == "plan"]
+    assert "Results so far" in plan_reqs[1].last_user() and "[a]" in plan_reqs[1].last_user()
+
+
+def test_dynamic_stops_at_max_rounds(fake_llm):
+    counter = iter(range(100))
+
+    def endless(req):  # a model that never says done: always one more task
+        if request_kind(req) != "plan":
+            return Script()(req)
+        n = next(counter)
+        return Reply(json=plan_json([(f"s{n}", "writer", [])]))
+
+    shared, _ = run(fake_llm, endless, strategy="dynamic", max_rounds=3)
+    assert len([r for r in fake_llm.requests if request_kind(r) == "plan"]) == 3
+    assert shared["status"] == "ok" and len(shared["plan"]["tasks"]) == 3
+
+
+def test_hybrid_rewrites_pending_tasks_and_stays_valid(fake_llm):
+    first = plan_json([("a", "analyst", []), ("b", "writer", ["a"]), ("c", "writer", ["b"])])
+    rewritten = plan_json([("b", "writer", ["a"]), ("x", "writer", ["a"])])  # c dropped, x added
+    shared, _ = run(fake_llm, Script(plans=[first, rewritten, plan_json([], done=True)]), strategy="hybrid")
+    ids = [t["id"] for t in shared["plan"]["tasks"]]
+    assert ids == ["a", "b", "x"] and shared["status"] == "ok"
+    assert worker_requests(fake_llm, "c") == []
+    assert only(fake_llm, "a").t_out <= only(fake_llm, "b").t_in
+
+
+def test_static_runs_in_plan_order_with_one_worker(fake_llm):
+    plan = plan_json([("a", "writer", [], 5), ("b", "writer", [], 1), ("c", "writer", [], 3)])
+    run(fake_llm, Script(plans=[plan]), strategy="static", max_workers=1)
+    order = [task_id(r) for r in sorted(fake_llm.requests, key=lambda r: r.t_in) if request_kind(r) == "worker"]
+    assert order == ["a", "b", "c"]
+
+
+def test_preset_plan_makes_no_planning_call(fake_llm):
+    shared, _ = run(fake_llm, Script(plans=[DIAMOND]), preset_plan=DIAMOND)
+    assert not [r for r in fake_llm.requests if request_kind(r) == "plan"]
+    assert shared["status"] == "ok"
+
+
+def test_document_assembled_in_plan_order_with_cohesion(fake_llm):
+    cohesion = {"title": "Testing, properly", "meta_description": "m", "introduction": "INTRO",
+                "transitions": {"c": "TRANSITION-TO-C"}}
+    shared, _ = run(fake_llm, Script(plans=[DIAMOND], cohesion=cohesion))
+    doc = shared["document"]
+    assert doc.startswith("# Testing, properly")
+    positions = [doc.index(f"{t} text") if f"{t} text" in doc else doc.index(f"Text for {t}") for t in "bcd"]
+    assert positions == sorted(positions)
+    assert "Text for a" not in doc  # the blog's analysis stays in run.json, not the post
+    assert doc.index("TRANSITION-TO-C") < doc.index("Text for c")
