@@ -6,6 +6,8 @@ numeric missing -> median, categorical missing -> mode, outliers clipped to the 
 """
 from __future__ import annotations
 
+import math
+
 from collections import Counter
 from pathlib import Path
 
@@ -19,9 +21,16 @@ TOP_CATEGORIES = 20
 
 
 def _fmt(x: float | None, digits: int = 4) -> str:
+    """`digits` significant figures with thousands separators: 12,440 rather than 1.244e+04."""
     if x is None:
         return "—"
-    return f"{x:,.{digits}g}" if abs(x) < 1e15 else f"{x:.3e}"
+    if x == 0 or not math.isfinite(x):
+        return str(x if x else 0)
+    if abs(x) >= 1e15 or abs(x) < 1e-4:
+        return f"{x:.3e}"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(x))), 0)
+    text = f"{round(x, decimals):,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if decimals else text
 
 
 def _md_table(header: list[str], rows: list[list]) -> str:
