@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from .cache import ResponseCache, cache_key
 from .errors import BudgetExceeded, LLMError, UsageError
 from .events import Emit, Event, null_emit
-from .offline import estimate_tokens, messages_tokens, offline_text
+from .offline import estimate_tokens, messages_tokens, offline_answer
 from .structured import extract_json, json_schema_for, validate
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -35,14 +35,10 @@ _THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)  # reasoning models
 
 @dataclass
 class Completion:
-    text: str
-    data: Any | None
-    prompt_tokens: int
-    completion_tokens: int
-    model: str
-    latency_s: float
-    cached: bool = False
-    offline: bool = False
+    text: str; data: Any | None  # data = validated schema instance when schema given
+    prompt_tokens: int; completion_tokens: int
+    model: str; latency_s: float
+    cached: bool = False; offline: bool = False
 
     @property
     def usage(self) -> dict[str, int]:
@@ -56,9 +52,8 @@ class LLMSettings:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never logged, never saved
     timeout_s: float = 60.0
-    max_retries: int = 4
-    backoff_base_s: float = 0.5
-    backoff_max_s: float = 20.0
+    max_retries: int = 4             # the ONE retry layer (SDK max_retries=0)
+    backoff_base_s: float = 0.5; backoff_max_s: float = 20.0
     max_concurrency: int = 8
     stream: bool = False
     cache: bool = True
@@ -68,13 +63,8 @@ class LLMSettings:
 
 @dataclass
 class Totals:
-    calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached: int = 0
-    retries: int = 0
-    seconds: float = 0.0
-    cost_usd: float | None = None
+    calls: int = 0; prompt_tokens: int = 0; completion_tokens: int = 0
+    cached: int = 0; retries: int = 0; seconds: float = 0.0; cost_usd: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -199,7 +189,7 @@ class LLMClient:
         """response_format json_schema when the server takes it, else a prompt hint; then parse,
         validate and, once, show the model its exact validation error and ask again."""
         use_rf = self.json_schema_supported is not False
-        asked = list(messages) if use_rf else [*messages, _schema_hint(schema)]
+        asked = list(messages) if use_rf else _with_hint(messages, schema)
         rf = json_schema_for(schema) if use_rf else None
         try:
             text, p_tok, c_tok, used = await self._call(asked, model, temperature, max_tokens, rf, purpose)
@@ -208,11 +198,11 @@ class LLMClient:
         except _Rejected as exc:
             mentions = re.search(r"response_format|json_schema|schema", exc.message, re.IGNORECASE)
             if not use_rf or not (mentions or self.json_schema_supported is None):
-                raise self._error(purpose, f"request rejected by {self.base_url} ({exc.status}): {exc.message}")
+                raise self._error(purpose, self._rejected(exc))
             self.json_schema_supported = False
             self.emit(Event("notice", {"level": "info", "message": f"{self.base_url} does not accept "
                                        "response_format json_schema; asking for JSON in the prompt instead"}))
-            rf, asked = None, [*messages, _schema_hint(schema)]
+            rf, asked = None, _with_hint(messages, schema)
             text, p_tok, c_tok, used = await self._call(asked, model, temperature, max_tokens, None, purpose)
         try:
             return text, validate(extract_json(text), schema), p_tok, c_tok, used
@@ -225,7 +215,7 @@ class LLMClient:
         try:
             text, p2, c2, used = await self._call(repair, model, temperature, max_tokens, rf, purpose)
         except _Rejected as exc:
-            raise self._error(purpose, f"request rejected by {self.base_url} ({exc.status}): {exc.message}")
+            raise self._error(purpose, self._rejected(exc))
         try:
             return text, validate(extract_json(text), schema), p_tok + p2, c_tok + c2, used
         except ValueError as exc:
@@ -247,6 +237,10 @@ class LLMClient:
                     text, p_tok, c_tok, used_model, latency = await self._request(
                         messages, model, temperature, max_tokens, response_format, purpose)
                     break
+                except _Rejected as exc:
+                    if response_format is None:  # only structured calls have a fallback for a 400
+                        raise self._error(purpose, self._rejected(exc)) from None
+                    raise
                 except _Transient as exc:
                     if attempt >= s.max_retries:
                         attempts = f"{attempt + 1} attempt{'s' if attempt else ''}"
@@ -259,16 +253,8 @@ class LLMClient:
                     await asyncio.sleep(wait)
         finally:
             self._reserved -= estimate
-        t = self.totals
-        t.calls += 1
-        t.prompt_tokens += p_tok
-        t.completion_tokens += c_tok
-        t.seconds += latency
         price = (s.prices or {}).get(model) or (s.prices or {}).get(used_model)
-        if price:
-            get = price.get if isinstance(price, dict) else (lambda k: getattr(price, k))
-            t.cost_usd = (t.cost_usd or 0.0) + (p_tok * get("input") + c_tok * get("output")) / 1e6
-        self._emit_totals()
+        self._count(p_tok, c_tok, latency, price)
         return text, p_tok, c_tok, used_model
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
@@ -285,10 +271,7 @@ class LLMClient:
         import openai
 
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature}
-        if max_tokens is not None:
-            kwargs["max_tokens"] = max_tokens
-        if response_format is not None:
-            kwargs["response_format"] = response_format
+        kwargs.update({k: v for k, v in (("max_tokens", max_tokens), ("response_format", response_format)) if v})
         sdk = self._client()
         async with self._limit():
             started = time.monotonic()
@@ -304,17 +287,15 @@ class LLMClient:
             except openai.APIStatusError as exc:
                 raise self._status_error(exc, model, purpose) from None
             except openai.APITimeoutError:
-                raise _Transient("timeout", f"no answer from {self.base_url} within "
-                                 f"{self.settings.timeout_s:g}s") from None
+                raise self._timeout() from None
             except openai.APIConnectionError as exc:
-                raise self._connection_error(exc) from None
+                raise self._transport(exc.__cause__ or exc.__context__ or exc) from None
             except (_NotJSON, openai.APIResponseValidationError, json.JSONDecodeError, UnicodeDecodeError):
                 raise self._error(purpose, self._not_json()) from None
             except Exception as exc:  # transport errors surfacing mid-stream come raw from httpx
-                mapped = self._transport_error(exc)
-                if mapped is None:
+                if not (type(exc).__module__ or "").startswith(("httpx", "httpcore")):
                     raise
-                raise mapped from None
+                raise self._transport(exc) from None
             latency = time.monotonic() - started
         text = _THINK.sub("", text or "", count=1)
         p_tok = getattr(usage, "prompt_tokens", None)
@@ -370,26 +351,22 @@ class LLMClient:
             return self._error(purpose, self._not_json(f" (HTTP {status})"))
         return _Rejected(status, msg)
 
-    def _connection_error(self, exc: BaseException) -> _Transient:
-        cause = exc.__cause__ or exc.__context__
-        name = type(cause).__name__ if cause else ""
-        if "Connect" in name and "Timeout" not in name:
+    def _transport(self, cause: BaseException) -> _Transient:
+        """httpx's error (the SDK's cause): refused, timed out, or dropped mid-answer."""
+        name = type(cause).__name__
+        if "Timeout" in name:
+            return self._timeout()
+        if "Connect" in name:
             return _Transient(f"connection failed: {cause}", f"cannot reach {self.base_url}",
                               " (is the server running? is the base URL right?)")
-        if "Timeout" in name:
-            return _Transient("timeout", f"no answer from {self.base_url} within {self.settings.timeout_s:g}s")
-        detail = str(cause or exc).splitlines()[0][:160] if str(cause or exc) else name or "connection closed"
+        detail = " ".join(str(cause).split())[:160] or name or "connection closed"
         return _Transient(f"connection lost: {detail}", f"connection to {self.base_url} lost", f": {detail}")
 
-    def _transport_error(self, exc: BaseException) -> Exception | None:
-        module = type(exc).__module__ or ""
-        if not module.startswith(("httpx", "httpcore")):
-            return None
-        if "Timeout" in type(exc).__name__:
-            return _Transient("timeout", f"no answer from {self.base_url} within {self.settings.timeout_s:g}s")
-        wrapper = Exception(str(exc))
-        wrapper.__cause__ = exc
-        return self._connection_error(wrapper)
+    def _timeout(self) -> _Transient:
+        return _Transient("timeout", f"no answer from {self.base_url} within {self.settings.timeout_s:g}s")
+
+    def _rejected(self, exc: _Rejected) -> str:
+        return f"request rejected by {self.base_url} ({exc.status}): {exc.message}"
 
     def _not_json(self, extra: str = "") -> str:
         return (f"server at {self.base_url} did not answer JSON{extra}; is this an OpenAI-compatible "
@@ -424,9 +401,19 @@ class LLMClient:
             self._sem_loop = loop
         return self._semaphore
 
+    def _count(self, p_tok: int, c_tok: int, latency: float, price: Any) -> None:
+        t = self.totals
+        t.calls += 1
+        t.prompt_tokens += p_tok
+        t.completion_tokens += c_tok
+        t.seconds += latency
+        if price:
+            get = price.get if isinstance(price, dict) else (lambda k: getattr(price, k))
+            t.cost_usd = (t.cost_usd or 0.0) + (p_tok * get("input") + c_tok * get("output")) / 1e6
+        self._emit_totals()
+
     def _emit_totals(self) -> None:
-        data = self.totals.as_dict()
-        self.emit(Event("llm", data))
+        self.emit(Event("llm", self.totals.as_dict()))
 
     def _from_cache(self, key: str, schema: type[BaseModel] | None) -> Completion | None:
         entry = self.cache.get(key)
@@ -446,39 +433,24 @@ class LLMClient:
 
     def _offline(self, messages, model, schema, purpose, offline_reply) -> Completion:
         """Deterministic, labelled stand-in; no network, no cache, no budget."""
-        value = offline_reply() if offline_reply is not None else None
-        data = None
-        if schema is not None:
-            if value is None:
-                raise self._error(purpose, "the offline provider has no stand-in for this structured request")
-            try:
-                if isinstance(value, schema):
-                    data = value
-                else:
-                    raw = value.model_dump() if isinstance(value, BaseModel) else value
-                    data = validate(extract_json(raw) if isinstance(raw, str) else raw, schema)
-            except ValueError as exc:
-                raise self._error(purpose, f"offline stand-in did not match the schema: {exc}") from None
-            text = data.model_dump_json(indent=2)
-        elif value is None:
-            text = offline_text(messages, purpose)
-        elif isinstance(value, BaseModel):
-            text = value.model_dump_json(indent=2)
-        else:
-            text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+        try:
+            text, data = offline_answer(messages, purpose, schema, offline_reply() if offline_reply else None)
+        except ValueError as exc:
+            raise self._error(purpose, str(exc)) from None
         p_tok, c_tok = messages_tokens(messages), estimate_tokens(text)
-        self.totals.calls += 1
-        self.totals.prompt_tokens += p_tok
-        self.totals.completion_tokens += c_tok
-        self._emit_totals()
+        self._count(p_tok, c_tok, 0.0, None)
         return Completion(text=text, data=data, prompt_tokens=p_tok, completion_tokens=c_tok, model=model,
                           latency_s=0.0, offline=True)
 
 
-def _schema_hint(schema: type[BaseModel]) -> dict[str, str]:
-    """For servers without response_format: say in the prompt what JSON we need."""
-    return {"role": "system", "content": "Answer with only a JSON object (no prose, no code fence) that matches "
-            "this JSON Schema:\n" + json.dumps(schema.model_json_schema(), separators=(",", ":"))}
+def _with_hint(messages: list[dict], schema: type[BaseModel]) -> list[dict]:
+    """For servers without response_format: say in the system prompt what JSON we need (merged into
+    the first system message, since some chat templates reject a system message anywhere else)."""
+    hint = ("Answer with only a JSON object (no prose, no code fence) that matches this JSON Schema:\n"
+            + json.dumps(schema.model_json_schema(), separators=(",", ":")))
+    if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+        return [{**messages[0], "content": f"{messages[0]['content']}\n\n{hint}"}, *messages[1:]]
+    return [{"role": "system", "content": hint}, *messages]
 
 
 def _server_message(exc: Any) -> str:

@@ -6,6 +6,7 @@ and it only restates what was asked, so an offline document can never be mistake
 """
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -74,3 +75,28 @@ def _first_paragraph(text: str) -> str:
 def _short(text: str, limit: int = _MAX_FIELD) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def offline_answer(messages: list[dict[str, Any]], purpose: str, schema: Any, value: Any) -> tuple[str, Any]:
+    """(text, data) for an offline call: the caller's stand-in `value` (validated against `schema`
+    when there is one) or, for a text call without a stand-in, the labelled placeholder.
+    Raises ValueError when a structured call has no usable stand-in."""
+    from pydantic import BaseModel
+
+    from .structured import extract_json, validate
+
+    if schema is not None:
+        if value is None:
+            raise ValueError("the offline provider has no stand-in for this structured request")
+        if not isinstance(value, schema):
+            raw = value.model_dump() if isinstance(value, BaseModel) else value
+            try:
+                value = validate(extract_json(raw) if isinstance(raw, str) else raw, schema)
+            except ValueError as exc:
+                raise ValueError(f"offline stand-in did not match the schema: {exc}") from None
+        return value.model_dump_json(indent=2), value
+    if value is None:
+        return offline_text(messages, purpose), None
+    if isinstance(value, BaseModel):
+        return value.model_dump_json(indent=2), None
+    return (value if isinstance(value, str) else json.dumps(value, indent=2, default=str)), None
