@@ -19,6 +19,8 @@ def request_kind(req: RecordedRequest) -> str:
     fmt = req.response_format or {}
     name = (fmt.get("json_schema") or {}).get("name", "")
     text = "\n".join(str(m.get("content", "")) for m in req.messages)
+    if name == "WorkflowChoice" or "You route a user's request" in text:
+        return "route"
     if name == "Plan" or "Answer with JSON matching the schema: {goal" in text:
         return "plan"
     if name == "ReviewResult" or "# Review round" in text:
@@ -53,7 +55,8 @@ class Script:
 
     def __init__(self, plans: list[dict] | None = None, reviews: list[dict] | None = None,
                  worker: Callable[[str, RecordedRequest], Any] | None = None,
-                 cohesion: dict | None = None) -> None:
+                 cohesion: dict | None = None, route: str | None = None) -> None:
+        self.route = route  # workflow the "model" picks for a free-text topic (default: keyword fit)
         self.plans = plans or []
         self.reviews = reviews or []
         self.worker = worker
@@ -70,6 +73,10 @@ class Script:
 
     def __call__(self, req: RecordedRequest) -> Any:
         kind = request_kind(req)
+        if kind == "route":
+            from utils.spec import pick_workflow
+            topic = req.last_user().split("# Request\n", 1)[-1].split("\n\n# Workflows")[0]
+            return Reply(text=json.dumps({"workflow": self.route or pick_workflow(topic), "reason": "scripted"}))
         if kind == "plan":
             return Reply(text=json.dumps(self._next("plan", self.plans)))
         if kind == "review":

@@ -5,6 +5,7 @@ the traceback follows.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -83,9 +84,18 @@ def workflow_inputs(spec, args: Any) -> dict:
     return {"inputs": inputs, "data": data}
 
 
+async def _choose_and_close(llm, goal: str) -> tuple[str, str]:
+    from .routing import choose_workflow as route
+
+    try:
+        return await route(llm, goal)
+    finally:
+        await llm.aclose()
+
+
 def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
     """The spec to run and the goal. A free-text topic picks the best-fitting workflow."""
-    from .spec import load_spec, pick_workflow
+    from .spec import load_spec
 
     if args.workflow_file:
         spec = load_spec(args.workflow_file)
@@ -94,18 +104,19 @@ def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
         spec = load_spec(args.example)
         return spec, check_topic(topic) if topic is not None else spec.default_topic
     goal = check_topic(topic)
-    name = pick_workflow(goal)
-    emit(Event("notice", {"level": "info", "message": f"Workflow: {name} (best fit for the topic; "
-                                                      f"use --example to choose another)"}))
+    name, why = asyncio.run(_choose_and_close(llm, goal))
+    emit(Event("notice", {"level": "info", "message": f"Workflow: {name} ({why}; use --example to choose another)"}))
     return load_spec(name), goal
 
 
-def make_llm(args: Any, cfg, emit):
+def make_llm(args: Any, cfg, emit, *, budget: int | None = None):
+    """The run's LLM client. `budget` is the run's effective `max_tokens_total` (a resumed run's
+    saved budget unless the flag overrides it); without it the flag/config value applies."""
     from .llm import LLMClient, settings_from_env
 
     overrides = {k: v for k, v in {
         "provider": args.provider, "model": args.model, "base_url": args.base_url,
-        "max_tokens_total": args.max_tokens_total, "stream": args.stream or None,
+        "max_tokens_total": budget or args.max_tokens_total, "stream": args.stream or None,
         "cache": False if args.no_cache else None}.items() if v is not None}
     config = cfg.model_dump(exclude={"models", "prices"}, exclude_none=True)
     config["prices"] = {k: v.model_dump() for k, v in cfg.prices.items()} or None
@@ -122,7 +133,7 @@ def run_one(args: Any, cfg, *, quiet_summary: bool = False) -> int:
     from flows import build_flow, build_plan_flow
 
     from .render import Display, choose_mode
-    from .runner import execute, new_shared, resume_hint
+    from .runner import DEFAULT_OPTIONS, execute, new_shared, resume_hint
     from .runstore import RunStore, find_run, load_run, new_run_dir
     from .spec import load_spec
 
@@ -134,20 +145,24 @@ def run_one(args: Any, cfg, *, quiet_summary: bool = False) -> int:
         saved = load_run(run_dir)
         if args.example and args.example != saved.get("workflow"):
             raise UsageError(f"--resume: {run_dir} is a '{saved.get('workflow')}' run, not '{args.example}'")
+        if not saved.get("workflow") or not saved.get("goal") or not isinstance(saved.get("options"), dict):
+            raise UsageError(f"--resume: {run_dir}/run.json is incomplete (no workflow, goal or options)")
+        # The saved options stand; a flag given now overrides them (e.g. a bigger --max-tokens-total).
+        options = {**DEFAULT_OPTIONS, **saved["options"],
+                   **{k: v for k, v in resolve_options(args, cfg).items() if getattr(args, k, None) is not None}}
+    else:
+        options = resolve_options(args, cfg)
 
     holder: dict[str, Any] = {}
     emit = lambda event: holder["emit"](event)  # noqa: E731 - wired once the store exists
-    llm = make_llm(args, cfg, emit)
+    llm = make_llm(args, cfg, emit, budget=options.get("max_tokens_total"))
     if saved:
-        spec = load_spec(saved["workflow"])
+        spec = load_spec(saved.get("workflow_file") or saved["workflow"])
         goal = saved["goal"]
-        options = {**saved["options"], **{k: v for k, v in resolve_options(args, cfg).items()
-                                          if getattr(args, k, None) is not None}}
         inputs = saved.get("inputs", {})
     else:
         holder["emit"] = display
         spec, goal = choose_workflow(args, args.topic, llm, display)
-        options = resolve_options(args, cfg)
         inputs = workflow_inputs(spec, args)
         run_dir = new_run_dir(output_dir(args, cfg), goal, spec.name)
     store = RunStore(run_dir, saved)
@@ -172,6 +187,12 @@ def run_one(args: Any, cfg, *, quiet_summary: bool = False) -> int:
     info = summary_info(outcome, llm)
     if outcome.status == "interrupted" or outcome.status == "stopped":
         info["resume_hint"] = resume_hint(outcome.run_dir)
+        if not args.json:
+            done, left = info["done"], info["left"]
+            why = outcome.shared.get("stopped") or outcome.status
+            display.notice(f"run {outcome.status} ({why}): {len(done)} of {len(done) + len(left)} tasks done"
+                           + (f"; not done yet: {', '.join(left)}" if left else "")
+                           + f". Continue with: {info['resume_hint']}", "warn")
     if outcome.error and outcome.status == "failed":
         print(f"error: {outcome.error}", file=sys.stderr)
     if args.json:
@@ -190,12 +211,15 @@ def engine_name() -> str:
 
 def summary_info(outcome, llm) -> dict:
     results = outcome.shared.get("results", {})
+    plan_tasks = (outcome.shared.get("plan") or {}).get("tasks") or []
     t = outcome.totals
     return {"status": outcome.status, "elapsed_s": outcome.elapsed_s, "calls": t.get("calls", 0),
             "prompt_tokens": t.get("prompt_tokens", 0), "completion_tokens": t.get("completion_tokens", 0),
             "cached": t.get("cached", 0), "cost_usd": t.get("cost_usd"), "output_dir": str(outcome.run_dir),
             "failed": [{"id": k, "error": r.get("error")} for k, r in results.items() if r.get("state") == "failed"],
             "skipped": [k for k, r in results.items() if r.get("state") == "skipped"],
+            "done": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") == "done"],
+            "left": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") != "done"],
             "offline": llm.offline, "resume_hint": None}
 
 
