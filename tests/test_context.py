@@ -1,0 +1,39 @@
+"""Prompt assembly and the context budget."""
+from utils.context import SHORTENED, estimate_tokens, fit_outputs, worker_messages
+from utils.plan import Plan, Task
+
+
+def test_fit_outputs_keeps_small_ones_whole_and_shares_the_rest():
+    outputs = {"small": "s" * 400, "big1": "b" * 40_000, "big2": "c" * 40_000}
+    fitted, shortened = fit_outputs(outputs, 2_000)
+    assert shortened and fitted["small"] == outputs["small"]
+    assert fitted["big1"].endswith(SHORTENED) and fitted["big2"].endswith(SHORTENED)
+    assert abs(len(fitted["big1"]) - len(fitted["big2"])) <= 4
+    assert sum(estimate_tokens(v) for v in fitted.values()) <= 2_000 + 10
+
+
+def test_fit_outputs_untouched_under_budget():
+    outputs = {"a": "x" * 100}
+    assert fit_outputs(outputs, 1_000) == (outputs, False)
+
+
+def test_worker_messages_hold_goal_notes_outline_deps_and_feedback():
+    plan = Plan(goal="GOAL", notes="NOTES", tasks=[Task(id="a", title="Alpha", role="w"),
+                                                   Task(id="b", title="Beta", role="w", depends_on=["a"],
+                                                        instructions="INSTR")])
+    messages, shortened = worker_messages(system="SYS", plan=plan, task=plan.tasks[1],
+                                          dep_outputs={"a": "A-OUT"}, budget_tokens=5_000,
+                                          feedback="FIX IT", previous="OLD")
+    assert messages[0] == {"role": "system", "content": "SYS"}
+    user = messages[1]["content"]
+    for part in ("GOAL", "NOTES", "[a] Alpha", "[b] Beta (w)  <- your task", "INSTR", "A-OUT", "FIX IT", "OLD"):
+        assert part in user
+    assert not shortened
+
+
+def test_prompt_size_is_bounded_by_the_budget():
+    plan = Plan(goal="g", tasks=[Task(id="a", title="A", role="w"), Task(id="b", title="B", role="w", depends_on=["a"])])
+    messages, shortened = worker_messages(system="s", plan=plan, task=plan.tasks[1],
+                                          dep_outputs={"a": "word " * 20_000}, budget_tokens=1_000)
+    assert shortened and "shortened to fit the context budget" in messages[1]["content"]
+    assert estimate_tokens(messages[1]["content"]) <= 1_100
