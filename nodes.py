@@ -34,6 +34,13 @@ def _runtime(shared: dict) -> tuple[Any, Any]:
     return rt["llm"], rt["emit"]
 
 
+def _phase(shared: dict, name: str) -> Any:
+    """Announce the phase a node starts (planning, working...); returns the run's LLM client."""
+    llm, emit = _runtime(shared)
+    emit(Event("phase", {"name": name}))
+    return llm
+
+
 def _input_names(shared: dict) -> list[str]:
     return list(shared.get("inputs", {}).get("inputs", []))
 
@@ -76,7 +83,7 @@ class OrchestratorNode(AsyncNode):
     """Plans the goal into tasks (or takes the plan a user edited, or a resumed run's plan)."""
 
     async def prep_async(self, shared):
-        llm, _ = _runtime(shared)
+        llm = _phase(shared, "planning")
         return {"llm": llm, "spec": shared["spec"], "goal": shared["goal"], "options": shared["options"],
                 "inputs": _input_names(shared), "plan": shared.get("plan")}
 
@@ -114,6 +121,7 @@ class WorkerBatch(AsyncParallelBatchNode):
         results = shared.setdefault("results", {})
         queue = set(shared.get("queue", []))
         opts = shared["options"]
+        _phase(shared, "revising" if shared.get("pass_kind") == "revision" else "working")
         to_run = [t for t in plan.tasks if t.id in queue]
         satisfied = {tid for tid, r in results.items() if r.get("state") == DONE and tid not in queue}
         sched = Schedule(to_run, max_workers=opts["max_workers"], strategy=opts["strategy"],
@@ -134,15 +142,17 @@ class WorkerBatch(AsyncParallelBatchNode):
         self._report(emit, result, "waiting")
         unmet = await sched.wait_for_dependencies(task.id)
         if unmet:
-            result.update(state=SKIPPED, error="dependency did not finish: " + ", ".join(unmet))
-            sched.skip(task.id, SKIPPED)
-            self._report(emit, result, SKIPPED)
+            # After a stop (token budget) a task whose inputs never came is not started, not skipped.
+            state = PENDING if sched.stopped else SKIPPED
+            result.update(state=state, error=sched.stopped or "dependency did not finish: " + ", ".join(unmet))
+            sched.skip(task.id, state)
+            self._report(emit, result, state)
             return result
         self._report(emit, result, "ready")
         try:
             slot = await sched.acquire(task.id)
         except Stopped as stop:
-            result["error"] = f"not started: {stop}"
+            result["error"] = str(stop)
             sched.skip(task.id, PENDING)
             self._report(emit, result, PENDING)
             return result
@@ -235,7 +245,7 @@ class ReplanNode(AsyncNode):
     """dynamic: plan the next step(s) from results so far; hybrid: add/drop/rewrite pending tasks."""
 
     async def prep_async(self, shared):
-        llm, _ = _runtime(shared)
+        llm = _phase(shared, "replanning")
         return {"llm": llm, "spec": shared["spec"], "goal": shared["goal"], "options": shared["options"],
                 "plan": Plan.model_validate(shared["plan"]), "results": shared.get("results", {}),
                 "rounds": shared.get("rounds", 0), "inputs": _input_names(shared)}
@@ -284,8 +294,9 @@ class ReviewerNode(AsyncNode):
     """Reviews finished work against the workflow's criteria; sends flagged tasks back (bounded)."""
 
     async def prep_async(self, shared):
-        llm, _ = _runtime(shared)
-        return {"llm": llm, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
+        llm = _phase(shared, "reviewing")
+        emit = shared["runtime"]["emit"]
+        return {"llm": llm, "emit": emit, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
                 "results": shared.get("results", {}), "round": len(shared.get("reviews", [])) + 1,
                 "options": shared["options"]}
 
@@ -295,9 +306,16 @@ class ReviewerNode(AsyncNode):
             return ReviewResult(score=None, summary="Nothing finished to review.", tasks=[])
         messages = review_messages(spec=p["spec"], plan=p["plan"], results=p["results"], round_no=p["round"],
                                    budget_tokens=p["options"]["context_budget"] * 2)
-        reply = await p["llm"].complete(messages, model=p["options"].get("reviewer_model"), schema=ReviewResult,
-                                        temperature=0.1, purpose=f"review round {p['round']}",
-                                        offline_reply=lambda: offline_review(done))
+        try:
+            reply = await p["llm"].complete(messages, model=p["options"].get("reviewer_model"),
+                                            schema=ReviewResult, temperature=0.1,
+                                            purpose=f"review round {p['round']}",
+                                            offline_reply=lambda: offline_review(done))
+        except BudgetExceeded:
+            raise  # the run stops (resumable); the runner records it
+        except OrchError as exc:  # finished work is worth more than its review: keep it, say so
+            p["emit"](Event("notice", {"level": "warn", "message": f"review skipped, work kept as is: {exc}"}))
+            return ReviewResult(score=None, summary=f"Review failed, work kept as is: {exc}", tasks=[])
         return reply.data
 
     async def post_async(self, shared, p, review: ReviewResult):
@@ -327,7 +345,7 @@ class AggregatorNode(AsyncNode):
     """Assembles the document in plan order and makes one cohesion pass (title, intro, transitions)."""
 
     async def prep_async(self, shared):
-        llm, _ = _runtime(shared)
+        llm = _phase(shared, "assembling")
         return {"llm": llm, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
                 "results": shared.get("results", {}), "options": shared["options"],
                 "stopped": shared.get("stopped"), "inputs": _input_names(shared)}
@@ -336,7 +354,8 @@ class AggregatorNode(AsyncNode):
         spec, plan = p["spec"], p["plan"]
         sections = document_sections(plan, p["results"], spec.assembly.include_roles, spec.assembly.summary_role)
         notes, cohesion = [], None
-        if any(r.get("state") == DONE for r in p["results"].values()):
+        # A stopped run (token budget) makes no further model calls: the cohesion pass waits for --resume.
+        if not p["stopped"] and any(r.get("state") == DONE for r in p["results"].values()):
             try:
                 reply = await p["llm"].complete(
                     cohesion_messages(spec=spec, plan=plan, sections=sections,
@@ -356,4 +375,5 @@ class AggregatorNode(AsyncNode):
 
     async def post_async(self, shared, p, out):
         shared.update(out)
+        shared["runtime"]["emit"](Event("phase", {"name": "done"}))
         return None

@@ -1,0 +1,427 @@
+"""The four workflows end to end: `main.py` as a subprocess, against the fake server and offline.
+
+Each run is checked for what a user relies on: exit code 0, `output.md` and `run.json` present and
+consistent with each other, and every figure a tool reported recomputed here, independently of the
+app (csv + statistics for the analysis, a small CPM for the project, the source files for the report).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.fake_llm import FakeLLMServer
+from tests.scripted import Script, request_kind
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+WORKFLOWS = ("blog", "report", "analysis", "project")
+TEST_KEY = "sk-test"
+IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+RUN_TIMEOUT_S = 60
+
+
+# ---------------------------------------------------------------- running main.py
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The inherited environment without OPENAI_* and ORCH_* (ORCH_ENGINE picks the engine for a
+    whole test session, so it stays), plus `extra`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OPENAI_") and not (k.startswith("ORCH_") and k != "ORCH_ENGINE")}
+    env.pop("NO_COLOR", None)
+    env["PYTHONIOENCODING"] = "utf-8"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Run:
+    proc: subprocess.CompletedProcess
+    out_dir: Path
+
+    @property
+    def code(self) -> int:
+        return self.proc.returncode
+
+    @property
+    def stdout(self) -> str:
+        return self.proc.stdout
+
+    @property
+    def stderr(self) -> str:
+        return self.proc.stderr
+
+    def run_dirs(self) -> list[Path]:
+        return sorted(p for p in self.out_dir.iterdir() if p.is_dir()) if self.out_dir.is_dir() else []
+
+    def run_dir(self) -> Path:
+        dirs = self.run_dirs()
+        assert len(dirs) == 1, f"expected one run folder, got {dirs}\n{self.explain()}"
+        return dirs[0]
+
+    def state(self) -> dict:
+        return json.loads((self.run_dir() / "run.json").read_text(encoding="utf-8"))
+
+    def explain(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-4000:]}"
+
+
+def run_main(args: list[str], tmp_path: Path, *, server: FakeLLMServer | None = None,
+             env: dict[str, str] | None = None, out_name: str = "runs", timeout: float = RUN_TIMEOUT_S) -> Run:
+    """`python main.py ARGS` with ORCH_HOME and --output-dir in tmp_path; against `server` (no cache)
+    when given, else with the offline provider and no OPENAI_* variables at all."""
+    home = tmp_path / "orch_home"
+    home.mkdir(exist_ok=True)
+    out_dir = tmp_path / out_name
+    extra = {"ORCH_HOME": str(home), **(env or {})}
+    cmd = [sys.executable, str(ROOT / "main.py"), *args]
+    if "--output-dir" not in args:
+        cmd += ["--output-dir", str(out_dir)]
+    if server is not None:
+        extra.update(OPENAI_BASE_URL=server.base_url, OPENAI_API_KEY=TEST_KEY)
+        cmd.append("--no-cache")
+    elif "--provider" not in args:
+        cmd += ["--provider", "offline"]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=clean_env(**extra), capture_output=True, text=True,
+                          encoding="utf-8", timeout=timeout, stdin=subprocess.DEVNULL)
+    return Run(proc, out_dir)
+
+
+# ---------------------------------------------------------------- plans and scripts
+
+def load_yaml(name: str) -> dict:
+    return yaml.safe_load((EXAMPLES / f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def yaml_plan(name: str, goal: str | None = None) -> dict:
+    """The workflow's `offline_plan` as a model would answer it: `per_input` tasks become one task per
+    sample source with `inputs: [file name]`, and dependencies on the template expand to every copy."""
+    spec = load_yaml(name)
+    sources = [Path(p).name for p in spec.get("sample_inputs", [])]
+    tasks: list[dict] = []
+    groups: dict[str, list[str]] = {}
+    for raw in spec["offline_plan"]["tasks"]:
+        raw = dict(raw)
+        if raw.pop("per_input", False):
+            groups[raw["id"]] = []
+            for i, source in enumerate(sources, 1):
+                tid = f"{raw['id']}_{i}"
+                groups[raw["id"]].append(tid)
+                tasks.append({**raw, "id": tid, "title": f"{raw['title']}: {source}", "inputs": [source]})
+        else:
+            tasks.append(raw)
+    for t in tasks:
+        t["depends_on"] = [d for dep in t.get("depends_on", []) for d in groups.get(dep, [dep])]
+        t.setdefault("instructions", t["title"])
+    return {"goal": goal or spec["default_topic"], "notes": spec["offline_plan"].get("notes", ""), "tasks": tasks}
+
+
+def sample_breakdown() -> dict:
+    return load_yaml("project")["roles"]["breakdown"]["offline_data"]
+
+
+def model_breakdown() -> dict:
+    """The shipped breakdown with the notifications service made long, so the critical path moves:
+    proves the schedule is computed from what the model answered, not from the offline sample."""
+    data = json.loads(json.dumps(sample_breakdown()))
+    for item in data["work_items"]:
+        if item["id"] == "w6":
+            item["estimate_days"] = 12
+    data["summary"] = "Scripted breakdown from the fake model."
+    return data
+
+
+def script_for(name: str) -> Script:
+    def worker(tid: str, req):
+        if name == "project" and tid == "wbs":
+            return json.dumps(model_breakdown())
+        return f"## Section {tid}\n\nScripted text for {tid}."
+    return Script(plans=[yaml_plan(name)], worker=worker)
+
+
+# ---------------------------------------------------------------- checks shared by every run
+
+def check_run(run: Run, name: str, *, provider: str, run_dir: Path | None = None) -> tuple[Path, dict, str]:
+    """The run succeeded and its document, run.json and chart files agree. Returns them."""
+    assert run.code == 0, run.explain()
+    run_dir = run_dir or run.run_dir()
+    doc_path, state_path = run_dir / "output.md", run_dir / "run.json"
+    assert doc_path.is_file() and state_path.is_file(), sorted(p.name for p in run_dir.iterdir())
+    doc = doc_path.read_text(encoding="utf-8")
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    assert state["workflow"] == name
+    assert state["status"] == "ok"
+    plan_ids = [t["id"] for t in state["plan"]["tasks"]]
+    assert len(plan_ids) == len(set(plan_ids))
+    assert set(plan_ids) == set(state["results"]), "plan task ids and result ids differ"
+    assert all(r["state"] == "done" for r in state["results"].values())
+    for key in ("calls", "prompt_tokens", "completion_tokens"):
+        assert isinstance(state["totals"][key], int), key
+    assert state["totals"]["calls"] > 0
+    meta = state["meta"]
+    assert meta["provider"] == provider
+    for key in ("model", "engine", "strategy"):
+        assert meta.get(key), f"run.json meta has no {key}: {meta}"
+    assert meta["strategy"] == state["options"]["strategy"]
+    assert state["document"] == doc
+
+    assembly = load_yaml(name).get("assembly", {})
+    included = assembly.get("include_roles")
+    summary_role = assembly.get("summary_role")
+    for tid in plan_ids:
+        result = state["results"][tid]
+        in_doc = included is None or result["role"] in included or result["role"] == summary_role
+        if in_doc:
+            assert result["output"].strip() in doc, f"output of {tid} ({result['role']}) missing from output.md"
+        elif result["output"].strip():
+            assert result["output"].strip() not in doc, f"{tid} ({result['role']}) is not meant for the document"
+        for art in result.get("artifacts") or []:
+            assert (run_dir / art).is_file(), f"{tid}: artifact {art} not written"
+
+    images = IMAGE.findall(doc)
+    for rel in images:
+        png = run_dir / rel
+        assert png.is_file(), f"output.md links {rel}, which is not in {run_dir}"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", rel
+    return run_dir, state, doc
+
+
+def result_of(state: dict, role: str) -> dict:
+    found = [r for r in state["results"].values() if r["role"] == role]
+    assert len(found) == 1, f"expected one {role} task, got {[r['id'] for r in found]}"
+    return found[0]
+
+
+# ---------------------------------------------------------------- independent recomputation
+
+def cpm(items: list[dict]) -> tuple[float, list[str]]:
+    """Duration and the critical chain of a work breakdown (assumes one chain, as in the samples)."""
+    by_id = {it["id"]: it for it in items}
+    finish: dict[str, float] = {}
+
+    def ef(iid: str) -> float:
+        if iid not in finish:
+            finish[iid] = max((ef(d) for d in by_id[iid].get("depends_on", [])), default=0.0) \
+                + float(by_id[iid]["estimate_days"])
+        return finish[iid]
+
+    duration = max(ef(i) for i in by_id)
+    current = max(by_id, key=ef)
+    chain = [current]
+    while True:
+        start = ef(current) - float(by_id[current]["estimate_days"])
+        preds = [d for d in by_id[current].get("depends_on", []) if abs(ef(d) - start) < 1e-9]
+        if not preds:
+            break
+        assert len(preds) == 1, "sample should have a single critical chain"
+        current = preds[0]
+        chain.append(current)
+    return duration, chain[::-1]
+
+
+def cleaned_column(path: Path, column: str) -> list[float]:
+    """The README's cleaning rule, done with csv + statistics: outliers clipped to the 1.5×IQR fences
+    of the observed values, then missing values filled with the median of the clipped values."""
+    missing = {"", "na", "n/a", "nan", "null"}
+    with path.open(newline="", encoding="utf-8") as fh:
+        cells = [row[column] for row in csv.DictReader(fh)]
+    present = [float(c) for c in cells if c.strip().lower() not in missing]
+    q1, _, q3 = statistics.quantiles(present, n=4, method="inclusive")
+    iqr = q3 - q1
+    lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+    clipped = [min(max(v, lo), hi) for v in present] if iqr > 0 else present
+    median = statistics.median(clipped)
+    it = iter(clipped)
+    return [median if c.strip().lower() in missing else next(it) for c in cells]
+
+
+# ---------------------------------------------------------------- per-workflow tool checks
+
+def check_blog(run_dir: Path, state: dict, doc: str) -> None:
+    assert sum(1 for r in state["results"].values() if r["role"] == "writer") >= 3
+
+
+def check_report(run_dir: Path, state: dict, doc: str) -> None:
+    sources = {p.name: p for p in (EXAMPLES / "data" / "sources").iterdir()}
+    gatherers = [r for r in state["results"].values() if r["role"] == "gatherer"]
+    assert sorted(s for r in gatherers for s in r["data"]["sources"]) == sorted(sources)
+    checked = 0
+    for r in gatherers:
+        for fact in r["data"]["facts"]:
+            src = sources[fact["source"]]
+            pointer = fact["pointer"]
+            assert pointer.startswith(f"{src.name}:")
+            assert f"[source: {pointer}]" in doc, pointer
+            where = pointer.split(":", 1)[1]
+            if src.suffix == ".md":
+                lines = src.read_text(encoding="utf-8").splitlines()
+                n = int(re.fullmatch(r"L(\d+)", where).group(1))
+                line = lines[n - 1]
+                if fact["text"].startswith("Heading: "):
+                    assert line.lstrip("#").strip() == fact["text"][len("Heading: "):]
+                    continue
+                assert fact["text"].split()[0] in line, (pointer, fact["text"], line)
+                if fact["value"] is not None:
+                    # a sentence wrapped over two lines points at the line it starts on
+                    number = f"{fact['value']:g}"
+                    span = line if fact["text"] in line else line + " " + lines[n]
+                    assert number in span.replace(",", ""), (pointer, number, span)
+                    if fact["text"] in line:
+                        assert number in line.replace(",", ""), (pointer, number, line)
+                checked += 1
+            elif src.suffix == ".json":
+                node = json.loads(src.read_text(encoding="utf-8"))
+                for key in re.findall(r"\.(\w+)|\[(\d+)\]", where[1:]):
+                    node = node[key[0]] if key[0] else node[int(key[1])]
+                assert float(node) == fact["value"], pointer
+                checked += 1
+            elif src.suffix == ".csv":
+                col = re.search(r"column '([^']+)'", where)
+                if col:
+                    with src.open(newline="", encoding="utf-8") as fh:
+                        vals = [float(row[col.group(1)]) for row in csv.DictReader(fh)
+                                if row[col.group(1)].strip().upper() != "NA"]
+                    assert fact["value"] == pytest.approx(statistics.fmean(vals)), pointer
+                    checked += 1
+    assert checked >= 15
+    assert "\n## Sources\n" in doc
+    sources_part = doc.split("\n## Sources\n", 1)[1]
+    for name in sources:
+        assert f"`{name}`" in sources_part
+
+
+def check_analysis(run_dir: Path, state: dict, doc: str, data: Path | None = None) -> None:
+    data = data or EXAMPLES / "data" / "sales.csv"
+    stats = result_of(state, "statistician")["data"]["numeric"]
+    # revenue has no missing values and no outliers: its plain mean is the answer
+    with data.open(newline="", encoding="utf-8") as fh:
+        revenue = [float(row["revenue"]) for row in csv.DictReader(fh)]
+    assert stats["revenue"]["mean"] == pytest.approx(statistics.fmean(revenue), rel=1e-9)
+    # the other columns: the documented cleaning rule, recomputed
+    for col in ("ad_spend", "price", "visitors"):
+        values = cleaned_column(data, col)
+        assert stats[col]["count"] == len(values)
+        assert stats[col]["mean"] == pytest.approx(statistics.fmean(values), rel=1e-9), col
+        assert stats[col]["median"] == pytest.approx(statistics.median(values), rel=1e-9), col
+        assert stats[col]["std"] == pytest.approx(statistics.stdev(values), rel=1e-9), col
+    charts = result_of(state, "charter")
+    assert charts["artifacts"] and all(a.endswith(".png") for a in charts["artifacts"])
+    assert all(a in IMAGE.findall(doc) for a in charts["artifacts"])
+    model = result_of(state, "modeller")["data"]
+    assert model["target"] == "revenue" and 0 < model["r2_test"] <= 1
+
+
+def check_project(run_dir: Path, state: dict, doc: str, items: list[dict]) -> None:
+    sched = result_of(state, "scheduler")
+    duration, chain = cpm(items)
+    assert sched["data"]["critical_path"] == chain
+    assert sched["data"]["duration_days"] == pytest.approx(duration)
+    assert " → ".join(chain) in doc
+    assert sched["artifacts"] and (run_dir / sched["artifacts"][0]).is_file()
+    assert sched["artifacts"][0] in IMAGE.findall(doc)
+
+
+def check_tools(name: str, run_dir: Path, state: dict, doc: str, *, offline: bool) -> None:
+    if name == "blog":
+        check_blog(run_dir, state, doc)
+    elif name == "report":
+        check_report(run_dir, state, doc)
+    elif name == "analysis":
+        check_analysis(run_dir, state, doc)
+    else:
+        items = (sample_breakdown() if offline else model_breakdown())["work_items"]
+        check_project(run_dir, state, doc, items)
+
+
+# ---------------------------------------------------------------- the tests
+
+def test_sample_project_critical_path_by_hand():
+    """The test's own CPM against numbers worked out on paper for the shipped sample."""
+    duration, chain = cpm(sample_breakdown()["work_items"])
+    assert (duration, chain) == (24.0, ["w1", "w3", "w5", "w7", "w8"])
+    duration, chain = cpm(model_breakdown()["work_items"])
+    assert (duration, chain) == (29.0, ["w1", "w3", "w6", "w7", "w8"])
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_against_fake_model(name: str, fake_llm: FakeLLMServer, tmp_path: Path):
+    fake_llm.responder = script_for(name)
+    run = run_main(["--example", name], tmp_path, server=fake_llm)
+    run_dir, state, doc = check_run(run, name, provider="openai")
+    assert state["meta"]["base_url"] == fake_llm.base_url
+    kinds = [request_kind(r) for r in fake_llm.requests]
+    assert kinds.count("plan") == 1 and "review" in kinds and "cohesion" in kinds
+    llm_tasks = [t for t in state["plan"]["tasks"] if load_yaml(name)["roles"][t["role"]].get("kind") != "tool"]
+    assert kinds.count("worker") == len(llm_tasks)
+    assert state["totals"]["calls"] == len(fake_llm.requests)
+    assert doc.startswith("# Scripted title\n") and "Offline provider" not in doc
+    assert TEST_KEY not in (run_dir / "run.json").read_text(encoding="utf-8")
+    for t in llm_tasks:
+        if not (name == "project" and t["id"] == "wbs"):
+            assert state["results"][t["id"]]["output"] == f"## Section {t['id']}\n\nScripted text for {t['id']}."
+    check_tools(name, run_dir, state, doc, offline=False)
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_offline(name: str, tmp_path: Path):
+    run = run_main(["--example", name], tmp_path)
+    run_dir, state, doc = check_run(run, name, provider="offline")
+    assert "Offline provider" in doc and "Offline provider" in run.stdout + run.stderr
+    assert state["meta"]["base_url"] is None
+    check_tools(name, run_dir, state, doc, offline=True)
+
+
+def test_analysis_regression_recovers_a_known_relation(tmp_path: Path):
+    rng = random.Random(7)
+    data = tmp_path / "linear.csv"
+    rows = ["x,revenue"]
+    for _ in range(80):
+        x = rng.uniform(0, 100)
+        rows.append(f"{x:.4f},{3 * x + 2 + rng.gauss(0, 0.05):.4f}")
+    data.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    run = run_main(["--example", "analysis", "--data", str(data)], tmp_path)
+    run_dir, state, doc = check_run(run, "analysis", provider="offline")
+    assert state["inputs"]["data"] == str(data)
+    model = result_of(state, "modeller")["data"]
+    assert model["target"] == "revenue" and model["features"] == ["x"]
+    assert model["r2_test"] > 0.99
+    assert model["coefficients"]["x"] == pytest.approx(3, abs=0.01)
+    assert model["intercept"] == pytest.approx(2, abs=0.1)
+    with data.open(newline="", encoding="utf-8") as fh:
+        revenue = [float(r["revenue"]) for r in csv.DictReader(fh)]
+    stats = result_of(state, "statistician")["data"]["numeric"]
+    assert stats["revenue"]["mean"] == pytest.approx(statistics.fmean(revenue), rel=1e-9)
+
+
+def test_example_all_offline_runs_the_four_and_prints_a_table(tmp_path: Path):
+    run = run_main(["--example", "all"], tmp_path, timeout=120)
+    assert run.code == 0, run.explain()
+    dirs = run.run_dirs()
+    assert sorted(d.name.split("-")[2] for d in dirs) == sorted(WORKFLOWS)
+    lines = run.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["workflow", "status"])
+    assert all(word in lines[header] for word in ("time", "tokens", "output"))
+    table = lines[header + 2:header + 2 + len(WORKFLOWS)]
+    assert [row.split()[0] for row in table] == list(WORKFLOWS)
+    for row, name in zip(table, WORKFLOWS):
+        cells = row.split()
+        assert cells[1] == "ok", row
+        assert re.search(r"\d+\.\d s", row), row
+        out = Path(cells[-1])
+        assert out.is_file() and out.name == "output.md", row
+        state = json.loads((out.parent / "run.json").read_text(encoding="utf-8"))
+        assert state["workflow"] == name and state["status"] == "ok"
+        tokens = state["totals"]["prompt_tokens"] + state["totals"]["completion_tokens"]
+        assert f"{tokens:,}" in cells, row
+    for d in dirs:
+        check_run(run, d.name.split("-")[2], provider="offline", run_dir=d)
