@@ -51,9 +51,9 @@ def test_text_facts_point_at_the_right_lines(tmp_path: Path):
     assert facts["notes.md:L3"][0]["text"] == "Revenue grew 12% in 2025."
     assert facts["notes.md:L3"][0]["value"] == 12.0
     assert "Revenue grew 12%" in lines[3 - 1]
-    # a sentence wrapped over two lines is kept whole and points at the line it starts on
-    assert facts["notes.md:L4"][0]["text"] == "Churn fell to 3.5 percent, a record low for the firm."
-    assert facts["notes.md:L4"][0]["value"] == 3.5
+    # a sentence wrapped over two lines is kept whole and points at both lines
+    assert facts["notes.md:L4-L5"][0]["text"] == "Churn fell to 3.5 percent, a record low for the firm."
+    assert facts["notes.md:L4-L5"][0]["value"] == 3.5
     assert facts["notes.md:L7"][0]["text"] == "Heading: Costs"
     assert facts["notes.md:L8"][0]["text"] == "Rent is $1,200 a month." and facts["notes.md:L8"][0]["value"] == 1200
     texts = " ".join(f["text"] for f in res.data["facts"])
@@ -143,5 +143,6 @@ def test_sample_sources_parse():
     lines = (SAMPLES / "market_notes.md").read_text(encoding="utf-8").splitlines()
     for f in res.data["facts"]:
         if f["source"] == "market_notes.md" and not f["text"].startswith("Heading"):
-            n = int(f["pointer"].rsplit(":L", 1)[1])
-            assert f["text"].split()[0] in lines[n - 1]
+            first, _, last = f["pointer"].rsplit(":L", 1)[1].partition("-L")
+            assert f["text"].split()[0] in lines[int(first) - 1]
+            assert f["text"].split()[-1] in lines[int(last or first) - 1]

@@ -265,19 +265,16 @@ def check_report(run_dir: Path, state: dict, doc: str) -> None:
             where = pointer.split(":", 1)[1]
             if src.suffix == ".md":
                 lines = src.read_text(encoding="utf-8").splitlines()
-                n = int(re.fullmatch(r"L(\d+)", where).group(1))
-                line = lines[n - 1]
+                m = re.fullmatch(r"L(\d+)(?:-L(\d+))?", where)
+                first, last = int(m.group(1)), int(m.group(2) or m.group(1))
+                span = " ".join(lines[first - 1:last])
                 if fact["text"].startswith("Heading: "):
-                    assert line.lstrip("#").strip() == fact["text"][len("Heading: "):]
+                    assert span.lstrip("#").strip() == fact["text"][len("Heading: "):]
                     continue
-                assert fact["text"].split()[0] in line, (pointer, fact["text"], line)
-                if fact["value"] is not None:
-                    # a sentence wrapped over two lines points at the line it starts on
-                    number = f"{fact['value']:g}"
-                    span = line if fact["text"] in line else line + " " + lines[n]
-                    assert number in span.replace(",", ""), (pointer, number, span)
-                    if fact["text"] in line:
-                        assert number in line.replace(",", ""), (pointer, number, line)
+                assert fact["text"].split()[0] in lines[first - 1], (pointer, fact["text"])
+                assert fact["text"].split()[-1] in lines[last - 1], (pointer, fact["text"])
+                if fact["value"] is not None:  # the number lies within the lines pointed at
+                    assert f"{fact['value']:g}" in span.replace(",", ""), (pointer, fact["value"], span)
                 checked += 1
             elif src.suffix == ".json":
                 node = json.loads(src.read_text(encoding="utf-8"))

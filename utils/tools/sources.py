@@ -74,7 +74,7 @@ def _fact(text: str, source: str, pointer: str, value: float | None) -> dict:
 
 
 def text_facts(src: Source) -> list[dict]:
-    """Headings, and sentences holding a number or a %, each pointing at the line it starts on.
+    """Headings, and sentences holding a number or a %, each pointing at the line(s) it spans.
 
     Sentences are split within a paragraph (consecutive lines), so a sentence wrapped over two lines
     stays whole; list items and table rows are their own paragraphs; fenced code is skipped.
@@ -96,9 +96,11 @@ def text_facts(src: Source) -> list[dict]:
             at = joined.index(sentence, pos)
             pos = at + len(sentence)
             if _NUMBER.search(sentence) or "%" in sentence:
-                lineno = max(ln for off, ln in starts if off <= at)
+                first = max(ln for off, ln in starts if off <= at)
+                last = max(ln for off, ln in starts if off <= at + len(sentence.rstrip()) - 1)
+                where = f"L{first}" if last == first else f"L{first}-L{last}"
                 clean = re.sub(r"^([-*+]|\d+[.)])\s+", "", sentence.strip()).strip()
-                facts.append(_fact(clean, src.name, f"{src.name}:L{lineno}", first_value(clean)))
+                facts.append(_fact(clean, src.name, f"{src.name}:{where}", first_value(clean)))
         para.clear()
 
     in_code = False
