@@ -1,0 +1,376 @@
+"""LLMClient against a real HTTP fake server through the real `openai` SDK.
+
+Backoffs are tiny so the retry tests stay fast; concurrency is proven with a barrier in the server,
+never with sleeps in the test.
+"""
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, Field
+
+from tests.conftest import TEST_API_KEY
+from tests.fake_llm import FakeLLMServer, Reply
+from utils.errors import BudgetExceeded, LLMError, UsageError
+from utils.events import Collector
+from utils.llm import LLMClient, LLMSettings, settings_from_env
+from utils.offline import LABEL
+
+USER = [{"role": "system", "content": "You write."}, {"role": "user", "content": "Write one line about tea."}]
+
+
+class Verdict(BaseModel):
+    id: str
+    score: int = Field(ge=0, le=10)
+
+
+def client(server: FakeLLMServer, home: Path, *, emit=None, **kw) -> LLMClient:
+    settings = LLMSettings(provider="openai", model="fake-model", base_url=server.base_url, api_key=TEST_API_KEY,
+                           backoff_base_s=0.01, backoff_max_s=0.05, timeout_s=5.0, max_retries=2, cache=False)
+    for name, value in kw.items():
+        setattr(settings, name, value)
+    return LLMClient(settings, emit=emit or Collector(), home=home)
+
+
+def ask(llm: LLMClient, messages=USER, **kw):
+    return asyncio.run(llm.complete(messages, **kw))
+
+
+def error_of(llm: LLMClient, messages=USER, **kw) -> str:
+    with pytest.raises(LLMError) as err:
+        ask(llm, messages, **kw)
+    msg = str(err.value)
+    assert TEST_API_KEY not in msg and "\n" not in msg
+    return msg
+
+
+# -- text ------------------------------------------------------------------------------------------
+def test_plain_text(fake_llm, tmp_path):
+    fake_llm.push(Reply(text="Tea is calm in a cup.", usage={"prompt_tokens": 11, "completion_tokens": 6}))
+    llm = client(fake_llm, tmp_path)
+    out = ask(llm)
+    assert out.text == "Tea is calm in a cup." and out.data is None
+    assert (out.prompt_tokens, out.completion_tokens, out.model) == (11, 6, "fake-model")
+    req = fake_llm.requests[0]
+    assert req.messages == USER and req.model == "fake-model" and not req.stream and req.response_format is None
+    assert req.headers["authorization"] == f"Bearer {TEST_API_KEY}"
+
+
+def test_streamed_text_with_usage(fake_llm, tmp_path):
+    fake_llm.push(Reply(text="Streaming works piece by piece.", usage={"prompt_tokens": 9, "completion_tokens": 7},
+                        chunk_size=4))
+    out = ask(client(fake_llm, tmp_path, stream=True))
+    assert out.text == "Streaming works piece by piece."
+    assert (out.prompt_tokens, out.completion_tokens) == (9, 7)
+    req = fake_llm.requests[0]
+    assert req.stream and req.body["stream_options"] == {"include_usage": True}
+
+
+def test_think_block_is_stripped(fake_llm, tmp_path):
+    fake_llm.push("<think>let me see {draft}</think>\nFinal answer.")
+    assert ask(client(fake_llm, tmp_path)).text == "Final answer."
+
+
+def test_placeholder_key_for_local_servers(fake_llm, tmp_path):
+    settings = settings_from_env({"base_url": fake_llm.base_url}, {}, env={})
+    assert settings.provider == "openai" and settings.api_key is None
+    asyncio.run(LLMClient(settings, home=tmp_path).complete(USER))
+    assert fake_llm.requests[0].headers["authorization"] == "Bearer not-needed"
+
+
+# -- structured output -----------------------------------------------------------------------------
+def test_schema_via_response_format(fake_llm, tmp_path):
+    fake_llm.push({"id": "t1", "score": 7})
+    llm = client(fake_llm, tmp_path)
+    out = ask(llm, schema=Verdict)
+    assert out.data == Verdict(id="t1", score=7)
+    rf = fake_llm.requests[0].response_format
+    assert rf["type"] == "json_schema" and rf["json_schema"]["name"] == "Verdict"
+    assert llm.json_schema_supported is True
+
+
+def test_fallback_when_server_refuses_json_schema(fake_llm, tmp_path):
+    fake_llm.refuse_json_schema = True
+    fake_llm.responder = lambda req: {"id": "t2", "score": 4}
+    events = Collector()
+    llm = client(fake_llm, tmp_path, emit=events)
+    assert ask(llm, schema=Verdict).data == Verdict(id="t2", score=4)
+    first, second = fake_llm.requests
+    assert first.status == 400 and first.response_format["type"] == "json_schema"
+    assert second.status == 200 and second.response_format is None
+    assert "JSON Schema" in second.messages[0]["content"]  # the schema moved into the system prompt
+    assert second.messages[0]["content"].startswith(USER[0]["content"]) and second.messages[1:] == USER[1:]
+    assert llm.json_schema_supported is False and events.of("notice")
+    ask(llm, schema=Verdict)  # remembered: no second refusal
+    assert len(fake_llm.requests) == 3 and fake_llm.requests[2].response_format is None
+
+
+@pytest.mark.parametrize("reply", [
+    'Here is my verdict:\n```json\n{"id": "t3", "score": 5}\n```',
+    'Sure. {"id": "t3", "score": 5} Let me know if you need more.',
+    "```yaml\nid: t3\nscore: 5\n```",
+    "id: t3\nscore: 5\n",
+])
+def test_lenient_parsing_needs_no_repair(fake_llm, tmp_path, reply):
+    fake_llm.push(reply)
+    assert ask(client(fake_llm, tmp_path), schema=Verdict).data == Verdict(id="t3", score=5)
+    assert len(fake_llm.requests) == 1
+
+
+def test_repair_round_trip_shows_the_validation_error(fake_llm, tmp_path):
+    fake_llm.push({"id": "t4", "score": 42}, {"id": "t4", "score": 9})
+    llm = client(fake_llm, tmp_path)
+    out = ask(llm, schema=Verdict, purpose="task t4 (writer)")
+    assert out.data.score == 9
+    first, second = fake_llm.requests
+    assert second.messages[:len(first.messages)] == first.messages
+    assert second.messages[-2] == {"role": "assistant", "content": '{"id": "t4", "score": 42}'}
+    assert "score: Input should be less than or equal to 10" in second.messages[-1]["content"]
+    assert llm.totals.calls == 2 and out.prompt_tokens == llm.totals.prompt_tokens  # both calls counted
+
+
+def test_persistent_bad_output_names_the_purpose(fake_llm, tmp_path):
+    fake_llm.responder = lambda req: "I'd rather write a poem about tea."
+    msg = error_of(client(fake_llm, tmp_path), schema=Verdict, purpose="task t3 (writer)")
+    assert msg.startswith("task t3 (writer): model output did not match the schema:")
+    assert len(fake_llm.requests) == 2
+
+
+# -- retries ---------------------------------------------------------------------------------------
+def test_429_with_retry_after_then_success(fake_llm, tmp_path):
+    fake_llm.fail_next(429, retry_after=0)
+    events = Collector()
+    llm = client(fake_llm, tmp_path, emit=events)
+    assert ask(llm).text == "ok"
+    assert [r.status for r in fake_llm.requests] == [429, 200]
+    assert llm.totals.retries == 1
+    (retry,) = events.of("retry")
+    assert retry["attempt"] == 1 and "429" in retry["reason"]
+
+
+def test_retry_after_is_honoured_but_capped(fake_llm, tmp_path):
+    fake_llm.fail_next(429, retry_after=0.2)
+    fake_llm.push(Reply(status=503, headers={"Retry-After": "3600"}))
+    events = Collector()
+    llm = client(fake_llm, tmp_path, emit=events, backoff_max_s=0.3)
+    ask(llm)
+    first, second, third = fake_llm.requests
+    assert second.t_in - first.t_out >= 0.19  # waited for the server's Retry-After
+    assert [e["wait_s"] for e in events.of("retry")][1] == 0.3  # an hour is capped at backoff_max_s
+
+
+def test_500_then_success(fake_llm, tmp_path):
+    fake_llm.fail_next(500)
+    llm = client(fake_llm, tmp_path)
+    assert ask(llm).text == "ok"
+    assert [r.status for r in fake_llm.requests] == [500, 200]
+    assert llm.totals.calls == 1 and llm.totals.retries == 1
+
+
+def test_dropped_connection_is_retried(fake_llm, tmp_path):
+    fake_llm.push(Reply(drop_connection=True))
+    assert ask(client(fake_llm, tmp_path)).text == "ok"
+    assert len(fake_llm.requests) == 2
+
+
+def test_timeout_is_retried_then_fails(fake_llm, tmp_path):
+    fake_llm.responder = lambda req: Reply(latency=2.0)
+    msg = error_of(client(fake_llm, tmp_path, timeout_s=0.3, max_retries=1), purpose="planning (full)")
+    assert msg.startswith("planning (full): no answer from") and "within 0.3s after 2 attempts" in msg
+    assert len(fake_llm.requests) == 2
+
+
+def test_persistent_500_gives_a_clear_error(fake_llm, tmp_path):
+    fake_llm.fail_next(500, n=10, message="upstream overloaded")
+    msg = error_of(client(fake_llm, tmp_path))
+    assert msg == f"server error 500 from {fake_llm.base_url} after 3 attempts: upstream overloaded"
+    assert len(fake_llm.requests) == 3
+
+
+def test_401_is_not_retried(fake_llm, tmp_path):
+    fake_llm.require_key = "sk-the-right-one"
+    msg = error_of(client(fake_llm, tmp_path))
+    assert msg == "authentication failed (check OPENAI_API_KEY)"
+    assert len(fake_llm.requests) == 1
+
+
+def test_404_is_not_retried(fake_llm, tmp_path):
+    fake_llm.fail_next(404)
+    msg = error_of(client(fake_llm, tmp_path), model="no-such-model")
+    assert msg.startswith(f"model 'no-such-model' not found at {fake_llm.base_url}")
+    assert len(fake_llm.requests) == 1
+
+
+def test_other_400_is_a_clear_error(fake_llm, tmp_path):
+    fake_llm.fail_next(400, message="max_tokens is too large")
+    msg = error_of(client(fake_llm, tmp_path), purpose="task t1 (writer)")
+    assert msg.startswith("task t1 (writer): request rejected by") and "max_tokens is too large" in msg
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_non_json_body(fake_llm, tmp_path, stream):
+    fake_llm.push(Reply(body="<html><body>Welcome to nginx!</body></html>"))
+    msg = error_of(client(fake_llm, tmp_path, stream=stream))
+    assert msg.startswith(f"server at {fake_llm.base_url} did not answer JSON")
+    assert len(fake_llm.requests) == 1
+
+
+def test_unreachable_base_url(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings = LLMSettings(provider="openai", base_url=f"http://127.0.0.1:{port}/v1", api_key=TEST_API_KEY,
+                           max_retries=1, backoff_base_s=0.01, backoff_max_s=0.02, cache=False)
+    with pytest.raises(LLMError) as err:
+        asyncio.run(LLMClient(settings, home=tmp_path).complete(USER, purpose="task t9 (writer)"))
+    assert str(err.value).startswith(f"task t9 (writer): cannot reach http://127.0.0.1:{port}/v1 after 2 attempts")
+
+
+# -- limits, totals, cache, budget -----------------------------------------------------------------
+def test_concurrency_limit_is_never_exceeded(fake_llm, tmp_path):
+    barrier = threading.Barrier(3, timeout=5)  # each group of 3 must be in flight together
+
+    def respond(req):
+        barrier.wait()
+        return Reply(text="ok", latency=0.05)
+
+    fake_llm.responder = respond
+    llm = client(fake_llm, tmp_path, max_concurrency=3)
+
+    async def many():
+        return await asyncio.gather(*[llm.complete([{"role": "user", "content": f"q{i}"}]) for i in range(12)])
+
+    assert len(asyncio.run(many())) == 12
+    assert 2 <= fake_llm.max_in_flight <= 3
+    assert len(fake_llm.completed()) == 12
+
+
+def test_usage_totals_add_up(fake_llm, tmp_path):
+    fake_llm.push(Reply(text="a", usage={"prompt_tokens": 100, "completion_tokens": 10}),
+                  Reply(text="b", usage={"prompt_tokens": 200, "completion_tokens": 20}))
+    events = Collector()
+    llm = client(fake_llm, tmp_path, emit=events, prices={"fake-model": {"input": 1.0, "output": 10.0}})
+    ask(llm)
+    ask(llm)
+    t = llm.totals_dict()
+    assert (t["calls"], t["prompt_tokens"], t["completion_tokens"], t["cached"]) == (2, 300, 30, 0)
+    assert t["cost_usd"] == pytest.approx((300 * 1.0 + 30 * 10.0) / 1e6)
+    assert t["seconds"] > 0
+    assert events.of("llm")[-1] == t and len(events.of("llm")) == 2
+
+
+def test_cache_hit_makes_no_request(fake_llm, orch_home):
+    fake_llm.push({"id": "c1", "score": 3})
+    first = client(fake_llm, None, cache=True)
+    assert ask(first, schema=Verdict).data.id == "c1"
+    second = client(fake_llm, None, cache=True)
+    out = ask(second, schema=Verdict)
+    assert out.cached and out.data == Verdict(id="c1", score=3)
+    assert len(fake_llm.requests) == 1
+    assert (second.totals.cached, second.totals.calls) == (1, 0)
+    files = list((orch_home / "cache").rglob("*.json"))
+    assert len(files) == 1 and TEST_API_KEY not in files[0].read_text()
+    fake_llm.push({"id": "c2", "score": 1})
+    assert ask(second, schema=Verdict, temperature=0.9).data.id == "c2"  # a different request is a miss
+    assert len(fake_llm.requests) == 2
+
+
+def test_budget_exceeded_before_calling(fake_llm, tmp_path):
+    fake_llm.push(Reply(text="a", usage={"prompt_tokens": 600, "completion_tokens": 50}))
+    llm = client(fake_llm, tmp_path, max_tokens_total=1000)
+    ask(llm, max_tokens=100)
+    with pytest.raises(BudgetExceeded, match=r"token budget of 1000 reached \(used 650\)"):
+        ask(llm, max_tokens=400)
+    assert len(fake_llm.requests) == 1
+
+
+def test_api_key_never_in_errors(fake_llm, tmp_path):
+    llm = client(fake_llm, tmp_path)
+    fake_llm.fail_next(401, message=f"Incorrect API key provided: {TEST_API_KEY}")
+    error_of(llm)
+    fake_llm.fail_next(400, message=f"bad request from {TEST_API_KEY}")
+    assert "***" in error_of(llm)
+    fake_llm.fail_next(500, n=3, message=f"crash {TEST_API_KEY}")
+    error_of(llm)
+    assert TEST_API_KEY not in repr(llm.settings)
+
+
+def test_client_survives_separate_event_loops(fake_llm, tmp_path):
+    llm = client(fake_llm, tmp_path)
+    assert ask(llm).text == "ok" and ask(llm).text == "ok"
+
+
+# -- settings and offline --------------------------------------------------------------------------
+def test_settings_resolution_order(monkeypatch):
+    env = {"OPENAI_API_KEY": "k", "ORCH_MODEL": "env-model", "OPENAI_BASE_URL": ""}
+    s = settings_from_env({}, {"model": "cfg-model", "timeout_s": 9, "strategy": "ignored"}, env=env)
+    assert (s.provider, s.model, s.timeout_s, s.base_url) == ("openai", "env-model", 9, None)
+    s = settings_from_env({"model": "flag-model"}, {"model": "cfg-model"}, env=env)
+    assert s.model == "flag-model"
+    assert settings_from_env({}, {"model": "cfg-model"}, env={}).provider == "offline"
+    assert settings_from_env({"provider": "offline"}, {}, env=env).api_key is None
+    with pytest.raises(UsageError):
+        settings_from_env({"provider": "openai"}, {}, env={})
+    with pytest.raises(UsageError):
+        settings_from_env({"provider": "bogus"}, {}, env=env)
+
+
+def test_llm_env_fixture_selects_the_fake_server(llm_env, tmp_path):
+    settings = settings_from_env({})
+    assert settings.provider == "openai" and settings.base_url == llm_env.base_url
+    asyncio.run(LLMClient(settings, home=tmp_path).complete(USER))
+    assert len(llm_env.completed()) == 1
+
+
+def test_offline_provider_is_labelled_and_deterministic(tmp_path):
+    llm = LLMClient(LLMSettings(), home=tmp_path)
+    messages = [{"role": "user", "content": "# Goal\nA tea guide\n\n# Your task [t1]: Brew basics\nExplain steeping."}]
+    a = asyncio.run(llm.complete(messages, purpose="task t1 (writer)"))
+    b = asyncio.run(llm.complete(messages, purpose="task t1 (writer)"))
+    assert a.text == b.text and a.offline and a.text.startswith(LABEL)
+    assert "Brew basics" in a.text and "Explain steeping." in a.text and "A tea guide" in a.text
+    out = asyncio.run(llm.complete(messages, schema=Verdict, offline_reply=lambda: {"id": "t1", "score": 8}))
+    assert out.data == Verdict(id="t1", score=8)
+    assert llm.totals.calls == 3 and llm.totals.prompt_tokens > 0
+    with pytest.raises(LLMError, match="offline stand-in did not match"):
+        asyncio.run(llm.complete(messages, schema=Verdict, offline_reply=lambda: {"id": "t1", "score": 80}))
+
+
+# -- the fake server's own coordination helpers ------------------------------------------------------
+def test_fake_server_wait_for_and_models(fake_llm, tmp_path):
+    import json
+    import urllib.request
+
+    release = threading.Event()
+    fake_llm.push(Reply(text="first", wait_for=release))
+
+    def second(req):
+        release.set()  # the first request is still held: both are in flight now
+        return "second"
+
+    fake_llm.responder = second
+    llm = client(fake_llm, tmp_path)
+
+    async def both():
+        first = asyncio.create_task(llm.complete([{"role": "user", "content": "a"}]))
+        while not fake_llm.requests and not first.done():  # the first request reaches the server first
+            await asyncio.sleep(0)
+        return await asyncio.gather(first, llm.complete([{"role": "user", "content": "b"}]))
+
+    texts = [c.text for c in asyncio.run(both())]
+    assert texts == ["first", "second"] and fake_llm.max_in_flight == 2
+    with urllib.request.urlopen(f"{fake_llm.base_url}/models", timeout=5) as resp:
+        assert "fake-model" in [m["id"] for m in json.load(resp)["data"]]
+
+
+def test_retry_after_header_forms():
+    from utils.llm import _retry_after
+
+    assert _retry_after({"retry-after-ms": "250"}) == 0.25
+    assert _retry_after({"retry-after": "2"}) == 2.0
+    assert _retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a past date
+    assert _retry_after({"retry-after": "soon"}) is None and _retry_after({}) is None
