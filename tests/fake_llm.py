@@ -110,8 +110,9 @@ class FakeLLMServer:
     """Start with `with FakeLLMServer() as server:` or `start()`/`stop()`; point clients at `base_url`."""
 
     def __init__(self, *, refuse_json_schema: bool = False, require_key: str | None = None,
-                 models: list[str] | None = None) -> None:
+                 models: list[str] | None = None, keep_alive: bool = True) -> None:
         self.responder: Responder = _default_responder
+        self.keep_alive = keep_alive  # like real servers: successful replies keep the connection open
         self.refuse_json_schema = refuse_json_schema
         self.require_key = require_key
         self.models = models or ["fake-model", "gpt-4o-mini"]
@@ -128,7 +129,7 @@ class FakeLLMServer:
     # -- lifecycle -------------------------------------------------------------------------------
     def start(self) -> "FakeLLMServer":
         handler = type("Handler", (_Handler,), {"fake": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd = _Server(("127.0.0.1", 0), handler)
         httpd.daemon_threads = True
         httpd.block_on_close = False
         self._httpd = httpd
@@ -225,6 +226,12 @@ _DEFAULT_MESSAGES = {400: "Bad request.", 401: "Incorrect API key provided.", 40
                      429: "Rate limit reached. Please try again later.", 500: "The server had an error."}
 
 
+class _Server(ThreadingHTTPServer):
+    """A listen backlog of 5 (the default) resets connections when many workers call at once."""
+
+    request_queue_size = 256
+
+
 class _Handler(BaseHTTPRequestHandler):
     fake: FakeLLMServer
     protocol_version = "HTTP/1.1"
@@ -250,13 +257,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
-        self.send_header("Connection", "close")
+        keep_alive = status == 200 and self.fake.keep_alive
+        if not keep_alive:
+            self.send_header("Connection", "close")
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(payload)
         self.wfile.flush()
-        self.close_connection = True
+        self.close_connection = not keep_alive
 
     def _client_gone(self) -> bool:
         """True when the client closed its socket while we were 'thinking' (its timeout fired)."""

@@ -5,7 +5,6 @@ the traceback follows.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sys
@@ -22,6 +21,7 @@ MAX_TOPIC_CHARS = 2000
 
 def run_cli(args: Any, *, version: str) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    args._version = version  # run.json's meta.version (run_one and the interactive session read it)
     try:
         if args.json and args.interactive:
             raise UsageError("--json cannot be combined with --interactive")
@@ -52,6 +52,8 @@ def check_topic(topic: str | None) -> str:
 
 def check_readable(path: str, what: str) -> Path:
     p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what} {path} is a folder, not a file")
     if not p.is_file():
         raise UsageError(f"{what} not found: {path}")
     try:
@@ -84,17 +86,10 @@ def workflow_inputs(spec, args: Any) -> dict:
     return {"inputs": inputs, "data": data}
 
 
-async def _choose_and_close(llm, goal: str) -> tuple[str, str]:
-    from .routing import choose_workflow as route
-
-    try:
-        return await route(llm, goal)
-    finally:
-        await llm.aclose()
-
-
 def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
     """The spec to run and the goal. A free-text topic picks the best-fitting workflow."""
+    from .routing import choose_workflow as route
+    from .runner import run_closing
     from .spec import load_spec
 
     if args.workflow_file:
@@ -104,7 +99,7 @@ def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
         spec = load_spec(args.example)
         return spec, check_topic(topic) if topic is not None else spec.default_topic
     goal = check_topic(topic)
-    name, why = asyncio.run(_choose_and_close(llm, goal))
+    name, why = run_closing(llm, lambda: route(llm, goal))
     emit(Event("notice", {"level": "info", "message": f"Workflow: {name} ({why}; use --example to choose another)"}))
     return load_spec(name), goal
 
@@ -122,6 +117,19 @@ def make_llm(args: Any, cfg, emit, *, budget: int | None = None):
     config["prices"] = {k: v.model_dump() for k, v in cfg.prices.items()} or None
     settings = settings_from_env(overrides, config)
     return LLMClient(settings, emit=emit, home=home())
+
+
+def carry_totals(llm, saved: dict | None) -> None:
+    """A resumed run goes on counting from where it stopped: totals (and so the token budget,
+    `--max-tokens-total`) cover the whole run, not just this invocation."""
+    from dataclasses import fields
+
+    if not isinstance(saved, dict):
+        return
+    for f in fields(llm.totals):
+        value = saved.get(f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(llm.totals, f.name, float(value) if f.name in ("seconds", "cost_usd") else int(value))
 
 
 def output_dir(args: Any, cfg) -> Path:
@@ -157,6 +165,7 @@ def run_one(args: Any, cfg, *, quiet_summary: bool = False) -> int:
     emit = lambda event: holder["emit"](event)  # noqa: E731 - wired once the store exists
     llm = make_llm(args, cfg, emit, budget=options.get("max_tokens_total"))
     if saved:
+        carry_totals(llm, saved.get("totals"))
         spec = load_spec(saved.get("workflow_file") or saved["workflow"])
         goal = saved["goal"]
         inputs = saved.get("inputs", {})

@@ -35,7 +35,9 @@ class ConfigFile(BaseModel):
     max_tokens_total: int | None = Field(default=None, ge=1)
     output_dir: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
-    max_retries: int | None = Field(default=None, ge=0)
+    max_retries: int | None = Field(default=None, ge=0, le=20)
+    backoff_base_s: float | None = Field(default=None, ge=0, le=600)
+    backoff_max_s: float | None = Field(default=None, ge=0, le=3600)
     max_concurrency: int | None = Field(default=None, ge=1)
     models: dict[str, str] = Field(default_factory=dict, description="per-role models; 'planner', 'reviewer' too")
     prices: dict[str, Price] = Field(default_factory=dict)
@@ -74,7 +76,8 @@ def load_config(path: str | None) -> ConfigFile:
 def resolve_options(args: Any, cfg: ConfigFile) -> dict[str, Any]:
     """Orchestration options for the shared store: flag > config file > default."""
     opts = dict(DEFAULT_OPTIONS)
-    for key in ("strategy", "max_workers", "max_tasks", "max_revisions", "max_rounds", "context_budget", "model"):
+    for key in ("strategy", "max_workers", "max_tasks", "max_revisions", "max_rounds", "context_budget", "model",
+                "max_tokens_total"):
         flag = getattr(args, key, None)
         value = flag if flag is not None else getattr(cfg, key)
         if value is not None:

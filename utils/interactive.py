@@ -14,7 +14,6 @@ which is how the tests drive it. No command ever ends the session with a traceba
 """
 from __future__ import annotations
 
-import asyncio
 import copy
 import sys
 import traceback
@@ -178,11 +177,11 @@ class Session:
         """One orchestrator pass (the plan-only graph). Returns the plan and whether it was offline."""
         from flows import build_plan_flow
 
-        from .runner import new_shared
+        from .runner import new_shared, run_closing
         llm = self.llm(self.planning_emit)
         shared = new_shared(goal=goal_text, spec=self.spec, options={**self.options, "plan_only": True},
                             inputs=self.inputs, llm=llm, emit=self.planning_emit)
-        asyncio.run(build_plan_flow().run_async(shared))
+        run_closing(llm, lambda: build_plan_flow().run_async(shared))
         return Plan.model_validate(shared["plan"]), llm.offline
 
     def plan_topic(self) -> None:

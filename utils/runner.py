@@ -9,15 +9,16 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OrchError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError
 from .events import Emit, Event
 from .runstore import RunStore
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "strategy": "dependency", "max_workers": 4, "max_tasks": 12, "max_revisions": 1, "max_rounds": 6,
     "context_budget": 6000, "model": None, "planner_model": None, "reviewer_model": None, "plan_only": False,
+    "max_tokens_total": None,
 }
 
 
@@ -39,6 +40,8 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
     shared: dict[str, Any] = {"goal": goal, "workflow": spec.name, "spec": spec, "options": options,
                               "inputs": inputs, "results": {}, "reviews": [],
                               "runtime": {"llm": llm, "emit": emit}}
+    if _custom_spec_path(spec):  # a --workflow-file spec: resume must find the file, not a built-in name
+        shared["workflow_file"] = _custom_spec_path(spec)
     if saved:
         shared["plan"] = saved.get("plan")
         # Only finished work carries over: failed, skipped and unstarted tasks run again.
@@ -49,11 +52,35 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
     return shared
 
 
+def _custom_spec_path(spec) -> str | None:
+    from .spec import EXAMPLES_DIR
+
+    path = getattr(spec, "path", "") or ""
+    if not path or Path(path).resolve().parent == EXAMPLES_DIR.resolve():
+        return None
+    return str(Path(path).resolve())
+
+
 def fanout(*sinks: Callable[[Event], None]) -> Emit:
     def emit(event: Event) -> None:
         for sink in sinks:
             sink(event)
     return emit
+
+
+def run_closing(llm, work: Callable[[], Awaitable[Any]]) -> Any:
+    """`asyncio.run(work())`, then close the model client's connections inside the same loop.
+
+    Real servers keep connections alive; a client left open outlives its event loop and fails
+    noisily when it is garbage-collected.
+    """
+    async def go() -> Any:
+        try:
+            return await work()
+        finally:
+            await llm.aclose()
+
+    return asyncio.run(go())
 
 
 def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
@@ -62,19 +89,25 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     started = time.monotonic()
     status, code, error = "ok", EXIT_OK, None
     shared["meta"] = {**meta, "started": time.time()}
+    # Saved before the first model call, so even a `kill -9` during planning leaves a run folder
+    # that says what was asked (goal, workflow, options, inputs) and can be resumed.
+    shared.setdefault("stopped", None)  # a resumed run starts afresh: no stale "why it stopped"
+    store.save({**shared, "status": "running"})
     try:
-        asyncio.run(flow.run_async(shared))
+        run_closing(llm, lambda: flow.run_async(shared))
         status = shared.get("status") or ("planned" if shared.get("plan") else "failed")
         code = EXIT_OK if status in ("ok", "planned") else EXIT_FAILED
     except KeyboardInterrupt:
         status, code, error = "interrupted", EXIT_INTERRUPTED, "interrupted"
+    except BudgetExceeded as exc:  # planning, review or replanning hit the budget: resumable, not broken
+        status, code, error = "stopped", EXIT_FAILED, str(exc)
     except OrchError as exc:
         status, code, error = "failed", exc.exit_code, str(exc)
     finally:
         shared["totals"] = llm.totals_dict()
         shared["meta"]["elapsed_s"] = round(time.monotonic() - started, 3)
-        if status in ("interrupted", "failed"):
-            shared["status"] = status
+        shared["status"] = status  # the final word: never leaves the "running" of the first save
+        if status in ("interrupted", "failed", "stopped") and error:
             shared["stopped"] = error
         store.save(shared)
     doc_path = store.write_document(shared["document"]) if shared.get("document") else None

@@ -20,8 +20,8 @@ from .errors import UsageError
 from .events import Event
 
 FORMAT = "orchestrator-run/1"
-PERSISTED = ("goal", "workflow", "options", "inputs", "plan", "results", "reviews", "revisions_done",
-             "rounds", "document", "title", "meta_description", "status", "stopped", "totals", "meta")
+PERSISTED = ("goal", "workflow", "workflow_file", "options", "inputs", "plan", "results", "reviews",
+             "revisions_done", "rounds", "document", "title", "meta_description", "status", "stopped", "totals", "meta")
 
 
 def slugify(text: str, max_len: int = 40) -> str:
@@ -50,7 +50,9 @@ def atomic_write(path: Path, data: str | bytes) -> None:
 def new_run_dir(output_dir: Path, topic: str, workflow: str) -> Path:
     """`<output_dir>/<YYYYmmdd-HHMMSS>-<workflow>-<slug>`, created now so a bad folder fails early."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{workflow}-{slugify(topic)}"
+    base = f"{stamp}-{slugify(workflow, 20)}-{slugify(topic)}"
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"cannot write to output folder {output_dir}: it is a file, not a folder")
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
         for n in range(1, 1000):
@@ -106,9 +108,21 @@ class RunStore:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
+        if event.kind == "llm":  # running totals: kept in memory, written with the next task or plan
+            with self._lock:
+                self.state["totals"] = dict(event.data)
+            return
         if event.kind == "plan":
             with self._lock:
                 self.state["plan"] = event.data["plan"]
+                self.state["rounds"] = max(int(self.state.get("rounds") or 0), int(event.data.get("round") or 0))
+                self._write()
+        elif event.kind == "review":  # so a resumed run keeps counting revisions where it stopped
+            with self._lock:
+                reviews = self.state.setdefault("reviews", [])
+                if event.data not in reviews:
+                    reviews.append(dict(event.data))
+                self.state["revisions_done"] = sum(1 for r in reviews if r.get("rerun"))
                 self._write()
         elif event.kind == "task" and "result" in event.data:
             result = event.data["result"]

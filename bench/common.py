@@ -1,0 +1,519 @@
+"""Shared setup for the benchmarks: paths, a private ORCH_HOME, synthetic plans, runs, tables.
+
+Benchmarks measure; they assert nothing. A script exits non-zero only when a run inside it fails
+(a task not done, a CLI exit code other than 0), never because a target is missed.
+
+Every figure comes from the real graph (`flows.build_flow`) talking to the fake OpenAI-compatible
+server of the tests (`tests/fake_llm.py`: real HTTP on 127.0.0.1, fixed latency per reply, a record
+of every request with `time.monotonic()` arrival and answer times), unless a table says otherwise.
+"""
+from __future__ import annotations
+
+import sys
+
+sys.dont_write_bytecode = True  # write nothing into the repository, not even __pycache__
+
+import asyncio  # noqa: E402
+import atexit  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import shutil  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from http.server import ThreadingHTTPServer  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Iterable  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# A private home before any app module reads it: the cache and config never touch ~/.orchestrator.
+_HOME = Path(tempfile.mkdtemp(prefix="orch-bench-"))
+os.environ["ORCH_HOME"] = str(_HOME / "home")
+(_HOME / "home").mkdir()
+for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ORCH_MODEL", "ORCH_PROVIDER"):
+    os.environ.pop(_name, None)
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
+
+from tests.fake_llm import FakeLLMServer, RecordedRequest, Reply  # noqa: E402
+from tests.scripted import Script, plan_json, request_kind  # noqa: E402
+
+LATENCY_S = 0.1          # the fixed per-call latency of the fixed-latency plans
+MIXED_LATENCIES_S = (0.05, 0.1, 0.15, 0.2)
+SEED = 20261125
+Task = tuple  # (id, role, depends_on)
+
+
+def scratch(name: str) -> Path:
+    """A fresh folder under this process's temp dir (removed at exit)."""
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_HOME))
+    return path
+
+
+# -- the fake server --------------------------------------------------------------------------------
+class _Backlogged(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of 32+ connections overflows it and the
+    # kernel drops SYNs, which costs a 1 s retransmit. A real model server has a deep backlog.
+    request_queue_size = 1024
+    daemon_threads = True
+    block_on_close = False
+
+
+class BenchServer(FakeLLMServer):
+    """The tests' fake server with a realistic listen backlog (see `_Backlogged`)."""
+
+    def start(self) -> "BenchServer":
+        import threading
+
+        from tests.fake_llm import _Handler
+
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._httpd = _Backlogged(("127.0.0.1", 0), handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+
+def section_text(tid: str, chars: int = 0) -> str:
+    body = f"Text for {tid}."
+    if chars > len(body):
+        filler = "Lorem ipsum dolor sit amet, consectetur adipiscing elit. "
+        body = (body + " " + filler * (chars // len(filler) + 1))[:chars]
+    return f"## Section {tid}\n\n{body}"
+
+
+def scripted(tasks: list[Task], latency: dict[str, float], *, reply_chars: int = 0, plan: bool = False) -> Script:
+    """A Script whose worker replies take each task's own latency; plan/review/cohesion answer at once."""
+    return Script(plans=[plan_json(tasks, goal="Benchmark goal")] if plan else None,
+                  worker=lambda tid, req: Reply(text=section_text(tid, reply_chars), latency=latency.get(tid, 0.0)))
+
+
+# -- synthetic plans --------------------------------------------------------------------------------
+@dataclass
+class Shape:
+    name: str
+    tasks: list[Task]
+    latency: dict[str, float]
+
+    @property
+    def n(self) -> int:
+        return len(self.tasks)
+
+    def plan(self) -> dict:
+        return plan_json(self.tasks, goal="Benchmark goal")
+
+    def critical_path(self) -> float:
+        """The longest dependency chain's total latency (tasks are listed in a topological order)."""
+        finish: dict[str, float] = {}
+        for tid, _, deps in self.tasks:
+            finish[tid] = max((finish[d] for d in deps), default=0.0) + self.latency[tid]
+        return max(finish.values())
+
+    def total_work(self) -> float:
+        return sum(self.latency.values())
+
+    def bound(self, workers: int) -> float:
+        """Lower bound of the wall time with `workers` slots: max(critical path, total work / w)."""
+        return max(self.critical_path(), self.total_work() / workers)
+
+
+def _fixed(name: str, tasks: list[Task], lat: float = LATENCY_S) -> Shape:
+    return Shape(name, tasks, {t[0]: lat for t in tasks})
+
+
+def chain(n: int = 10) -> Shape:
+    return _fixed(f"chain {n}", [(f"t{i}", "analyst" if i == 0 else "writer", [f"t{i-1}"] if i else [])
+                                 for i in range(n)])
+
+
+def fanout(n: int = 32) -> Shape:
+    return _fixed(f"fan-out {n}", [(f"t{i}", "writer", []) for i in range(n)])
+
+
+def diamond(width: int = 8) -> Shape:
+    mids = [f"m{i}" for i in range(width)]
+    tasks = [("a", "analyst", [])] + [(m, "writer", ["a"]) for m in mids] + [("z", "writer", mids)]
+    return _fixed(f"diamond 1-{width}-1", tasks)
+
+
+def layered(layers: int, width: int, fan_in: int, seed: int = SEED) -> Shape:
+    """`layers` x `width` tasks; each task after the first layer depends on `fan_in` of the previous."""
+    rng = random.Random(seed)
+    tasks: list[Task] = []
+    prev: list[str] = []
+    for layer in range(layers):
+        ids = [f"l{layer}x{i}" for i in range(width)]
+        for tid in ids:
+            deps = sorted(rng.sample(prev, min(fan_in, len(prev)))) if prev else []
+            tasks.append((tid, "writer", deps))
+        prev = ids
+    return _fixed(f"layered {layers}x{width} (fan-in {fan_in})", tasks)
+
+
+def random_dag(n: int = 50, seed: int = SEED, p: float = 0.08, max_deps: int = 3, window: int | None = None,
+               latencies: Iterable[float] = MIXED_LATENCIES_S, name: str | None = None) -> Shape:
+    """Each task depends on up to `max_deps` earlier tasks (each with probability `p`, optionally only
+    among the `window` before it); its latency is drawn from `latencies`. Fixed seed: same DAG each run."""
+    rng = random.Random(seed)
+    lats = list(latencies)
+    tasks: list[Task] = []
+    for i in range(n):
+        lo = 0 if window is None else max(0, i - window)
+        earlier = [f"r{j}" for j in range(lo, i) if rng.random() < p]
+        deps = sorted(rng.sample(earlier, min(max_deps, len(earlier))), key=lambda s: int(s[1:]))
+        tasks.append((f"r{i}", "writer", deps))
+    latency = {t[0]: rng.choice(lats) for t in tasks}
+    return Shape(name or f"random {n} (seed {seed})", tasks, latency)
+
+
+def blog(sections: int, lat: float = 0.0) -> Shape:
+    """A real blog plan's shape: an analysis task, then sections that each depend on the analysis and
+    on the previous section."""
+    tasks: list[Task] = [("t0", "analyst", [])]
+    for i in range(1, sections + 1):
+        tasks.append((f"t{i}", "writer", ["t0"] + ([f"t{i-1}"] if i > 1 else [])))
+    return _fixed(f"blog {sections} sections", tasks, lat)
+
+
+def critical_path_shapes() -> list[Shape]:
+    return [chain(10), fanout(32), diamond(8), layered(4, 8, 2), layered(6, 5, 3, seed=SEED + 1),
+            random_dag(50, SEED), random_dag(50, SEED + 1, p=0.04)]
+
+
+# -- running the real graph -------------------------------------------------------------------------
+def make_llm(base_url: str, *, cache: bool = False, home: Path | None = None, concurrency: int = 64):
+    from utils.llm import LLMClient, LLMSettings
+
+    settings = LLMSettings(provider="openai", model="fake-model", base_url=base_url, api_key="sk-bench",
+                           cache=cache, max_concurrency=concurrency, max_retries=0)
+    return LLMClient(settings, home=home)
+
+
+def make_shared(plan: dict | None, llm, *, emit: Callable | None = None, **options) -> dict:
+    from utils.events import null_emit
+    from utils.runner import DEFAULT_OPTIONS, new_shared
+    from utils.spec import load_spec
+
+    opts = {**DEFAULT_OPTIONS, "max_revisions": 0, "max_tasks": 10_000, **options}
+    shared = new_shared(goal="Benchmark goal", spec=load_spec("blog"), options=opts,
+                        inputs={"inputs": [], "data": None}, llm=llm, emit=emit or null_emit)
+    if plan is not None:
+        shared["plan"] = plan  # preset: the OrchestratorNode makes no model call
+    return shared
+
+
+async def _run_graph(shared: dict) -> None:
+    from flows import build_flow
+
+    try:
+        await build_flow(shared["options"]["strategy"]).run_async(shared)
+    finally:
+        close = getattr(shared["runtime"]["llm"], "aclose", None)
+        if close is not None:
+            await close()
+
+
+class RunFailed(Exception):
+    pass
+
+
+def run_graph(shared: dict) -> float:
+    """Run the whole graph on `shared`; returns its wall time. Raises RunFailed unless every task is done."""
+    started = time.perf_counter()
+    asyncio.run(_run_graph(shared))
+    wall = time.perf_counter() - started
+    check_ok(shared)
+    return wall
+
+
+def check_ok(shared: dict) -> None:
+    plan_ids = [t["id"] for t in shared["plan"]["tasks"]]
+    bad = {tid: shared["results"].get(tid, {}).get("state") for tid in plan_ids
+           if shared["results"].get(tid, {}).get("state") != "done"}
+    if bad or shared.get("status") != "ok":
+        sample = dict(list(bad.items())[:3])
+        errors = [shared["results"].get(t, {}).get("error") for t in sample]
+        raise RunFailed(f"run status {shared.get('status')!r}; tasks not done: {sample} {errors}")
+
+
+def worker_phase(records: list["Rec"]) -> float:
+    """First worker request in to last worker answer out, from the server's record."""
+    reqs = [r for r in records if r.kind == "worker"]
+    if not reqs or any(r.t_out is None or r.status != 200 for r in reqs):
+        raise RunFailed("worker requests missing or not answered 200")
+    return max(r.t_out for r in reqs) - min(r.t_in for r in reqs)
+
+
+class TimedLLM:
+    """Wraps an LLM client and notes when each `complete()` call starts and returns (client side), so
+    the engine's own hand-over time (a dependency's answer back -> its dependent's call) is visible
+    apart from SDK, HTTP and server time. Everything else is delegated unchanged."""
+
+    def __init__(self, llm) -> None:
+        self._llm = llm
+        self.calls: dict[str, tuple[float, float]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._llm, name)
+
+    async def complete(self, messages, **kwargs):
+        started = time.monotonic()
+        reply = await self._llm.complete(messages, **kwargs)
+        purpose = kwargs.get("purpose", "")
+        if purpose.startswith("task "):
+            self.calls[purpose.split()[1]] = (started, time.monotonic())
+        return reply
+
+    def handovers(self, tasks: list[Task]) -> list[float]:
+        """Per task with dependencies: its call's start minus its last dependency's return (seconds)."""
+        return [self.calls[tid][0] - max(self.calls[d][1] for d in deps) for tid, _, deps in tasks if deps]
+
+
+class StubLLM:
+    """In-process stand-in for LLMClient: same `complete()` signature, returns a utils.llm.Completion
+    at once (or after the task's latency, with asyncio.sleep), no SDK, no HTTP. Isolates the engine."""
+
+    offline = False
+
+    def __init__(self, latency: dict[str, float] | None = None) -> None:
+        from utils.llm import Totals
+
+        self.latency = latency or {}
+        self.calls: dict[str, tuple[float, float]] = {}
+        self.totals = Totals()
+
+    async def complete(self, messages: list[dict], *, model: str | None = None, temperature: float = 0.3,
+                       max_tokens: int | None = None, schema: Any = None, purpose: str = "",
+                       offline_reply: Callable[[], Any] | None = None):
+        from utils.llm import Completion
+        from utils.outputs import Cohesion, ReviewResult
+
+        started = time.monotonic()
+        tid = purpose.split()[1] if purpose.startswith("task ") else None
+        if self.latency.get(tid):
+            await asyncio.sleep(self.latency[tid])
+        if schema is ReviewResult:
+            data = ReviewResult(score=8, summary="fine", tasks=[])
+        elif schema is Cohesion:
+            data = Cohesion(title="Stub title", introduction="Stub introduction.")
+        elif schema is not None:
+            raise RunFailed(f"the stub has no answer for schema {schema.__name__}")
+        else:
+            data = None
+        text = data.model_dump_json() if data is not None else section_text(tid or "?")
+        p_tok = sum(len(m.get("content") or "") for m in messages) // 4
+        self.totals.calls += 1
+        self.totals.prompt_tokens += p_tok
+        if tid:
+            self.calls[tid] = (started, time.monotonic())
+        return Completion(text=text, data=data, prompt_tokens=p_tok, completion_tokens=len(text) // 4,
+                          model=model or "stub", latency_s=0.0)
+
+    def handovers(self, tasks: list[Task]) -> list[float]:
+        return [self.calls[tid][0] - max(self.calls[d][1] for d in deps) for tid, _, deps in tasks if deps]
+
+    def phase(self) -> float:
+        return max(e for _, e in self.calls.values()) - min(s for s, _ in self.calls.values())
+
+    def totals_dict(self) -> dict:
+        return self.totals.as_dict()
+
+    async def aclose(self) -> None:
+        return None
+
+
+def simulate(shape: Shape, workers: int) -> float:
+    """Makespan of the dependency strategy's own list schedule with zero overhead: whenever a slot is
+    free, the best-ranked ready task starts (every synthetic task has priority 3, so plan order).
+    max(critical path, work / w) is not always reachable; this is what the scheduler aims for."""
+    import heapq
+
+    deps = {tid: set(d) for tid, _, d in shape.tasks}
+    pos = {tid: i for i, (tid, _, _) in enumerate(shape.tasks)}
+    ready = sorted((pos[t], t) for t, d in deps.items() if not d)
+    running: list[tuple[float, str]] = []
+    now, free, done = 0.0, workers, 0
+    while done < len(deps):
+        while free and ready:
+            _, tid = heapq.heappop(ready)
+            heapq.heappush(running, (now + shape.latency[tid], tid))
+            free -= 1
+        now, _ = running[0]
+        while running and running[0][0] == now:  # everything ending now, before slots are granted
+            _, tid = heapq.heappop(running)
+            free += 1
+            done += 1
+            for other, d in deps.items():
+                if tid in d:
+                    d.discard(tid)
+                    if not d:
+                        heapq.heappush(ready, (pos[other], other))
+    return now
+
+
+# -- output -----------------------------------------------------------------------------------------
+def table(headers: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    """Print a Markdown table (pastes straight into the README)."""
+    cells = [[_fmt(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    if title:
+        print(f"\n{title}\n")
+    print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths)) + " |")
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in cells:
+        print("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
+    sys.stdout.flush()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def header(title: str) -> None:
+    from utils.engine import ENGINE
+
+    print(f"# {title}")
+    print(f"{time.strftime('%Y-%m-%d')} · {platform.python_implementation()} {platform.python_version()} · "
+          f"{os.cpu_count()} CPUs · engine {ENGINE}")
+    sys.stdout.flush()
+
+
+def median(values: Iterable[float]) -> float:
+    return statistics.median(list(values))
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def main_guard(fn: Callable[[], None]) -> None:
+    """Run a benchmark's main; a failed run exits 1 with one line."""
+    try:
+        fn()
+    except RunFailed as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+# -- the fake server in its own process -------------------------------------------------------------
+@dataclass
+class Rec:
+    """What the server recorded about one chat request (a picklable digest of RecordedRequest)."""
+    kind: str
+    task: str | None
+    t_in: float
+    t_out: float | None
+    status: int | None
+    prompt_chars: int
+
+
+def _digest(req: RecordedRequest) -> Rec:
+    from tests.scripted import task_id
+
+    chars = sum(len(m.get("content") or "") for m in req.messages if isinstance(m.get("content"), str))
+    return Rec(request_kind(req), task_id(req), req.t_in, req.t_out, req.status, chars)
+
+
+def _serve(conn) -> None:
+    """Child process: a BenchServer driven over a pipe (script, records, stop)."""
+    server = BenchServer().start()
+    conn.send(server.base_url)
+    while True:
+        try:
+            cmd, *args = conn.recv()
+        except EOFError:
+            break
+        try:
+            if cmd == "script":
+                tasks, latency, reply_chars, plan = args
+                server.reset()
+                server.responder = scripted(tasks, latency, reply_chars=reply_chars, plan=plan)
+                conn.send(None)
+            elif cmd == "records":
+                conn.send([_digest(r) for r in list(server.requests)])
+            elif cmd == "stop":
+                conn.send(None)
+                break
+        except Exception as exc:  # noqa: BLE001 - report to the parent, keep serving
+            conn.send(RuntimeError(f"{type(exc).__name__}: {exc}"))
+    server.stop()
+
+
+class LocalServer:
+    """The fake server in this process (its threads share the GIL with the app), same interface as
+    RemoteServer."""
+
+    def __init__(self) -> None:
+        self.server = BenchServer().start()
+        self.base_url = self.server.base_url
+
+    def script(self, tasks: list[Task], latency: dict[str, float], *, reply_chars: int = 0, plan: bool = False) -> None:
+        self.server.reset()
+        self.server.responder = scripted(tasks, latency, reply_chars=reply_chars, plan=plan)
+
+    def records(self) -> list[Rec]:
+        return [_digest(r) for r in list(self.server.requests)]
+
+    def close(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> "LocalServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_server() -> "RemoteServer | LocalServer":
+    """The fake server in a child process (default), or in this one with BENCH_SERVER=inprocess."""
+    return LocalServer() if os.environ.get("BENCH_SERVER") == "inprocess" else RemoteServer()
+
+
+class RemoteServer:
+    """The fake server in a child process, so its threads don't compete with the app for the GIL
+    (a real model server runs elsewhere). Its record comes back as `Rec` digests."""
+
+    def __init__(self) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child,), daemon=True)
+        self._proc.start()
+        self.base_url: str = self._conn.recv()
+
+    def _ask(self, *msg: Any) -> Any:
+        self._conn.send(msg)
+        reply = self._conn.recv()
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    def script(self, tasks: list[Task], latency: dict[str, float], *, reply_chars: int = 0, plan: bool = False) -> None:
+        """Reset the record and answer with `scripted(...)` from now on."""
+        self._ask("script", tasks, latency, reply_chars, plan)
+
+    def records(self) -> list[Rec]:
+        return self._ask("records")
+
+    def close(self) -> None:
+        try:
+            self._ask("stop")
+        except (EOFError, OSError, BrokenPipeError):
+            pass
+        self._proc.join(5)
+        if self._proc.is_alive():
+            self._proc.terminate()
+
+    def __enter__(self) -> "RemoteServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

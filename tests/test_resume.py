@@ -1,0 +1,419 @@
+"""Durable runs and the response cache: `run.json` after the plan and after every task, `kill -9` and
+Ctrl-C in the middle of a run, `--resume` by folder or id, and an identical second run served from
+`$ORCH_HOME/cache`.
+
+`main.py` runs as a subprocess against the fake server. Slow workers are held on a `threading.Event`
+(`Reply(wait_for=...)`), never on sleeps; the tests poll `run.json` (bounded) to know when to strike,
+and read the server's request record to prove what was (not) sent to the model twice.
+The helpers at the top are shared with the other reliability test files.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tests.fake_llm import FakeLLMServer, RecordedRequest, Reply
+from tests.scripted import Script, plan_json, request_kind, task_id, worker_requests
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_KEY = "sk-test-resume-0123456789"
+RUN_TIMEOUT_S = 60
+WRITERS = ("t2", "t3", "t4", "t5", "t6", "t7")
+# t1 analyses; t2..t4 need it; t5 builds on t2, t6 on t4, t7 on t3 (blog: only writers are sections).
+SIX_SECTIONS = plan_json([("t1", "analyst", [], 1), ("t2", "writer", ["t1"], 2), ("t3", "writer", ["t1"], 2),
+                          ("t4", "writer", ["t1"], 2), ("t5", "writer", ["t2"]), ("t6", "writer", ["t4"]),
+                          ("t7", "writer", ["t3"])], goal="Write about durable runs")
+
+
+# ---------------------------------------------------------------- helpers (shared with other files)
+
+def cli_env(home: Path, base_url: str | None, key: str | None = TEST_KEY, **extra: str) -> dict[str, str]:
+    """The inherited environment minus OPENAI_*/ORCH_* (ORCH_ENGINE stays), pointed at `base_url`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("OPENAI_") and not (k.startswith("ORCH_") and k != "ORCH_ENGINE")}
+    env.update(PYTHONIOENCODING="utf-8", ORCH_HOME=str(home), NO_COLOR="1")
+    if base_url:
+        env["OPENAI_BASE_URL"] = base_url
+    if key:
+        env["OPENAI_API_KEY"] = key
+    env.update(extra)
+    return env
+
+
+def fast_config(path: Path, **settings) -> Path:
+    """A --config file with tiny backoffs so retries cost milliseconds."""
+    values = {"backoff_base_s": 0.001, "backoff_max_s": 0.01, "max_retries": 2, **settings}
+    path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in values.items()), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Done:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def explain(self) -> str:
+        return f"exit {self.code}\n--- stdout\n{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}"
+
+
+def main_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "main.py"), *args]
+
+
+def run_main(args: list[str], env: dict[str, str], *, cwd: Path | None = None,
+             timeout: float = RUN_TIMEOUT_S) -> Done:
+    proc = subprocess.run(main_cmd(*args), cwd=cwd or ROOT, env=env, capture_output=True, text=True,
+                          encoding="utf-8", errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
+    return Done(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_main(args: list[str], env: dict[str, str], *, cwd: Path | None = None) -> subprocess.Popen:
+    return subprocess.Popen(main_cmd(*args), cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
+                            stdin=subprocess.DEVNULL)
+
+
+def run_dirs(out_dir: Path) -> list[Path]:
+    return sorted(p for p in out_dir.iterdir() if p.is_dir()) if out_dir.is_dir() else []
+
+
+def only_run(out_dir: Path) -> Path:
+    dirs = run_dirs(out_dir)
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def read_state(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+
+
+def done_ids(state: dict) -> set[str]:
+    return {tid for tid, r in (state.get("results") or {}).items() if r.get("state") == "done"}
+
+
+def wait_until(check: Callable[[], object], *, timeout: float = 20.0, what: str = "condition") -> object:
+    """Poll `check` (bounded) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def state_when(out_dir: Path, predicate: Callable[[dict], bool], proc: subprocess.Popen | None = None,
+               timeout: float = 20.0) -> tuple[Path, dict]:
+    """Wait until the (single) run's run.json satisfies `predicate`; returns (run dir, state)."""
+    found: dict = {}
+
+    def check():
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"main.py ended early (exit {proc.returncode})\n{out[-2000:]}\n{err[-2000:]}")
+        for run_dir in run_dirs(out_dir):
+            try:
+                state = read_state(run_dir)
+            except (OSError, ValueError):  # not there yet: never half-written (atomic rename)
+                continue
+            if predicate(state):
+                found.update(run_dir=run_dir, state=state)
+                return True
+        return False
+
+    wait_until(check, timeout=timeout, what="run.json to reach the expected state")
+    return found["run_dir"], found["state"]
+
+
+def worker_counts(server: FakeLLMServer, *, ok_only: bool = False) -> Counter:
+    return Counter(task_id(r) for r in list(server.requests)
+                   if request_kind(r) == "worker" and (not ok_only or r.status == 200))
+
+
+def section_text(tid: str) -> str:
+    return f"Text for {tid}."
+
+
+class Gate:
+    """Worker replies for `slow` tasks wait on an event until `open()`; the others answer at once."""
+
+    def __init__(self, slow: set[str]) -> None:
+        self.slow, self.event = slow, threading.Event()
+
+    def worker(self, tid: str, req: RecordedRequest) -> Reply:
+        text = f"## Section {tid}\n\n{section_text(tid)}"
+        if tid in self.slow and not self.event.is_set():
+            return Reply(text=text, wait_for=self.event)
+        return Reply(text=text)
+
+    def open(self) -> None:
+        self.event.set()
+
+
+def assert_complete_document(run_dir: Path, sections=WRITERS) -> str:
+    doc = (run_dir / "output.md").read_text(encoding="utf-8")
+    for tid in sections:
+        assert doc.count(section_text(tid)) == 1, f"section {tid} not exactly once in output.md:\n{doc}"
+    assert "Missing section" not in doc
+    return doc
+
+
+# ---------------------------------------------------------------- run.json is written as the run goes
+
+def test_run_json_is_on_disk_after_the_plan_and_after_every_task(fake_llm, tmp_path):
+    """The store listens to events: at the moment each task ends, its result is already in run.json."""
+    from flows import build_flow
+    from utils.llm import LLMClient, LLMSettings
+    from utils.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
+    from utils.runstore import RunStore, new_run_dir
+    from utils.spec import load_spec
+
+    fake_llm.responder = Script(plans=[SIX_SECTIONS], worker=Gate(set()).worker)
+    run_dir = new_run_dir(tmp_path / "runs", "durable", "blog")
+    store = RunStore(run_dir)
+    seen: list[str] = []
+
+    def check_disk(event) -> None:  # runs right after the store saw the same event
+        if event.kind == "plan":
+            assert read_state(run_dir)["plan"]["tasks"] == event.data["plan"]["tasks"]
+            seen.append("plan")
+        elif event.kind == "task" and event.data["state"] in ("done", "failed", "skipped"):
+            on_disk = read_state(run_dir)["results"][event.data["id"]]
+            assert on_disk["state"] == event.data["state"] and on_disk["output"] == event.data["result"]["output"]
+            seen.append(event.data["id"])
+
+    llm = LLMClient(LLMSettings(provider="openai", base_url=fake_llm.base_url, api_key="sk-x", cache=False))
+    opts = {**DEFAULT_OPTIONS, "max_workers": 2}
+    shared = new_shared(goal="Write about durable runs", spec=load_spec("blog"), options=opts,
+                        inputs={"inputs": [], "data": None}, llm=llm, emit=fanout(store, check_disk))
+    outcome = execute(shared, build_flow("dependency"), store, meta={})
+    assert outcome.status == "ok"
+    assert seen[0] == "plan" and sorted(seen[1:]) == ["t1", *WRITERS]
+    assert not list(run_dir.glob(".*.tmp")), "a temporary file was left behind"
+
+
+def test_atomic_write_never_leaves_a_half_written_run_json(tmp_path, monkeypatch):
+    from utils import runstore
+
+    target = tmp_path / "run.json"
+    runstore.atomic_write(target, '{"old": true}')
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runstore.os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        runstore.atomic_write(target, '{"new": true, "padding": "' + "x" * 100_000 + '"}')
+    assert json.loads(target.read_text()) == {"old": True}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_review_rounds_and_planning_rounds_are_saved_as_they_happen(tmp_path):
+    """A run killed during a revision pass resumes with its revision count (the bound holds across
+    resumes) and a dynamic run with its planning rounds."""
+    from utils.events import Event
+    from utils.runstore import RunStore
+
+    store = RunStore(tmp_path)
+    store(Event("plan", {"plan": SIX_SECTIONS, "round": 2, "source": "replan"}))
+    store(Event("review", {"round": 1, "score": 4, "revise": [{"id": "t2", "feedback": "more"}],
+                           "rerun": ["t2", "t5"]}))
+    state = read_state(tmp_path)
+    assert state["rounds"] == 2 and state["revisions_done"] == 1 and state["reviews"][0]["rerun"] == ["t2", "t5"]
+    store(Event("review", {"round": 2, "score": 9, "revise": [], "rerun": []}))
+    assert read_state(tmp_path)["revisions_done"] == 1 and len(read_state(tmp_path)["reviews"]) == 2
+
+
+# ---------------------------------------------------------------- kill -9 and Ctrl-C mid-run
+
+def _start_blocked_run(server: FakeLLMServer, tmp_path: Path) -> tuple[subprocess.Popen, Gate, Path, dict]:
+    """Start a run whose t4 and t5 hang until the gate opens; return once t1-t3 are saved as done
+    and t4, t5 are in flight at the server."""
+    gate = Gate({"t4", "t5"})
+    server.responder = Script(plans=[SIX_SECTIONS], worker=gate.worker)
+    out = tmp_path / "runs"
+    env = cli_env(tmp_path / "home", server.base_url)
+    proc = start_main(["--example", "blog", "--no-cache", "--output-dir", str(out), "--max-workers", "3",
+                       "--config", str(fast_config(tmp_path / "fast.yaml"))], env)
+
+    def ready(state: dict) -> bool:
+        in_flight = {task_id(r) for r in list(server.requests) if r.status is None}
+        return {"t1", "t2", "t3"} <= done_ids(state) and {"t4", "t5"} <= in_flight
+
+    try:
+        run_dir, state = state_when(out, ready, proc)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        gate.open()
+        raise
+    return proc, gate, run_dir, state
+
+
+def _resume_and_check(server: FakeLLMServer, tmp_path: Path, run_ref: str, finished: set[str],
+                      before: int) -> None:
+    """Resume; no task that had finished is sent again; the run completes with the full document."""
+    out = tmp_path / "runs"
+    env = cli_env(tmp_path / "home", server.base_url)
+    done = run_main(["--resume", run_ref, "--no-cache", "--output-dir", str(out),
+                     "--config", str(fast_config(tmp_path / "fast.yaml"))], env)
+    assert done.code == 0, done.explain()
+    run_dir = only_run(out)
+    state = read_state(run_dir)
+    assert state["status"] == "ok" and state["meta"]["resumed"] is True
+    assert done_ids(state) == {"t1", *WRITERS}
+    counts = worker_counts(server)
+    for tid in finished:
+        assert counts[tid] == 1, f"{tid} had finished before the interruption but was requested {counts[tid]}x"
+    resumed = server.requests[before:]
+    assert not [r for r in resumed if request_kind(r) == "plan"], "the saved plan must be reused"
+    again = Counter(task_id(r) for r in resumed if request_kind(r) == "worker" and r.status == 200)
+    assert set(again) == {"t1", *WRITERS} - finished and set(again.values()) == {1}
+    assert_complete_document(run_dir)
+
+
+def test_kill_9_mid_run_leaves_a_resumable_run(fake_llm, tmp_path):
+    proc, gate, run_dir, _ = _start_blocked_run(fake_llm, tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    gate.open()
+    assert proc.returncode == -signal.SIGKILL
+    state = read_state(run_dir)  # whatever was on disk at the kill: complete JSON, a run we can resume
+    assert state["workflow"] == "blog" and state["goal"] and state["options"]["max_workers"] == 3
+    assert state["status"] == "running" and len(state["plan"]["tasks"]) == 7
+    finished = done_ids(state)
+    assert {"t1", "t2", "t3"} <= finished and not {"t4", "t5"} & finished
+    wait_until(lambda: all(r.status is not None for r in list(fake_llm.requests)), timeout=10,
+               what="the killed run's requests to be closed")
+    _resume_and_check(fake_llm, tmp_path, str(run_dir), finished, len(fake_llm.requests))
+
+
+def test_ctrl_c_cancels_calls_saves_and_says_how_to_resume(fake_llm, tmp_path):
+    proc, gate, run_dir, _ = _start_blocked_run(fake_llm, tmp_path)
+    proc.send_signal(signal.SIGINT)
+    try:
+        # t4 and t5 are still held at the server: the process can only end this soon by cancelling them.
+        stdout, stderr = proc.communicate(timeout=8)
+    finally:
+        gate.open()
+    assert proc.returncode == 130, stdout + stderr
+    assert "--resume" in stdout + stderr and str(run_dir) in stdout + stderr
+    assert "Traceback" not in stdout + stderr
+    state = read_state(run_dir)
+    assert state["status"] == "interrupted"
+    finished = done_ids(state)
+    assert {"t1", "t2", "t3"} <= finished and not {"t4", "t5"} & finished
+    assert {state["results"][t]["state"] for t in ("t4", "t5")} <= {"pending"}
+    wait_until(lambda: all(r.status is not None for r in list(fake_llm.requests)), timeout=10,
+               what="the interrupted run's requests to be closed")
+    assert not [r for r in fake_llm.requests if task_id(r) in ("t4", "t5") and r.status == 200]
+    # resume by id (the folder's name, looked up in --output-dir), not by path
+    _resume_and_check(fake_llm, tmp_path, run_dir.name, finished, len(fake_llm.requests))
+
+
+def test_failed_tasks_run_again_on_resume_and_finished_ones_do_not(fake_llm, tmp_path):
+    """A run that ended partial (a task failed after retries, its dependent skipped) is resumable."""
+    broken = {"on": True}
+
+    def worker(tid, req):
+        if tid == "t4" and broken["on"]:
+            return Reply(status=500)
+        return Reply(text=f"## Section {tid}\n\n{section_text(tid)}")
+
+    fake_llm.responder = Script(plans=[SIX_SECTIONS], worker=worker)
+    out = tmp_path / "runs"
+    env = cli_env(tmp_path / "home", fake_llm.base_url)
+    args = ["--no-cache", "--output-dir", str(out), "--config", str(fast_config(tmp_path / "fast.yaml"))]
+    first = run_main(["--example", "blog", *args], env)
+    assert first.code == 1, first.explain()
+    run_dir = only_run(out)
+    state = read_state(run_dir)
+    assert state["status"] == "partial"
+    assert state["results"]["t4"]["state"] == "failed" and state["results"]["t6"]["state"] == "skipped"
+    assert worker_counts(fake_llm)["t4"] == 3  # 1 + max_retries
+    broken["on"] = False
+    before = len(fake_llm.requests)
+    second = run_main(["--resume", str(run_dir), *args], env)
+    assert second.code == 0, second.explain()
+    again = Counter(task_id(r) for r in fake_llm.requests[before:] if request_kind(r) == "worker")
+    assert again == Counter({"t4": 1, "t6": 1})
+    assert_complete_document(run_dir)
+
+
+# ---------------------------------------------------------------- the response cache
+
+def _shuffled_latency_script() -> Script:
+    """Worker replies arrive in a different order on every run (random latency), so only prompts
+    built independently of completion order can hit the cache."""
+    import random
+
+    rng, lock = random.Random(), threading.Lock()
+
+    def worker(tid, req):
+        with lock:
+            delay = rng.random() * 0.03
+        return Reply(text=f"## Section {tid}\n\n{section_text(tid)}", latency=delay)
+
+    return Script(plans=[SIX_SECTIONS], worker=worker)
+
+
+def _prompts(requests: list[RecordedRequest]) -> Counter:
+    return Counter(json.dumps([r.model, r.messages, r.body.get("temperature"), r.response_format], sort_keys=True)
+                   for r in requests)
+
+
+def test_identical_second_run_is_served_from_the_cache_and_prompts_are_deterministic(fake_llm, tmp_path):
+    fake_llm.responder = _shuffled_latency_script()
+    home = tmp_path / "home"
+    env = cli_env(home, fake_llm.base_url)
+    args = ["--example", "blog", "--output-dir", str(tmp_path / "runs"), "--max-workers", "4"]
+    first = run_main(args, env)
+    assert first.code == 0, first.explain()
+    calls = len(fake_llm.requests)
+    assert calls == 1 + 7 + 2  # plan, 7 tasks, review, cohesion
+    entries = list((home / "cache").rglob("*.json"))
+    assert len(entries) == calls, "one cache entry per model call, under $ORCH_HOME/cache"
+    second = run_main(args, env)
+    assert second.code == 0, second.explain()
+    assert len(fake_llm.requests) == calls, "the identical second run made model calls"
+    assert "(10 cached)" in second.stdout
+    docs = [(d / "output.md").read_text(encoding="utf-8") for d in run_dirs(tmp_path / "runs")]
+    assert len(docs) == 2 and docs[0] == docs[1]
+    # --no-cache bypasses it: every call goes to the model again, and nothing new is written
+    third = run_main([*args, "--no-cache"], env)
+    assert third.code == 0, third.explain()
+    assert len(fake_llm.requests) == 2 * calls
+    assert len(list((home / "cache").rglob("*.json"))) == calls
+    # Workers answer in a different order each time, yet every prompt was the same both times:
+    # that is what makes a parallel run cacheable at all.
+    assert _prompts(fake_llm.requests[:calls]) == _prompts(fake_llm.requests[calls:])
+
+
+def test_cache_key_covers_model_messages_and_parameters():
+    from utils.cache import cache_key
+
+    base = dict(model="m", messages=[{"role": "user", "content": "hi"}], temperature=0.3, max_tokens=None)
+    key = cache_key(**base)
+    assert key == cache_key(**{**base, "messages": [{"content": "hi", "role": "user"}]})  # canonical
+    for change in ({"model": "m2"}, {"messages": [{"role": "user", "content": "hi!"}]}, {"temperature": 0.2},
+                   {"max_tokens": 100}):
+        assert cache_key(**{**base, **change}) != key, change
+    from utils.outputs import Cohesion, ReviewResult
+    assert cache_key(**base, schema=Cohesion) not in (key, cache_key(**base, schema=ReviewResult))
