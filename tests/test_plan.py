@@ -66,3 +66,13 @@ def test_outline_marks_current_task():
     assert "[a] T a (analyst)" in text
     assert text.splitlines()[1].endswith("<- your task")
     assert "<- your task" not in text.splitlines()[0]
+
+
+def test_outline_of_a_large_plan_is_a_bounded_window_around_the_task():
+    plan = Plan(goal="g", tasks=[Task(id=f"t{i}", title=f"T{i}", role="writer") for i in range(500)])
+    text = outline(plan, "t250", limit=40)
+    lines = text.splitlines()
+    assert len(lines) == 42 and lines[0] == "(... 230 earlier tasks not listed)"
+    assert lines[-1] == "(... 230 later tasks not listed)" and "[t250] T250 (writer)  <- your task" in text
+    assert outline(plan, "t0", limit=40).splitlines()[0].startswith("1. [t0]")
+    assert outline(plan, "t499", limit=40).splitlines()[-1].endswith("<- your task")

@@ -134,10 +134,22 @@ def dependents_closure(plan: Plan, ids: Iterable[str]) -> list[str]:
     return [t.id for t in plan.tasks if t.id in marked]
 
 
-def outline(plan: Plan, current: str | None = None) -> str:
-    """The plan as a numbered list; the current task is marked so sections know each other."""
-    lines = []
-    for i, t in enumerate(plan.tasks, 1):
+def outline(plan: Plan, current: str | None = None, *, limit: int = 40) -> str:
+    """The plan as a numbered list; the current task is marked so sections know each other.
+
+    Past `limit` tasks only a window around the current task is listed, so a worker's prompt stays
+    bounded however large the plan grows (the whole outline would make total prompt size quadratic).
+    """
+    tasks = plan.tasks
+    lo, hi = 0, len(tasks)
+    if len(tasks) > limit:
+        at = next((i for i, t in enumerate(tasks) if t.id == current), 0)
+        lo = max(0, min(at - limit // 2, len(tasks) - limit))
+        hi = lo + limit
+    lines = [f"(... {lo} earlier tasks not listed)"] if lo else []
+    for i, t in enumerate(tasks[lo:hi], lo + 1):
         mark = "  <- your task" if t.id == current else ""
         lines.append(f"{i}. [{t.id}] {t.title} ({t.role}){mark}")
+    if hi < len(tasks):
+        lines.append(f"(... {len(tasks) - hi} later tasks not listed)")
     return "\n".join(lines)

@@ -106,6 +106,7 @@ class RunStore:
         self.dir = run_dir
         self.state: dict[str, Any] = {"format": FORMAT, **(state or {})}
         self._lock = threading.Lock()
+        self._encoded: dict[str, tuple[dict, str]] = {}
 
     def __call__(self, event: Event) -> None:
         if event.kind == "llm":  # running totals: kept in memory, written with the next task or plan
@@ -157,7 +158,21 @@ class RunStore:
                     atomic_write(target, blob)
 
     def _write(self) -> None:
-        atomic_write(self.dir / "run.json", json.dumps(self.state, indent=1, default=str))
+        """Write run.json; each task's JSON is encoded once and reused until that task changes.
+
+        The file is rewritten after every task, so re-encoding every finished task each time
+        would make a long run quadratic in encoding work.
+        """
+        parts = []
+        for tid, result in self.state.get("results", {}).items():
+            cached = self._encoded.get(tid)
+            if cached is None or cached[0] is not result:
+                cached = (result, json.dumps(result, default=str))
+                self._encoded[tid] = cached
+            parts.append(f"  {json.dumps(tid)}: {cached[1]}")
+        head = json.dumps({k: v for k, v in self.state.items() if k != "results"}, indent=1, default=str)
+        body = head[:-1].rstrip() + (",\n" if head != "{}" else "")
+        atomic_write(self.dir / "run.json", body + ' "results": {\n' + ",\n".join(parts) + "\n }\n}\n")
 
 
 def find_run(ref: str, output_dir: Path) -> Path:

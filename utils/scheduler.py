@@ -35,19 +35,22 @@ def topo_order(tasks: list[Task], key) -> list[str]:
     Dependencies outside `tasks` are treated as already satisfied.
     """
     ids = {t.id for t in tasks}
-    pending = {t.id: {d for d in t.depends_on if d in ids} for t in tasks}
+    waiting_on = {t.id: len({d for d in t.depends_on if d in ids}) for t in tasks}
+    dependents: dict[str, list[str]] = {}
+    for t in tasks:
+        for d in set(t.depends_on) & ids:
+            dependents.setdefault(d, []).append(t.id)
     by_id = {t.id: t for t in tasks}
-    heap = [(key(by_id[i]), i) for i, deps in pending.items() if not deps]
+    heap = [(key(by_id[i]), i) for i, n in waiting_on.items() if not n]
     heapq.heapify(heap)
     order: list[str] = []
     while heap:
         _, tid = heapq.heappop(heap)
         order.append(tid)
-        for other, deps in pending.items():
-            if tid in deps:
-                deps.discard(tid)
-                if not deps:
-                    heapq.heappush(heap, (key(by_id[other]), other))
+        for other in dependents.get(tid, []):
+            waiting_on[other] -= 1
+            if not waiting_on[other]:
+                heapq.heappush(heap, (key(by_id[other]), other))
     if len(order) != len(tasks):
         raise ValueError("dependency cycle among tasks: " + ", ".join(sorted(ids - set(order))))
     return order
