@@ -11,7 +11,7 @@ import threading
 import pytest
 
 from tests.fake_llm import Reply
-from tests.scripted import Script, request_kind, task_id
+from tests.scripted import Script, request_kind
 from tests.test_resume import (SIX_SECTIONS, WRITERS, assert_complete_document, cli_env, done_ids, fast_config,
                                only_run, read_state, run_main, section_text, worker_counts)
 

@@ -17,7 +17,8 @@ from tests.conftest import TEST_API_KEY
 from tests.fake_llm import FakeLLMServer, Reply
 from utils.errors import BudgetExceeded, LLMError, UsageError
 from utils.events import Collector
-from utils.llm import LLMClient, LLMSettings, settings_from_env
+from utils.llm import LLMClient, LLMSettings
+from utils.llm_config import settings_from_env
 from utils.offline import LABEL
 
 USER = [{"role": "system", "content": "You write."}, {"role": "user", "content": "Write one line about tea."}]

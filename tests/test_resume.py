@@ -9,7 +9,6 @@ The helpers at the top are shared with the other reliability test files.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -25,7 +24,7 @@ from typing import Callable
 import pytest
 
 from tests.fake_llm import FakeLLMServer, RecordedRequest, Reply
-from tests.scripted import Script, plan_json, request_kind, task_id, worker_requests
+from tests.scripted import Script, plan_json, request_kind, task_id
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "sk-test-resume-0123456789"

@@ -107,7 +107,8 @@ def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
 def make_llm(args: Any, cfg, emit, *, budget: int | None = None):
     """The run's LLM client. `budget` is the run's effective `max_tokens_total` (a resumed run's
     saved budget unless the flag overrides it); without it the flag/config value applies."""
-    from .llm import LLMClient, settings_from_env
+    from .llm import LLMClient
+    from .llm_config import settings_from_env
 
     overrides = {k: v for k, v in {
         "provider": args.provider, "model": args.model, "base_url": args.base_url,

@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
-import os
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from pydantic import BaseModel
 
 from .cache import ResponseCache, cache_key
-from .errors import BudgetExceeded, LLMError, UsageError
+from .errors import BudgetExceeded, LLMError
 from .events import Emit, Event, null_emit
 from .offline import estimate_tokens, messages_tokens, offline_answer
 from .structured import extract_json, json_schema_for, validate
@@ -33,75 +31,7 @@ DEFAULT_REPLY_TOKENS = 512      # budget estimate when a call sets no max_tokens
 _THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)  # reasoning models' scratchpad
 
 
-@dataclass
-class Completion:
-    text: str; data: Any | None  # data = validated schema instance when schema given
-    prompt_tokens: int; completion_tokens: int
-    model: str; latency_s: float
-    cached: bool = False; offline: bool = False
-
-    @property
-    def usage(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
-
-
-@dataclass
-class LLMSettings:
-    provider: str = "offline"        # "openai" | "offline"
-    model: str = "gpt-4o-mini"
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)  # never logged, never saved
-    timeout_s: float = 60.0
-    max_retries: int = 4             # the ONE retry layer (SDK max_retries=0)
-    backoff_base_s: float = 0.5; backoff_max_s: float = 20.0
-    max_concurrency: int = 8
-    stream: bool = False
-    cache: bool = True
-    max_tokens_total: int | None = None
-    prices: dict | None = None       # {model: {"input": usd_per_1M, "output": usd_per_1M}}
-
-
-@dataclass
-class Totals:
-    calls: int = 0; prompt_tokens: int = 0; completion_tokens: int = 0
-    cached: int = 0; retries: int = 0; seconds: float = 0.0; cost_usd: float | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["seconds"] = round(self.seconds, 3)
-        out["cost_usd"] = None if self.cost_usd is None else round(self.cost_usd, 6)
-        return out
-
-
-_ENV = {"api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL", "model": "ORCH_MODEL",
-        "provider": "ORCH_PROVIDER"}
-
-
-def settings_from_env(overrides: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
-                      env: Mapping[str, str] | None = None) -> LLMSettings:
-    """Flag (`overrides`) > environment > config file > defaults. `provider: auto` (the default)
-    means openai when a key or base URL is configured, else offline. Keys come from flags/env only."""
-    overrides, config = dict(overrides or {}), dict(config or {})
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    for f in fields(LLMSettings):
-        if overrides.get(f.name) is not None:
-            values[f.name] = overrides[f.name]
-        elif f.name in _ENV and (env.get(_ENV[f.name]) or "").strip():
-            values[f.name] = env[_ENV[f.name]].strip()
-        elif f.name != "api_key" and config.get(f.name) is not None:
-            values[f.name] = config[f.name]
-    provider = str(values.pop("provider", "auto")).strip().lower()
-    if provider not in ("auto", "openai", "offline"):
-        raise UsageError(f"unknown provider '{provider}' (use openai, offline or auto)")
-    configured = bool(values.get("base_url") or values.get("api_key"))
-    if provider == "auto":
-        provider = "openai" if configured else "offline"
-    elif provider == "openai" and not configured:
-        raise UsageError("provider 'openai' needs OPENAI_API_KEY, or OPENAI_BASE_URL / --base-url for a local server")
-    if provider == "offline":
-        values.pop("api_key", None)
-    return LLMSettings(provider=provider, **values)
+from .llm_config import Completion, LLMSettings, Totals  # noqa: F401 - part of this module's API
 
 
 class _Transient(Exception):

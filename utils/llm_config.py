@@ -1,0 +1,84 @@
+"""What a model call is configured with and what it returns: settings, completion, totals.
+
+Kept apart from the client so the CLI and config code can build settings without the HTTP layer.
+Settings resolve flag > environment > config file > default; API keys come from flags or the
+environment only, never from a config file, and are never printed (`repr=False`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Mapping
+
+from .errors import UsageError
+
+
+@dataclass
+class Completion:
+    text: str; data: Any | None  # data = validated schema instance when schema given
+    prompt_tokens: int; completion_tokens: int
+    model: str; latency_s: float
+    cached: bool = False; offline: bool = False
+
+    @property
+    def usage(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass
+class LLMSettings:
+    provider: str = "offline"        # "openai" | "offline"
+    model: str = "gpt-4o-mini"
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)  # never logged, never saved
+    timeout_s: float = 60.0
+    max_retries: int = 4             # the ONE retry layer (SDK max_retries=0)
+    backoff_base_s: float = 0.5; backoff_max_s: float = 20.0
+    max_concurrency: int = 8
+    stream: bool = False
+    cache: bool = True
+    max_tokens_total: int | None = None
+    prices: dict | None = None       # {model: {"input": usd_per_1M, "output": usd_per_1M}}
+
+
+@dataclass
+class Totals:
+    calls: int = 0; prompt_tokens: int = 0; completion_tokens: int = 0
+    cached: int = 0; retries: int = 0; seconds: float = 0.0; cost_usd: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["seconds"] = round(self.seconds, 3)
+        out["cost_usd"] = None if self.cost_usd is None else round(self.cost_usd, 6)
+        return out
+
+
+_ENV = {"api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL", "model": "ORCH_MODEL",
+        "provider": "ORCH_PROVIDER"}
+
+
+def settings_from_env(overrides: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
+                      env: Mapping[str, str] | None = None) -> LLMSettings:
+    """Flag (`overrides`) > environment > config file > defaults. `provider: auto` (the default)
+    means openai when a key or base URL is configured, else offline. Keys come from flags/env only."""
+    overrides, config = dict(overrides or {}), dict(config or {})
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    for f in fields(LLMSettings):
+        if overrides.get(f.name) is not None:
+            values[f.name] = overrides[f.name]
+        elif f.name in _ENV and (env.get(_ENV[f.name]) or "").strip():
+            values[f.name] = env[_ENV[f.name]].strip()
+        elif f.name != "api_key" and config.get(f.name) is not None:
+            values[f.name] = config[f.name]
+    provider = str(values.pop("provider", "auto")).strip().lower()
+    if provider not in ("auto", "openai", "offline"):
+        raise UsageError(f"unknown provider '{provider}' (use openai, offline or auto)")
+    configured = bool(values.get("base_url") or values.get("api_key"))
+    if provider == "auto":
+        provider = "openai" if configured else "offline"
+    elif provider == "openai" and not configured:
+        raise UsageError("provider 'openai' needs OPENAI_API_KEY, or OPENAI_BASE_URL / --base-url for a local server")
+    if provider == "offline":
+        values.pop("api_key", None)
+    return LLMSettings(provider=provider, **values)
