@@ -233,6 +233,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class _Handler(BaseHTTPRequestHandler):
+    # Headers and body go out in separate writes; with Nagle on, a kept-alive connection waits for
+    # the client's delayed ACK (~40 ms) before the body. Real servers set TCP_NODELAY too.
+    disable_nagle_algorithm = True
     fake: FakeLLMServer
     protocol_version = "HTTP/1.1"
     timeout = 10  # an idle client socket cannot pin a handler thread for long
