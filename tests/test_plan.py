@@ -76,3 +76,8 @@ def test_outline_of_a_large_plan_is_a_bounded_window_around_the_task():
     assert lines[-1] == "(... 230 later tasks not listed)" and "[t250] T250 (writer)  <- your task" in text
     assert outline(plan, "t0", limit=40).splitlines()[0].startswith("1. [t0]")
     assert outline(plan, "t499", limit=40).splitlines()[-1].endswith("<- your task")
+
+
+def test_numeric_ids_from_a_model_are_accepted_as_strings():
+    task = Task.model_validate({"id": 2, "title": "x", "role": "writer", "depends_on": [1]})
+    assert task.id == "2" and task.depends_on == ["1"]

@@ -118,6 +118,7 @@ def test_input_and_data_files_are_read_never_executed(tmp_path):
     assert python.code == 2 and "unsupported source type .py" in python.stderr, python.explain()
     created = [p for p in tmp_path.rglob("pwned*")] + [p for p in ROOT.rglob("pwned*")]
     assert created == [], created
-    state = read_state(sorted((tmp_path / "runs").iterdir())[0])
+    first_report = sorted(p for p in (tmp_path / "runs").iterdir() if "-report-" in p.name)[0]
+    state = read_state(first_report)
     assert [Path(p).name for p in state["inputs"]["inputs"]] == ["notes.md", "script.txt", "data.json"]
     assert json.loads(files["data.json"].read_text())["value"] == 3  # the files themselves are untouched

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+NUMBERS_AS_IDS = ConfigDict(coerce_numbers_to_str=True)  # models often answer `"id": 3`
 
 
 class TaskVerdict(BaseModel):
+    model_config = NUMBERS_AS_IDS
     id: str
     verdict: Literal["approve", "revise"] = "approve"
     feedback: str = ""
@@ -37,6 +40,7 @@ class Cohesion(BaseModel):
 
 
 class WorkItem(BaseModel):
+    model_config = NUMBERS_AS_IDS
     id: str
     name: str
     estimate_days: float = Field(gt=0)

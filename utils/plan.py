@@ -10,10 +10,14 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Task(BaseModel):
+    # Models often number tasks (`"id": 1`, `"depends_on": [1]`): accept that rather than spend a
+    # repair round-trip on it.
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
     id: str = Field(description="short unique id, e.g. t1")
     title: str
     role: str = Field(description="one of the workflow's worker roles")
