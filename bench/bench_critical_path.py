@@ -66,7 +66,7 @@ HEADERS = ["plan", "tasks", "workers", "critical path ms", "total work ms", "bou
 
 def main() -> None:
     header("Critical-path efficiency (worker phase vs its lower bound)")
-    print(f"fixed-latency plans at 100 ms a call, random DAGs mixed 50/100/150/200 ms a call; "
+    print("fixed-latency plans at 100 ms a call, random DAGs mixed 50/100/150/200 ms a call; "
           "strategy dependency, max_revisions 0")
     shapes = critical_path_shapes()
     rows, worst = [], 0.0

@@ -23,7 +23,6 @@ import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
-from http.server import ThreadingHTTPServer  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Callable, Iterable  # noqa: E402
 
@@ -55,30 +54,6 @@ def scratch(name: str) -> Path:
 
 
 # -- the fake server --------------------------------------------------------------------------------
-class _Backlogged(ThreadingHTTPServer):
-    # socketserver's default listen backlog is 5: a burst of 32+ connections overflows it and the
-    # kernel drops SYNs, which costs a 1 s retransmit. A real model server has a deep backlog.
-    request_queue_size = 1024
-    daemon_threads = True
-    block_on_close = False
-
-
-class BenchServer(FakeLLMServer):
-    """The tests' fake server with a realistic listen backlog (see `_Backlogged`)."""
-
-    def start(self) -> "BenchServer":
-        import threading
-
-        from tests.fake_llm import _Handler
-
-        handler = type("Handler", (_Handler,), {"fake": self})
-        self._httpd = _Backlogged(("127.0.0.1", 0), handler)
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-
 def section_text(tid: str, chars: int = 0) -> str:
     body = f"Text for {tid}."
     if chars > len(body):
@@ -422,8 +397,8 @@ def _digest(req: RecordedRequest) -> Rec:
 
 
 def _serve(conn) -> None:
-    """Child process: a BenchServer driven over a pipe (script, records, stop)."""
-    server = BenchServer().start()
+    """Child process: a FakeLLMServer driven over a pipe (script, records, stop)."""
+    server = FakeLLMServer().start()
     conn.send(server.base_url)
     while True:
         try:
@@ -451,7 +426,7 @@ class LocalServer:
     RemoteServer."""
 
     def __init__(self) -> None:
-        self.server = BenchServer().start()
+        self.server = FakeLLMServer().start()
         self.base_url = self.server.base_url
 
     def script(self, tasks: list[Task], latency: dict[str, float], *, reply_chars: int = 0, plan: bool = False) -> None:
