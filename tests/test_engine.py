@@ -233,7 +233,7 @@ def test_missing_action_ends_graph_with_warning():
 def test_end_without_successors_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        Graph(start=Step("only", action="anything")).run({})
+        assert Graph(start=Step("only", action="anything")).run({}) == "anything"
 
 
 def test_nested_graph_is_a_node_and_routes_on_last_action():
