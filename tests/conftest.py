@@ -46,3 +46,17 @@ def llm_env(fake_llm: FakeLLMServer, orch_home: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("OPENAI_BASE_URL", fake_llm.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", TEST_API_KEY)
     return fake_llm
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with no model configured and a private ORCH_HOME, whatever the machine has.
+
+    A developer's real OPENAI_API_KEY must never reach a test (or the network); tests that want a
+    model point at the fake server themselves. Subprocesses inherit this environment.
+    """
+    for name in list(os.environ):
+        if name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "NO_COLOR") or (
+                name.startswith("ORCH_") and name != "ORCH_ENGINE"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ORCH_HOME", str(tmp_path_factory.mktemp("orch_home_default")))
