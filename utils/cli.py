@@ -137,41 +137,51 @@ def output_dir(args: Any, cfg) -> Path:
     return Path(args.output_dir or cfg.output_dir or "runs")
 
 
+def resumed_run(args: Any, cfg) -> tuple[Path, dict, dict]:
+    """(run folder, saved run.json, options) for `--resume`: the saved options stand, and a flag
+    given now overrides them (e.g. a bigger --max-tokens-total)."""
+    from .runner import DEFAULT_OPTIONS
+    from .runstore import find_run, load_run
+
+    run_dir = find_run(args.resume, output_dir(args, cfg))
+    saved = load_run(run_dir)
+    if args.example and args.example != saved.get("workflow"):
+        raise UsageError(f"--resume: {run_dir} is a '{saved.get('workflow')}' run, not '{args.example}'")
+    if not saved.get("workflow") or not saved.get("goal") or not isinstance(saved.get("options"), dict):
+        raise UsageError(f"--resume: {run_dir}/run.json is incomplete (no workflow, goal or options)")
+    flags = {k: v for k, v in resolve_options(args, cfg).items() if getattr(args, k, None) is not None}
+    return run_dir, saved, {**DEFAULT_OPTIONS, **saved["options"], **flags}
+
+
 def run_one(args: Any, cfg, *, quiet_summary: bool = False) -> int:
     """A single run: new, resumed or plan-only. Returns the exit code."""
+    return start_run(args, cfg, quiet_summary=quiet_summary).exit_code
+
+
+def start_run(args: Any, cfg, *, quiet_summary: bool = False):
+    """Set up, run and report one run; returns its `Outcome`."""
     from flows import build_flow, build_plan_flow
 
     from .render import Display, choose_mode
-    from .runner import DEFAULT_OPTIONS, execute, new_shared, resume_hint
-    from .runstore import RunStore, find_run, load_run, new_run_dir
+    from .runner import execute, new_shared
+    from .runstore import RunStore, new_run_dir
     from .spec import load_spec
 
-    mode = choose_mode(quiet=args.quiet, json_out=args.json)
-    display = Display(mode)
+    display = Display(choose_mode(quiet=args.quiet, json_out=args.json))
     saved = None
     if args.resume:
-        run_dir = find_run(args.resume, output_dir(args, cfg))
-        saved = load_run(run_dir)
-        if args.example and args.example != saved.get("workflow"):
-            raise UsageError(f"--resume: {run_dir} is a '{saved.get('workflow')}' run, not '{args.example}'")
-        if not saved.get("workflow") or not saved.get("goal") or not isinstance(saved.get("options"), dict):
-            raise UsageError(f"--resume: {run_dir}/run.json is incomplete (no workflow, goal or options)")
-        # The saved options stand; a flag given now overrides them (e.g. a bigger --max-tokens-total).
-        options = {**DEFAULT_OPTIONS, **saved["options"],
-                   **{k: v for k, v in resolve_options(args, cfg).items() if getattr(args, k, None) is not None}}
+        run_dir, saved, options = resumed_run(args, cfg)
     else:
         options = resolve_options(args, cfg)
 
-    holder: dict[str, Any] = {}
-    emit = lambda event: holder["emit"](event)  # noqa: E731 - wired once the store exists
+    holder: dict[str, Any] = {"emit": display}
+    emit = lambda event: holder["emit"](event)  # noqa: E731 - rewired once the run store exists
     llm = make_llm(args, cfg, emit, budget=options.get("max_tokens_total"))
     if saved:
         carry_totals(llm, saved.get("totals"))
         spec = load_spec(saved.get("workflow_file") or saved["workflow"])
-        goal = saved["goal"]
-        inputs = saved.get("inputs", {})
+        goal, inputs = saved["goal"], saved.get("inputs", {})
     else:
-        holder["emit"] = display
         spec, goal = choose_workflow(args, args.topic, llm, display)
         inputs = workflow_inputs(spec, args)
         run_dir = new_run_dir(output_dir(args, cfg), goal, spec.name)
@@ -189,13 +199,21 @@ def run_one(args: Any, cfg, *, quiet_summary: bool = False) -> int:
                        "server (Ollama, vLLM, LM Studio...), or pass --base-url. See README.", "warn")
     shared = new_shared(goal=goal, spec=spec, options=options, inputs=inputs, llm=llm, emit=on_event, saved=saved)
     flow = build_plan_flow() if options.get("plan_only") else build_flow(options["strategy"])
-    meta = {"version": args and getattr(args, "_version", None), "provider": llm.settings.provider,
+    meta = {"version": getattr(args, "_version", None), "provider": llm.settings.provider,
             "model": llm.settings.model, "base_url": llm.settings.base_url, "engine": engine_name(),
             "strategy": options["strategy"], "resumed": bool(saved)}
     with display:
         outcome = execute(shared, flow, store, meta=meta)
+    report(args, display, outcome, llm, quiet_summary=quiet_summary)
+    return outcome
+
+
+def report(args: Any, display, outcome, llm, *, quiet_summary: bool = False) -> None:
+    """The end of a run on screen: how to resume, errors, the document, the summary (or the JSON)."""
+    from .runner import resume_hint
+
     info = summary_info(outcome, llm)
-    if outcome.status == "interrupted" or outcome.status == "stopped":
+    if outcome.status in ("interrupted", "stopped"):
         info["resume_hint"] = resume_hint(outcome.run_dir)
         if not args.json:
             done, left = info["done"], info["left"]
@@ -207,11 +225,10 @@ def run_one(args: Any, cfg, *, quiet_summary: bool = False) -> int:
         print(f"error: {outcome.error}", file=sys.stderr)
     if args.json:
         print(json.dumps(json_summary(outcome, info), indent=1))
-        return outcome.exit_code
+        return
     if outcome.document_path and not quiet_summary:
-        display.show_document(shared["document"], str(outcome.document_path))
+        display.show_document(outcome.shared["document"], str(outcome.document_path))
     display.summary(info)
-    return outcome.exit_code
 
 
 def engine_name() -> str:
@@ -252,19 +269,21 @@ def run_all(args: Any, cfg) -> int:
     rows, worst = [], EXIT_OK
     for name in ("blog", "report", "analysis", "project"):
         sub = copy.copy(args)
-        sub.example, sub.topic = name, None
-        sub.json = False
-        code = run_one(sub, cfg, quiet_summary=True)
-        latest = sorted(output_dir(args, cfg).glob(f"*-{name}-*"), key=lambda p: p.stat().st_mtime)[-1:]
-        state = {}
-        if latest:
-            state = json.loads((latest[0] / "run.json").read_text(encoding="utf-8"))
-        t = state.get("totals", {})
-        rows.append({"workflow": name, "status": state.get("status", "failed"), "exit_code": code,
-                     "seconds": (state.get("meta") or {}).get("elapsed_s"), "calls": t.get("calls", 0),
+        sub.example, sub.topic, sub.json = name, None, False
+        try:
+            outcome = start_run(sub, cfg, quiet_summary=True)
+        except OrchError as exc:  # one workflow's bad input does not stop the others
+            print(f"error: {name}: {exc}", file=sys.stderr)
+            rows.append({"workflow": name, "status": "failed", "exit_code": exc.exit_code, "seconds": None,
+                         "calls": 0, "tokens": 0, "output": None})
+            worst = max(worst, EXIT_FAILED)
+            continue
+        t = outcome.totals
+        rows.append({"workflow": name, "status": outcome.status, "exit_code": outcome.exit_code,
+                     "seconds": outcome.elapsed_s, "calls": t.get("calls", 0),
                      "tokens": t.get("prompt_tokens", 0) + t.get("completion_tokens", 0),
-                     "output": str(latest[0] / "output.md") if latest else None})
-        worst = max(worst, code if code != EXIT_USAGE else EXIT_FAILED)
+                     "output": str(outcome.document_path) if outcome.document_path else None})
+        worst = max(worst, outcome.exit_code if outcome.exit_code != EXIT_USAGE else EXIT_FAILED)
     if args.json:
         print(json.dumps({"runs": rows, "exit_code": worst}, indent=1))
     else:
