@@ -276,3 +276,22 @@ def test_flags_override_the_config_file(tmp_path: Path):
     assert state["meta"]["strategy"] == "static"
     workers = {r["worker"] for r in state["results"].values()}
     assert workers <= {1, 2}
+
+
+def test_cost_is_estimated_from_configured_prices_and_per_role_models_are_used(fake_llm: FakeLLMServer,
+                                                                                tmp_path: Path):
+    fake_llm.responder = Script(plans=[SMALL_BLOG], worker=worker_text)
+    config = tmp_path / "orch.yaml"
+    config.write_text("model: base-model\nmodels: {writer: writer-model, planner: planner-model}\n"
+                      "prices:\n  base-model: {input: 1000, output: 1000}\n"
+                      "  writer-model: {input: 1000, output: 1000}\n"
+                      "  planner-model: {input: 1000, output: 1000}\n", encoding="utf-8")
+    run = run_main(["--example", "blog", "--config", str(config)], tmp_path, server=fake_llm)
+    assert run.code == 0, run.explain()
+    models = {request_kind(r) + ":" + (r.model or "") for r in fake_llm.requests}
+    assert {"plan:planner-model", "worker:writer-model", "worker:base-model"} <= models
+    totals = run.state()["totals"]
+    expected = (totals["prompt_tokens"] + totals["completion_tokens"]) * 1000 / 1e6
+    assert totals["cost_usd"] == pytest.approx(expected, rel=1e-3)
+    summary = [line for line in run.stdout.splitlines() if line.startswith("ok · ")][0]
+    assert f"${totals['cost_usd']:.4f}"[:5] in summary
