@@ -27,6 +27,7 @@ from utils.standins import offline_cohesion, offline_next_step, offline_plan, of
 from utils.tools import ToolInput, run_tool
 
 DONE, FAILED, SKIPPED, PENDING = "done", "failed", "skipped", "pending"
+PLANNING = {"full": "planning", "next": "planning the next step", "revise": "re-planning"}  # error prefixes
 
 
 def _runtime(shared: dict) -> tuple[Any, Any]:
@@ -54,7 +55,7 @@ async def _ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str
         messages = planner_messages(spec=spec, goal=goal, max_tasks=options["max_tasks"], inputs=inputs,
                                     feedback=feedback, results=known, pending=pending, mode=mode)
         reply = await llm.complete(messages, model=options.get("planner_model"), schema=Plan,
-                                   temperature=0.2, purpose=f"planning ({mode})", offline_reply=standin)
+                                   temperature=0.2, purpose=PLANNING[mode], offline_reply=standin)
         plan: Plan = reply.data
         plan.goal = goal
         problems = plan_problems(plan, spec.roles, options["max_tasks"], allow_empty=allow_empty,

@@ -180,8 +180,8 @@ def test_dropped_connection_is_retried(fake_llm, tmp_path):
 
 def test_timeout_is_retried_then_fails(fake_llm, tmp_path):
     fake_llm.responder = lambda req: Reply(latency=2.0)
-    msg = error_of(client(fake_llm, tmp_path, timeout_s=0.3, max_retries=1), purpose="planning (full)")
-    assert msg.startswith("planning (full): no answer from") and "within 0.3s after 2 attempts" in msg
+    msg = error_of(client(fake_llm, tmp_path, timeout_s=0.3, max_retries=1), purpose="planning")
+    assert msg.startswith("planning: no answer from") and "within 0.3s after 2 attempts" in msg
     assert len(fake_llm.requests) == 2
 
 
