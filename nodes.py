@@ -119,7 +119,7 @@ class WorkerBatch(AsyncParallelBatchNode):
 
     async def prep_async(self, shared):
         plan = Plan.model_validate(shared["plan"])
-        results = shared.setdefault("results", {})
+        results = shared.get("results", {})  # prep only reads the store
         queue = set(shared.get("queue", []))
         opts = shared["options"]
         _phase(shared, "revising" if shared.get("pass_kind") == "revision" else "working")
