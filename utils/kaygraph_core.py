@@ -237,11 +237,14 @@ class Graph(BaseNode):
             step.config = self.config
         return step
 
-    def _orch(self, shared: Any, params: dict | None = None) -> Any:
+    def _begin(self, params: dict | None) -> tuple[dict, BaseNode]:
+        """The params every step gets and the first node; shared by the sync and async loops."""
         if self.start_node is None:
             raise ValueError(f"{self.node_id} has no start node")
-        params = {**self.params, **(params or {})}
-        node: BaseNode | None = self.start_node
+        return {**self.params, **(params or {})}, self.start_node
+
+    def _orch(self, shared: Any, params: dict | None = None) -> Any:
+        params, node = self._begin(params)
         action = None
         while node is not None:
             step = self._prepare_step(node, params)
@@ -334,10 +337,7 @@ class AsyncGraph(Graph, AsyncNode):
     """Graph that awaits async nodes and calls sync ones directly; an AsyncNode, so it nests."""
 
     async def _orch_async(self, shared: Any, params: dict | None = None) -> Any:
-        if self.start_node is None:
-            raise ValueError(f"{self.node_id} has no start node")
-        params = {**self.params, **(params or {})}
-        node: BaseNode | None = self.start_node
+        params, node = self._begin(params)
         action = None
         while node is not None:
             step = self._prepare_step(node, params)

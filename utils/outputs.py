@@ -60,9 +60,4 @@ class WorkBreakdown(BaseModel):
         return "\n".join(lines).strip()
 
 
-class WorkflowChoice(BaseModel):
-    workflow: str
-    reason: str = ""
-
-
 OUTPUT_SCHEMAS: dict[str, type[BaseModel]] = {"work_breakdown": WorkBreakdown}
