@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(version_text())
         return 0
-    from utils.cli import run_cli  # heavy imports only once we know there is work to do
+    from utils.app.cli import run_cli  # heavy imports only once we know there is work to do
 
     return run_cli(args, version=__version__)
 

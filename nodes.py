@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from utils.assemble import assemble, document_sections, run_status
-from utils.context import cohesion_messages, planner_messages, review_messages, worker_messages
+from utils.run.assemble import assemble, document_sections, run_status
+from utils.run.context import cohesion_messages, planner_messages, review_messages, worker_messages
 from utils.engine import AsyncNode, AsyncParallelBatchNode
 from utils.errors import BudgetExceeded, OrchError, PlanError
 from utils.events import Event
-from utils.outputs import OUTPUT_SCHEMAS, Cohesion, ReviewResult
-from utils.plan import Plan, dependents_closure, plan_problems
-from utils.scheduler import Schedule, Stopped
-from utils.standins import offline_cohesion, offline_next_step, offline_plan, offline_review
+from utils.run.outputs import OUTPUT_SCHEMAS, Cohesion, ReviewResult
+from utils.run.plan import Plan, dependents_closure, plan_problems
+from utils.run.scheduler import Schedule, Stopped
+from utils.run.standins import offline_cohesion, offline_next_step, offline_plan, offline_review
 from utils.tools import ToolInput, run_tool
 
 DONE, FAILED, SKIPPED, PENDING = "done", "failed", "skipped", "pending"

@@ -1,7 +1,7 @@
 """Baseline: the same plans run the textbook way, one task after another.
 
 The textbook version is a plain sequential KayGraph `BatchNode` (from utils.engine) whose `exec`
-builds the same worker prompt (utils.context.worker_messages, dependency outputs included) and calls
+builds the same worker prompt (utils.run.context.worker_messages, dependency outputs included) and calls
 the same LLMClient for each task in plan order, on one reused event loop (asyncio.Runner). Ours is
 the real graph (flows.build_flow, plan preset, max_revisions 0) at --max-workers 4 (the default) and
 unlimited. Both are timed the same way: the worker phase from the fake server's record (first worker
@@ -23,10 +23,10 @@ from common import (RunFailed, blog, chain, diamond, fanout, header, layered, ma
 
 
 def textbook_node():
-    from utils.context import worker_messages
+    from utils.run.context import worker_messages
     from utils.engine import BatchNode
-    from utils.plan import Plan
-    from utils.spec import load_spec
+    from utils.run.plan import Plan
+    from utils.run.spec import load_spec
 
     class SequentialWorkers(BatchNode):
         """The textbook pattern: prep lists the tasks, exec runs one, post stores them all."""

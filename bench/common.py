@@ -162,7 +162,7 @@ def critical_path_shapes() -> list[Shape]:
 
 # -- running the real graph -------------------------------------------------------------------------
 def make_llm(base_url: str, *, cache: bool = False, home: Path | None = None, concurrency: int = 64):
-    from utils.llm import LLMClient, LLMSettings
+    from utils.model.client import LLMClient, LLMSettings
 
     settings = LLMSettings(provider="openai", model="fake-model", base_url=base_url, api_key="sk-bench",
                            cache=cache, max_concurrency=concurrency, max_retries=0)
@@ -171,8 +171,8 @@ def make_llm(base_url: str, *, cache: bool = False, home: Path | None = None, co
 
 def make_shared(plan: dict | None, llm, *, emit: Callable | None = None, **options) -> dict:
     from utils.events import null_emit
-    from utils.runner import DEFAULT_OPTIONS, new_shared
-    from utils.spec import load_spec
+    from utils.app.runner import DEFAULT_OPTIONS, new_shared
+    from utils.run.spec import load_spec
 
     opts = {**DEFAULT_OPTIONS, "max_revisions": 0, "max_tasks": 10_000, **options}
     shared = new_shared(goal="Benchmark goal", spec=load_spec("blog"), options=opts,
@@ -250,13 +250,13 @@ class TimedLLM:
 
 
 class StubLLM:
-    """In-process stand-in for LLMClient: same `complete()` signature, returns a utils.llm.Completion
+    """In-process stand-in for LLMClient: same `complete()` signature, returns a utils.model.client.Completion
     at once (or after the task's latency, with asyncio.sleep), no SDK, no HTTP. Isolates the engine."""
 
     offline = False
 
     def __init__(self, latency: dict[str, float] | None = None) -> None:
-        from utils.llm import Totals
+        from utils.model.client import Totals
 
         self.latency = latency or {}
         self.calls: dict[str, tuple[float, float]] = {}
@@ -265,8 +265,8 @@ class StubLLM:
     async def complete(self, messages: list[dict], *, model: str | None = None, temperature: float = 0.3,
                        max_tokens: int | None = None, schema: Any = None, purpose: str = "",
                        offline_reply: Callable[[], Any] | None = None):
-        from utils.llm import Completion
-        from utils.outputs import Cohesion, ReviewResult
+        from utils.model.client import Completion
+        from utils.run.outputs import Cohesion, ReviewResult
 
         started = time.monotonic()
         tid = purpose.split()[1] if purpose.startswith("task ") else None

@@ -74,7 +74,7 @@ class Script:
     def __call__(self, req: RecordedRequest) -> Any:
         kind = request_kind(req)
         if kind == "route":
-            from utils.spec import pick_workflow
+            from utils.run.spec import pick_workflow
             topic = req.last_user().split("# Request\n", 1)[-1].split("\n\n# Workflows")[0]
             return Reply(text=json.dumps({"workflow": self.route or pick_workflow(topic), "reason": "scripted"}))
         if kind == "plan":

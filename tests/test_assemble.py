@@ -1,7 +1,7 @@
 """Document assembly and run status: plan order, cohesion text, honest gaps."""
-from utils.assemble import OFFLINE_BANNER, assemble, document_sections, run_status
-from utils.outputs import Cohesion
-from utils.plan import Plan, Task
+from utils.run.assemble import OFFLINE_BANNER, assemble, document_sections, run_status
+from utils.run.outputs import Cohesion
+from utils.run.plan import Plan, Task
 
 PLAN = Plan(goal="The goal", tasks=[Task(id="an", title="Analysis", role="analyst"),
                                     Task(id="s1", title="One", role="writer"),

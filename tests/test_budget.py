@@ -85,9 +85,9 @@ def test_a_stopped_run_makes_no_cohesion_call_even_with_budget_left(fake_llm):
     import asyncio
 
     from nodes import AggregatorNode
-    from utils.llm import LLMClient, LLMSettings
-    from utils.runner import DEFAULT_OPTIONS, new_shared
-    from utils.spec import load_spec
+    from utils.model.client import LLMClient, LLMSettings
+    from utils.app.runner import DEFAULT_OPTIONS, new_shared
+    from utils.run.spec import load_spec
 
     fake_llm.responder = Script()
     llm = LLMClient(LLMSettings(provider="openai", base_url=fake_llm.base_url, api_key="sk-x", cache=False))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from utils.cache import ResponseCache, cache_key, default_home
+from utils.model.cache import ResponseCache, cache_key, default_home
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
 

@@ -1,6 +1,6 @@
 """Prompt assembly and the context budget."""
-from utils.context import SHORTENED, estimate_tokens, fit_outputs, worker_messages
-from utils.plan import Plan, Task
+from utils.run.context import SHORTENED, estimate_tokens, fit_outputs, worker_messages
+from utils.run.plan import Plan, Task
 
 
 def test_fit_outputs_keeps_small_ones_whole_and_shares_the_rest():

@@ -14,9 +14,9 @@ from tests.fake_llm import Reply
 from tests.scripted import Script, plan_json, request_kind, task_id, worker_requests
 from utils.errors import PlanError
 from utils.events import Collector
-from utils.llm import LLMClient, LLMSettings
-from utils.runner import DEFAULT_OPTIONS, new_shared
-from utils.spec import load_spec
+from utils.model.client import LLMClient, LLMSettings
+from utils.app.runner import DEFAULT_OPTIONS, new_shared
+from utils.run.spec import load_spec
 
 BLOG = load_spec("blog")
 

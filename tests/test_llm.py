@@ -17,9 +17,9 @@ from tests.conftest import TEST_API_KEY
 from tests.fake_llm import FakeLLMServer, Reply
 from utils.errors import BudgetExceeded, LLMError, UsageError
 from utils.events import Collector
-from utils.llm import LLMClient, LLMSettings
-from utils.llm_config import settings_from_env
-from utils.offline import LABEL
+from utils.model.client import LLMClient, LLMSettings
+from utils.model.settings import settings_from_env
+from utils.model.offline import LABEL
 
 USER = [{"role": "system", "content": "You write."}, {"role": "user", "content": "Write one line about tea."}]
 
@@ -369,7 +369,7 @@ def test_fake_server_wait_for_and_models(fake_llm, tmp_path):
 
 
 def test_retry_after_header_forms():
-    from utils.llm import _retry_after
+    from utils.model.client import _retry_after
 
     assert _retry_after({"retry-after-ms": "250"}) == 0.25
     assert _retry_after({"retry-after": "2"}) == 2.0

@@ -17,10 +17,10 @@ from tests.fake_llm import Reply
 from tests.scripted import Script, plan_json, request_kind, task_id
 from tests.test_resume import read_state
 from utils.events import Collector
-from utils.llm import LLMClient, LLMSettings
-from utils.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
-from utils.runstore import RunStore, new_run_dir
-from utils.spec import load_spec
+from utils.model.client import LLMClient, LLMSettings
+from utils.app.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
+from utils.run.runstore import RunStore, new_run_dir
+from utils.run.spec import load_spec
 
 N_TASKS = 200
 MAX_RETRIES = 4

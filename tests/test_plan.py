@@ -1,5 +1,5 @@
 """Plan validation, cycles, revision closure and outline: the pure parts of planning."""
-from utils.plan import Plan, Task, dependents_closure, find_cycle, outline, plan_problems
+from utils.run.plan import Plan, Task, dependents_closure, find_cycle, outline, plan_problems
 
 ROLES = ["writer", "analyst"]
 

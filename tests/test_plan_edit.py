@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from utils import plan_edit
-from utils.plan import Plan, Task, plan_problems
+from utils.run import plan_edit
+from utils.run.plan import Plan, Task, plan_problems
 
 ROLES = ["analyst", "writer"]
 

@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from utils.events import Event
-from utils.render import Display, choose_mode, plan_lines, summary_line
+from utils.app.render import Display, choose_mode, plan_lines, summary_line
 
 STAMP = re.compile(r"^\[\d\d:\d\d:\d\d\] ")
 
@@ -251,7 +251,7 @@ def test_rich_short_document_and_no_live():
 
 
 def test_plain_path_does_not_import_rich():
-    code = ("import io, sys; from utils.render import Display; from utils.events import Event; "
+    code = ("import io, sys; from utils.app.render import Display; from utils.events import Event; "
             "d = Display('plain', file=io.StringIO()); d(Event('phase', {'name': 'x'})); "
             "d.summary({'status': 'ok'}); print('rich' in sys.modules)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

@@ -179,10 +179,10 @@ def assert_complete_document(run_dir: Path, sections=WRITERS) -> str:
 def test_run_json_is_on_disk_after_the_plan_and_after_every_task(fake_llm, tmp_path):
     """The store listens to events: at the moment each task ends, its result is already in run.json."""
     from flows import build_flow
-    from utils.llm import LLMClient, LLMSettings
-    from utils.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
-    from utils.runstore import RunStore, new_run_dir
-    from utils.spec import load_spec
+    from utils.model.client import LLMClient, LLMSettings
+    from utils.app.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
+    from utils.run.runstore import RunStore, new_run_dir
+    from utils.run.spec import load_spec
 
     fake_llm.responder = Script(plans=[SIX_SECTIONS], worker=Gate(set()).worker)
     run_dir = new_run_dir(tmp_path / "runs", "durable", "blog")
@@ -209,7 +209,7 @@ def test_run_json_is_on_disk_after_the_plan_and_after_every_task(fake_llm, tmp_p
 
 
 def test_atomic_write_never_leaves_a_half_written_run_json(tmp_path, monkeypatch):
-    from utils import runstore
+    from utils.run import runstore
 
     target = tmp_path / "run.json"
     runstore.atomic_write(target, '{"old": true}')
@@ -228,7 +228,7 @@ def test_review_rounds_and_planning_rounds_are_saved_as_they_happen(tmp_path):
     """A run killed during a revision pass resumes with its revision count (the bound holds across
     resumes) and a dynamic run with its planning rounds."""
     from utils.events import Event
-    from utils.runstore import RunStore
+    from utils.run.runstore import RunStore
 
     store = RunStore(tmp_path)
     store(Event("plan", {"plan": SIX_SECTIONS, "round": 2, "source": "replan"}))
@@ -406,7 +406,7 @@ def test_identical_second_run_is_served_from_the_cache_and_prompts_are_determini
 
 
 def test_cache_key_covers_model_messages_and_parameters():
-    from utils.cache import cache_key
+    from utils.model.cache import cache_key
 
     base = dict(model="m", messages=[{"role": "user", "content": "hi"}], temperature=0.3, max_tokens=None)
     key = cache_key(**base)
@@ -414,5 +414,5 @@ def test_cache_key_covers_model_messages_and_parameters():
     for change in ({"model": "m2"}, {"messages": [{"role": "user", "content": "hi!"}]}, {"temperature": 0.2},
                    {"max_tokens": 100}):
         assert cache_key(**{**base, **change}) != key, change
-    from utils.outputs import Cohesion, ReviewResult
+    from utils.run.outputs import Cohesion, ReviewResult
     assert cache_key(**base, schema=Cohesion) not in (key, cache_key(**base, schema=ReviewResult))

@@ -3,9 +3,9 @@ import asyncio
 
 from tests.fake_llm import Reply
 from tests.scripted import Script, request_kind
-from utils.llm import LLMClient, LLMSettings
-from utils.routing import choose_workflow
-from utils.spec import pick_workflow
+from utils.model.client import LLMClient, LLMSettings
+from utils.app.routing import choose_workflow
+from utils.run.spec import pick_workflow
 
 
 def client(server=None):

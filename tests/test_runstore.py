@@ -5,7 +5,7 @@ import pytest
 
 from utils.errors import UsageError
 from utils.events import Event
-from utils.runstore import RunStore, atomic_write, load_run, merge_results, new_run_dir, slugify
+from utils.run.runstore import RunStore, atomic_write, load_run, merge_results, new_run_dir, slugify
 
 
 @pytest.mark.parametrize("topic", ["../../etc/passwd", "a/b\\c", "..", "   ", "ünïcödé ✓ topic", "x" * 300])

@@ -3,8 +3,8 @@ import asyncio
 
 import pytest
 
-from utils.plan import Task
-from utils.scheduler import Schedule, Stopped, topo_order
+from utils.run.plan import Task
+from utils.run.scheduler import Schedule, Stopped, topo_order
 
 
 def tasks(*specs):

@@ -2,9 +2,9 @@
 import pytest
 
 from utils.errors import UsageError
-from utils.plan import plan_problems
-from utils.spec import load_spec, spec_names
-from utils.standins import offline_plan
+from utils.run.plan import plan_problems
+from utils.run.spec import load_spec, spec_names
+from utils.run.standins import offline_plan
 from utils.tools import tool_names
 
 

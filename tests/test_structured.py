@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, Field
 
-from utils.structured import extract_json, json_schema_for, parse_as, validate
+from utils.model.structured import extract_json, json_schema_for, parse_as, validate
 
 
 class Item(BaseModel):

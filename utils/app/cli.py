@@ -12,9 +12,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .config import home, load_config, resolve_options
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, OrchError, UsageError
-from .events import Event
+from utils.app.config import home, load_config, resolve_options
+from utils.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, OrchError, UsageError
+from utils.events import Event
 
 MAX_TOPIC_CHARS = 2000
 
@@ -27,7 +27,7 @@ def run_cli(args: Any, *, version: str) -> int:
             raise UsageError("--json cannot be combined with --interactive")
         cfg = load_config(args.config)
         if args.interactive:
-            from .interactive import run_interactive
+            from utils.app.interactive import run_interactive
             return run_interactive(args, cfg)
         if args.example == "all":
             return run_all(args, cfg)
@@ -69,9 +69,9 @@ def workflow_inputs(spec, args: Any) -> dict:
 
     Checked before any model call, so a bad file costs nothing.
     """
-    from .tools.sources import read_source
-    from .tools.table import load_csv
-    from .errors import ToolError
+    from utils.tools.sources import read_source
+    from utils.tools.table import load_csv
+    from utils.errors import ToolError
 
     user_inputs = [str(check_readable(p, "input file")) for p in (args.input or [])]
     inputs = user_inputs or [str(spec.example_path(p)) for p in spec.sample_inputs]
@@ -88,9 +88,9 @@ def workflow_inputs(spec, args: Any) -> dict:
 
 def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
     """The spec to run and the goal. A free-text topic picks the best-fitting workflow."""
-    from .routing import choose_workflow as route
-    from .runner import run_closing
-    from .spec import load_spec
+    from utils.app.routing import choose_workflow as route
+    from utils.app.runner import run_closing
+    from utils.run.spec import load_spec
 
     if args.workflow_file:
         spec = load_spec(args.workflow_file)
@@ -107,8 +107,8 @@ def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
 def make_llm(args: Any, cfg, emit, *, budget: int | None = None):
     """The run's LLM client. `budget` is the run's effective `max_tokens_total` (a resumed run's
     saved budget unless the flag overrides it); without it the flag/config value applies."""
-    from .llm import LLMClient
-    from .llm_config import settings_from_env
+    from utils.model.client import LLMClient
+    from utils.model.settings import settings_from_env
 
     overrides = {k: v for k, v in {
         "provider": args.provider, "model": args.model, "base_url": args.base_url,
@@ -140,8 +140,8 @@ def output_dir(args: Any, cfg) -> Path:
 def resumed_run(args: Any, cfg) -> tuple[Path, dict, dict]:
     """(run folder, saved run.json, options) for `--resume`: the saved options stand, and a flag
     given now overrides them (e.g. a bigger --max-tokens-total)."""
-    from .runner import DEFAULT_OPTIONS
-    from .runstore import find_run, load_run
+    from utils.app.runner import DEFAULT_OPTIONS
+    from utils.run.runstore import find_run, load_run
 
     run_dir = find_run(args.resume, output_dir(args, cfg))
     saved = load_run(run_dir)
@@ -162,10 +162,10 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
     """Set up, run and report one run; returns its `Outcome`."""
     from flows import build_flow, build_plan_flow
 
-    from .render import Display, choose_mode
-    from .runner import execute, new_shared
-    from .runstore import RunStore, new_run_dir
-    from .spec import load_spec
+    from utils.app.render import Display, choose_mode
+    from utils.app.runner import execute, new_shared
+    from utils.run.runstore import RunStore, new_run_dir
+    from utils.run.spec import load_spec
 
     display = Display(choose_mode(quiet=args.quiet, json_out=args.json))
     saved = None
@@ -210,7 +210,7 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
 
 def report(args: Any, display, outcome, llm, *, quiet_summary: bool = False) -> None:
     """The end of a run on screen: how to resume, errors, the document, the summary (or the JSON)."""
-    from .runner import resume_hint
+    from utils.app.runner import resume_hint
 
     info = summary_info(outcome, llm)
     if outcome.status in ("interrupted", "stopped"):
@@ -232,7 +232,7 @@ def report(args: Any, display, outcome, llm, *, quiet_summary: bool = False) -> 
 
 
 def engine_name() -> str:
-    from .engine import ENGINE_NAME, ENGINE_VERSION
+    from utils.engine import ENGINE_NAME, ENGINE_VERSION
     return f"{ENGINE_NAME} {ENGINE_VERSION}".strip()
 
 
@@ -287,6 +287,6 @@ def run_all(args: Any, cfg) -> int:
     if args.json:
         print(json.dumps({"runs": rows, "exit_code": worst}, indent=1))
     else:
-        from .render import all_table
+        from utils.app.render import all_table
         all_table(rows, quiet=args.quiet)
     return worst

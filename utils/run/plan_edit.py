@@ -8,7 +8,7 @@ priority range) apply to user edits exactly as they do to a model's plan.
 Only what an edit cannot express is rejected here (an unknown task id, an id already taken, an empty
 title, a priority outside 1..5), with a `ValueError` whose message is one line. Everything a plan can
 be wrong about as a whole (unknown roles, unknown dependencies, cycles, too many tasks) is left to
-`utils.plan.plan_problems`, which the caller runs after every edit, just as for a model's plan.
+`utils.run.plan.plan_problems`, which the caller runs after every edit, just as for a model's plan.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from .plan import Plan
+from utils.run.plan import Plan
 
 __all__ = ["drop", "add", "rename", "set_instructions", "set_deps", "set_priority", "parse_ids",
            "EDIT_COMMANDS", "from_command"]

@@ -16,8 +16,8 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .events import Event
+from utils.errors import UsageError
+from utils.events import Event
 
 FORMAT = "orchestrator-run/1"
 PERSISTED = ("goal", "workflow", "workflow_file", "options", "inputs", "plan", "results", "reviews",

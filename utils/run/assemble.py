@@ -5,8 +5,8 @@ never papered over: its place in the document says what is missing and why.
 """
 from __future__ import annotations
 
-from .outputs import Cohesion
-from .plan import Plan
+from utils.run.outputs import Cohesion
+from utils.run.plan import Plan
 
 OFFLINE_BANNER = ("> **Offline provider: no model was called.** Computed figures and charts are real; "
                   "text sections are labelled placeholders. Configure a model (see README) for a real run.")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Mapping
 
 from utils.events import Event
-from utils.render_plain import (TERMINAL_STATES, PlainView, fmt_int, fmt_seconds, notice_line, plan_event_line,
+from utils.app.render_plain import (TERMINAL_STATES, PlainView, fmt_int, fmt_seconds, notice_line, plan_event_line,
                                 plan_lines, review_line, shorten, summary_details, summary_line, task_label,
                                 task_line)
 

@@ -19,11 +19,11 @@ from typing import Any, Callable
 
 from pydantic import BaseModel
 
-from .cache import ResponseCache, cache_key
-from .errors import BudgetExceeded, LLMError
-from .events import Emit, Event, null_emit
-from .offline import estimate_tokens, messages_tokens, offline_answer
-from .structured import extract_json, json_schema_for, validate
+from utils.model.cache import ResponseCache, cache_key
+from utils.errors import BudgetExceeded, LLMError
+from utils.events import Emit, Event, null_emit
+from utils.model.offline import estimate_tokens, messages_tokens, offline_answer
+from utils.model.structured import extract_json, json_schema_for, validate
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"  # Ollama, vLLM, LM Studio... accept any key
@@ -31,7 +31,7 @@ DEFAULT_REPLY_TOKENS = 512      # budget estimate when a call sets no max_tokens
 _THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)  # reasoning models' scratchpad
 
 
-from .llm_config import Completion, LLMSettings, Totals  # noqa: F401 - part of this module's API
+from utils.model.settings import Completion, LLMSettings, Totals  # noqa: F401 - part of this module's API
 
 
 class _Transient(Exception):

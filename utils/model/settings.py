@@ -10,7 +10,7 @@ import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
-from .errors import UsageError
+from utils.errors import UsageError
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .plan import Plan, Task, outline
+from utils.run.plan import Plan, Task, outline
 
 SHORTENED = "\n\n[... shortened to fit the context budget ...]"
 

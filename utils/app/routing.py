@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, field_validator
 
-from .errors import LLMError
-from .spec import load_spec, pick_workflow, spec_names
+from utils.errors import LLMError
+from utils.run.spec import load_spec, pick_workflow, spec_names
 
 
 def route_messages(topic: str, names: list[str]) -> list[dict]:

@@ -2,8 +2,8 @@
 
 Why a prompt: a plan is cheap and a run is not, so the user gets to look at the orchestrator's plan,
 fix it (drop, add, rename, rewire tasks) or ask for another one with feedback, and only then pay for
-the workers. Everything reuses the one-shot path: the same helpers from `utils/cli.py`, the same
-`flows` graphs, `utils.runner.execute` and `RunStore`, so an interactive run saves, reports and resumes
+the workers. Everything reuses the one-shot path: the same helpers from `utils/app/cli.py`, the same
+`flows` graphs, `utils.app.runner.execute` and `RunStore`, so an interactive run saves, reports and resumes
 exactly like `python main.py --example blog`. An edited plan is validated by `plan_problems`, the
 same check a model's plan must pass, and preset in the shared store, where the orchestrator node
 takes it without a model call.
@@ -20,14 +20,14 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import plan_edit
-from .cli import check_topic, engine_name, make_llm, output_dir, summary_info, workflow_inputs
-from .config import home, resolve_options
-from .errors import OrchError, UsageError
-from .events import Event
-from .plan import Plan, outline, plan_problems
-from .render import plan_lines
-from .render_plain import notice_line, retry_line, write_line
+from utils.run import plan_edit
+from utils.app.cli import check_topic, engine_name, make_llm, output_dir, summary_info, workflow_inputs
+from utils.app.config import home, resolve_options
+from utils.errors import OrchError, UsageError
+from utils.events import Event
+from utils.run.plan import Plan, outline, plan_problems
+from utils.app.render import plan_lines
+from utils.app.render_plain import notice_line, retry_line, write_line
 
 HISTORY_MAX = 1000
 OFFLINE_NOTE = ("Offline provider: no model is called. Set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
@@ -92,7 +92,7 @@ class History:
         if self.readline is not None:
             self.readline.add_history(line)
         if self.path is not None:
-            from .runstore import atomic_write
+            from utils.run.runstore import atomic_write
             try:
                 atomic_write(self.path, "\n".join(self.lines) + "\n")
             except OSError:
@@ -165,7 +165,7 @@ class Session:
     # ------------------------------------------------------------ planning
 
     def set_topic(self, text: str) -> None:
-        from .spec import load_spec, pick_workflow
+        from utils.run.spec import load_spec, pick_workflow
         self.topic = check_topic(text)
         if self.spec is None or self.auto_spec:
             name = pick_workflow(self.topic)
@@ -177,7 +177,7 @@ class Session:
         """One orchestrator pass (the plan-only graph). Returns the plan and whether it was offline."""
         from flows import build_plan_flow
 
-        from .runner import new_shared, run_closing
+        from utils.app.runner import new_shared, run_closing
         llm = self.llm(self.planning_emit)
         shared = new_shared(goal=goal_text, spec=self.spec, options={**self.options, "plan_only": True},
                             inputs=self.inputs, llm=llm, emit=self.planning_emit)
@@ -203,7 +203,7 @@ class Session:
         say(*[f"  {f'/{n} {a}'.strip():<{width}}  {d}" for n, (a, d) in COMMANDS.items()])
 
     def cmd_example(self, rest: str) -> None:
-        from .spec import load_spec, spec_names
+        from utils.run.spec import load_spec, spec_names
         if not rest:
             raise UsageError(f"usage: /example NAME ({', '.join(spec_names())})")
         self.use_spec(load_spec(rest), auto=False)
@@ -278,9 +278,9 @@ class Session:
         """The full graph on the preset plan; whatever happens, the run folder keeps the state."""
         from flows import build_flow
 
-        from .render import Display, choose_mode
-        from .runner import execute, new_shared, resume_hint
-        from .runstore import RunStore, new_run_dir
+        from utils.app.render import Display, choose_mode
+        from utils.app.runner import execute, new_shared, resume_hint
+        from utils.run.runstore import RunStore, new_run_dir
         plan = self.need_plan()
         display = Display(choose_mode(quiet=bool(self.args.quiet), json_out=False))
         run_dir = new_run_dir(output_dir(self.args, self.cfg), plan.goal, self.spec.name)
@@ -318,7 +318,7 @@ class Session:
                           "artifacts": any(r.get("artifacts") for r in shared.get("results", {}).values())})
 
     def cmd_save(self, rest: str) -> None:
-        from .runstore import atomic_write
+        from utils.run.runstore import atomic_write
         last = next((r for r in reversed(self.runs) if r["document"]), None)
         if last is None:
             raise UsageError("nothing to save yet — /run a plan first")
@@ -366,7 +366,7 @@ class Session:
 
 def run_interactive(args: Any, cfg: Any) -> int:
     """The prompt loop. Returns 0 when the user leaves (/quit or Ctrl-D), whatever the runs did."""
-    from .spec import load_spec
+    from utils.run.spec import load_spec
     tty = sys.stdin.isatty()
     readline = _load_readline() if tty else None  # piped input never goes through readline
     history = History(home() / "history", readline)

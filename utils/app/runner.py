@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError
-from .events import Emit, Event
-from .runstore import RunStore
+from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError
+from utils.events import Emit, Event
+from utils.run.runstore import RunStore
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "strategy": "dependency", "max_workers": 4, "max_tasks": 12, "max_revisions": 1, "max_rounds": 6,
@@ -53,7 +53,7 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
 
 
 def _custom_spec_path(spec) -> str | None:
-    from .spec import EXAMPLES_DIR
+    from utils.run.spec import EXAMPLES_DIR
 
     path = getattr(spec, "path", "") or ""
     if not path or Path(path).resolve().parent == EXAMPLES_DIR.resolve():

@@ -11,9 +11,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from .errors import UsageError
+from utils.errors import UsageError
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
 
 class Role(BaseModel):
@@ -22,7 +22,7 @@ class Role(BaseModel):
     system: str = ""
     tool: str | None = None            # tool name for kind: tool
     params: dict[str, Any] = Field(default_factory=dict)
-    output: str | None = None          # name of a structured-output schema (utils/outputs.py)
+    output: str | None = None          # name of a structured-output schema (utils/run/outputs.py)
     offline_data: dict[str, Any] | None = None  # stand-in structured output for the offline provider
     model: str | None = None           # per-role model override
 

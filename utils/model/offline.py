@@ -60,7 +60,7 @@ def offline_text(messages: list[dict[str, Any]], purpose: str = "") -> str:
 
 
 def _sections(text: str) -> dict[str, str]:
-    """Markdown `# Heading` -> body, for the prompts built in utils/context.py."""
+    """Markdown `# Heading` -> body, for the prompts built in utils/run/context.py."""
     out: dict[str, str] = {}
     parts = re.split(r"^#[ \t]+(.+)$", text, flags=re.MULTILINE)
     for i in range(1, len(parts) - 1, 2):
@@ -83,7 +83,7 @@ def offline_answer(messages: list[dict[str, Any]], purpose: str, schema: Any, va
     Raises ValueError when a structured call has no usable stand-in."""
     from pydantic import BaseModel
 
-    from .structured import extract_json, validate
+    from utils.model.structured import extract_json, validate
 
     if schema is not None:
         if value is None:

@@ -12,8 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import UsageError
-from .runner import DEFAULT_OPTIONS
+from utils.errors import UsageError
+from utils.app.runner import DEFAULT_OPTIONS
 
 
 class Price(BaseModel):

@@ -20,7 +20,7 @@ import heapq
 import itertools
 from typing import Iterable
 
-from .plan import Task
+from utils.run.plan import Task
 
 DONE = "done"
 

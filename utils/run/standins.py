@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .outputs import Cohesion, ReviewResult, TaskVerdict
-from .plan import Plan, Task
+from utils.run.outputs import Cohesion, ReviewResult, TaskVerdict
+from utils.run.plan import Plan, Task
 
 
 def offline_plan(spec, goal: str, inputs: list[str], max_tasks: int) -> Plan:
