@@ -6,6 +6,7 @@
                                    +-------revise-----------+
     dynamic/hybrid:  WorkerBatch --replan--> ReplanNode --work--> WorkerBatch
                                              ReplanNode --review--> ReviewerNode
+    ReviewerNode and ReplanNode --stopped--> AggregatorNode (token budget: what is done is assembled)
 """
 from __future__ import annotations
 
@@ -31,9 +32,11 @@ def build_flow(strategy: str = "dependency") -> AsyncGraph:
     workers - "stopped" >> aggregator
     reviewer - "revise" >> workers
     reviewer - "approve" >> aggregator
+    reviewer - "stopped" >> aggregator      # token budget during review: still assemble
     if strategy in ("dynamic", "hybrid"):
         replanner = ReplanNode()
         workers - "replan" >> replanner
         replanner - "work" >> workers
         replanner - "review" >> reviewer
+        replanner - "stopped" >> aggregator
     return AsyncGraph(start=orchestrator)

@@ -20,8 +20,9 @@ from utils.run.context import cohesion_messages, planner_messages, review_messag
 from utils.engine import AsyncNode, AsyncParallelBatchNode
 from utils.errors import BudgetExceeded, OrchError, PlanError
 from utils.events import Event
-from utils.run.outputs import OUTPUT_SCHEMAS, Cohesion, ReviewResult
-from utils.run.plan import Plan, dependents_closure, plan_problems
+from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_model, review_model
+from utils.run.plan import (Plan, bounded_rerun, plan_from_reply, plan_problems, plan_reply_model, salvage_plan,
+                            wire_needs)
 from utils.run.scheduler import Schedule, Stopped
 from utils.run.standins import offline_cohesion, offline_next_step, offline_plan, offline_review
 from utils.tools import ToolInput, run_tool
@@ -46,26 +47,50 @@ def _input_names(shared: dict) -> list[str]:
     return list(shared.get("inputs", {}).get("inputs", []))
 
 
+def _problems(plan: Plan, spec, options: dict, allow_empty: bool, known: dict) -> list[str]:
+    problems = plan_problems(plan, spec.roles, options["max_tasks"], allow_empty=allow_empty, known_ids=known)
+    return problems + [f"task id '{t.id}' is already used by a finished task" for t in plan.tasks if t.id in known]
+
+
 async def _ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str], standin,
                         known: dict[str, dict] | None = None, pending: list[dict] | None = None,
-                        mode: str = "full", allow_empty: bool = False) -> Plan:
-    """One planning call plus at most one repair round-trip with the exact problems."""
-    feedback = ""
+                        mode: str = "full", allow_empty: bool = False) -> tuple[Plan, list[str]]:
+    """One planning call plus at most one repair round-trip with the exact problems; then the plan
+    and what was salvaged. The reply model (roles, input files, sizes as enums and bounds) is built
+    for this run, so a schema-following server can only answer what the validators accept; what a
+    schema cannot say (references, cycles) is salvaged after the repair rather than failing the run."""
+    known = known or {}
+    schema = plan_reply_model(spec.roles, inputs, options["max_tasks"], allow_empty=allow_empty)
+    feedback, notes = "", []
     for attempt in (1, 2):
         messages = planner_messages(spec=spec, goal=goal, max_tasks=options["max_tasks"], inputs=inputs,
                                     feedback=feedback, results=known, pending=pending, mode=mode)
-        reply = await llm.complete(messages, model=options.get("planner_model"), schema=Plan,
+        reply = await llm.complete(messages, model=options.get("planner_model"), schema=schema,
                                    temperature=0.2, purpose=PLANNING[mode], offline_reply=standin)
-        plan: Plan = reply.data
-        plan.goal = goal
-        problems = plan_problems(plan, spec.roles, options["max_tasks"], allow_empty=allow_empty,
-                                 known_ids=(known or {}).keys())
-        clashes = [t.id for t in plan.tasks if t.id in (known or {})]
-        problems += [f"task id '{tid}' is already used by a finished task" for tid in clashes]
+        plan = plan_from_reply(reply.data, goal)
+        problems = _problems(plan, spec, options, allow_empty, known)
         if not problems:
-            return plan
+            break
         feedback = "\n".join(f"- {p}" for p in problems)
-    raise PlanError("the orchestrator's plan is still invalid after one repair: " + "; ".join(problems[:3]))
+    else:
+        plan, fixes = salvage_plan(plan, known)
+        problems = _problems(plan, spec, options, allow_empty, known)
+        if problems:
+            raise PlanError("the orchestrator's plan is still invalid after one repair: " + "; ".join(problems[:3]))
+        notes.append("plan repaired after the model's repair failed: " + "; ".join(fixes[:5])
+                     + (f" (+{len(fixes) - 5} more)" if len(fixes) > 5 else ""))
+    return plan, notes
+
+
+def _wire(plan: Plan, spec) -> list[str]:
+    """Dependencies the spec declares (`needs`) that the plan left out; sentences for what is missing."""
+    needs = {name: list(role.needs) for name, role in spec.roles.items() if role.needs}
+    return wire_needs(plan, needs) if needs else []
+
+
+def _notify(emit, notes: list[str]) -> None:
+    for note in notes:
+        emit(Event("notice", {"level": "warn", "message": note}))
 
 
 def _frontier(plan: Plan, results: dict[str, dict]) -> list[str]:
@@ -90,20 +115,22 @@ class OrchestratorNode(AsyncNode):
 
     async def exec_async(self, p):
         if p["plan"]:
-            return Plan.model_validate(p["plan"]), "saved"
+            return Plan.model_validate(p["plan"]), "saved", []
         opts = p["options"]
         standin = lambda: offline_plan(p["spec"], p["goal"], p["inputs"], opts["max_tasks"])
         if opts["strategy"] == "dynamic":
             first = lambda: offline_next_step(standin(), set())
-            plan = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
-                                       inputs=p["inputs"], standin=first, mode="next")
+            plan, notes = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
+                                              inputs=p["inputs"], standin=first, mode="next")
         else:
-            plan = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
-                                       inputs=p["inputs"], standin=standin)
-        return plan, "offline" if p["llm"].offline else "model"
+            plan, notes = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
+                                              inputs=p["inputs"], standin=standin)
+        notes += _wire(plan, p["spec"])
+        return plan, "offline" if p["llm"].offline else "model", notes
 
     async def post_async(self, shared, p, exec_res):
-        plan, source = exec_res
+        plan, source, notes = exec_res
+        _notify(shared["runtime"]["emit"], notes)
         shared["plan"] = plan.model_dump()
         results = shared.setdefault("results", {})
         shared["queue"] = _queue_for(plan, results, shared["options"]["strategy"])
@@ -195,7 +222,7 @@ class WorkerBatch(AsyncParallelBatchNode):
             system=role.system, plan=plan, task=task, budget_tokens=item["options"]["context_budget"],
             dep_outputs={d: r.get("output", "") for d, r in deps.items()}, feedback=feedback,
             previous=item["prior"].get(task.id, {}).get("output", "") if feedback else "")
-        schema = OUTPUT_SCHEMAS.get(role.output or "")
+        schema = output_model(role.output, spec.roles)
         standin = (lambda: role.offline_data) if schema and role.offline_data else None
         reply = await item["llm"].complete(
             messages, model=role.model or item["options"].get("role_models", {}).get(task.role)
@@ -266,13 +293,31 @@ class ReplanNode(AsyncNode):
             standin = lambda: Plan(goal=p["goal"], notes=plan.notes, tasks=pending, done=not pending)
             mode = "revise"
         room = dict(opts, max_tasks=max(opts["max_tasks"] - len(finished), 0))
-        new = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=room, inputs=p["inputs"],
-                                  standin=standin, known=known, pending=[t.model_dump() for t in pending],
-                                  mode=mode, allow_empty=True)
-        return Plan(goal=plan.goal, notes=new.notes or plan.notes, tasks=finished + new.tasks, done=new.done)
+        try:
+            new, notes = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=room,
+                                             inputs=p["inputs"], standin=standin, known=known,
+                                             pending=[t.model_dump() for t in pending], mode=mode, allow_empty=True)
+        except BudgetExceeded as exc:  # a stop, not a failure: what is done gets assembled
+            return {"stopped": str(exc)}
+        except OrchError as exc:  # finished work is worth more than a better plan: keep the plan
+            return {"failed": str(exc)}
+        merged = Plan(goal=plan.goal, notes=new.notes or plan.notes, tasks=finished + new.tasks, done=new.done)
+        return {"plan": merged, "notes": notes + _wire(merged, p["spec"])}
 
-    async def post_async(self, shared, p, new_plan):
+    async def post_async(self, shared, p, out):
         shared["rounds"] = p["rounds"] + 1
+        emit = shared["runtime"]["emit"]
+        if out is not None and "stopped" in out:
+            shared["stopped"] = out["stopped"]
+            return "stopped"
+        if out is not None and "failed" in out:
+            reason = f"re-planning failed, the plan was kept as it was: {out['failed']}"
+            shared["status_reason"] = reason
+            emit(Event("notice", {"level": "warn", "message": reason}))
+            out = None
+        new_plan = out["plan"] if out else None
+        if out:
+            _notify(emit, out["notes"])
         if new_plan is None:
             # Out of planning rounds: hybrid runs what is still pending in one last pass;
             # dynamic plans as it goes, so nothing is pending and it goes to review.
@@ -307,32 +352,54 @@ class ReviewerNode(AsyncNode):
             return ReviewResult(score=None, summary="Nothing finished to review.", tasks=[])
         messages = review_messages(spec=p["spec"], plan=p["plan"], results=p["results"], round_no=p["round"],
                                    budget_tokens=p["options"]["context_budget"] * 2)
+        # Offline there is no judge: the stand-in approves without a score, which the run's schema
+        # (a score is required of a model) would refuse.
+        schema = ReviewResult if p["llm"].offline else review_model(done)
         try:
             reply = await p["llm"].complete(messages, model=p["options"].get("reviewer_model"),
-                                            schema=ReviewResult, temperature=0.1,
+                                            schema=schema, temperature=0.1,
                                             purpose=f"review round {p['round']}",
                                             offline_reply=lambda: offline_review(done))
-        except BudgetExceeded:
-            raise  # the run stops (resumable); the runner records it
-        except OrchError as exc:  # finished work is worth more than its review: keep it, say so
-            p["emit"](Event("notice", {"level": "warn", "message": f"review skipped, work kept as is: {exc}"}))
-            return ReviewResult(score=None, summary=f"Review failed, work kept as is: {exc}", tasks=[])
+        except BudgetExceeded as exc:  # a stop: the document is still assembled, resumable
+            return {"stopped": str(exc)}
+        except OrchError as exc:  # a failed review is not an approval: keep the work, say it is unreviewed
+            return {"failed": str(exc)}
         return reply.data
 
-    async def post_async(self, shared, p, review: ReviewResult):
+    async def post_async(self, shared, p, review):
+        emit = shared["runtime"]["emit"]
+        if isinstance(review, dict):
+            if "stopped" in review:
+                shared["stopped"] = review["stopped"]
+                return "stopped"
+            reason = f"review round {p['round']} failed; the work is kept unreviewed: {review['failed']}"
+            emit(Event("notice", {"level": "warn", "message": reason}))
+            shared["unreviewed"] = reason
+            record = {"round": p["round"], "score": None, "summary": reason, "failed": review["failed"],
+                      "revise": [], "approved": [], "rerun": [], "bounded": False}
+            shared.setdefault("reviews", []).append(record)
+            emit(Event("review", record))
+            return "approve"
+        shared.pop("unreviewed", None)
         plan, results = p["plan"], p["results"]
-        flagged = {v.id: v.feedback for v in review.tasks
-                   if v.verdict == "revise" and results.get(v.id, {}).get("state") == DONE}
+        # Feedback-free "revise" verdicts give a worker nothing to act on: they are not revisions.
+        flagged = {v.id: v.feedback.strip() for v in review.tasks
+                   if v.verdict == "revise" and v.feedback.strip() and results.get(v.id, {}).get("state") == DONE}
         revisions_done = shared.get("revisions_done", 0)
         will_revise = bool(flagged) and revisions_done < shared["options"]["max_revisions"]
-        rerun = [tid for tid in dependents_closure(plan, flagged)
-                 if results.get(tid, {}).get("state") == DONE] if will_revise else []
+        rerun, held = bounded_rerun(plan, flagged, results, shared["options"].get("max_rerun")) if will_revise \
+            else ([], [])
         record = {"round": p["round"], "score": review.score, "summary": review.summary,
                   "revise": [{"id": k, "feedback": v} for k, v in flagged.items()],
                   "approved": [v.id for v in review.tasks if v.verdict == "approve"],
-                  "rerun": rerun, "bounded": bool(flagged) and not will_revise}
+                  "rerun": rerun, "held": held, "bounded": bool(flagged) and not will_revise}
         shared.setdefault("reviews", []).append(record)
-        shared["runtime"]["emit"](Event("review", record))
+        emit(Event("review", record))
+        if will_revise:
+            emit(Event("notice", {"level": "info", "message": (
+                f"revision: {len(rerun)} task(s) will re-run ({len(flagged)} sent back, "
+                f"{len(rerun) - len(flagged)} depending on them)"
+                + (f"; {len(held)} further dependent(s) keep their version (cap {len(rerun)})" if held else ""))}))
         if not will_revise:
             return "approve"
         shared["revisions_done"] = revisions_done + 1
@@ -349,7 +416,8 @@ class AggregatorNode(AsyncNode):
         llm = _phase(shared, "assembling")
         return {"llm": llm, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
                 "results": shared.get("results", {}), "options": shared["options"],
-                "stopped": shared.get("stopped"), "inputs": _input_names(shared)}
+                "stopped": shared.get("stopped"), "inputs": _input_names(shared), "emit": shared["runtime"]["emit"],
+                "unreviewed": shared.get("unreviewed"), "reason": shared.get("status_reason")}
 
     async def exec_async(self, p):
         spec, plan = p["spec"], p["plan"]
@@ -361,18 +429,25 @@ class AggregatorNode(AsyncNode):
                 reply = await p["llm"].complete(
                     cohesion_messages(spec=spec, plan=plan, sections=sections,
                                       budget_tokens=p["options"]["context_budget"] * 2),
-                    model=p["options"].get("reviewer_model"), schema=Cohesion, purpose="cohesion pass",
-                    offline_reply=lambda: offline_cohesion(plan.goal))
-                cohesion = reply.data
-            except OrchError as exc:  # the sections are worth more than the polish
+                    model=p["options"].get("reviewer_model"), schema=cohesion_model([s[0] for s in sections]),
+                    purpose="cohesion pass", offline_reply=lambda: offline_cohesion(plan.goal))
+                cohesion = Cohesion.model_validate(reply.data.model_dump())
+            except OrchError as exc:  # the sections are worth more than the polish; said, not hidden
                 notes.append(f"Cohesion pass skipped: {exc}")
+                p["emit"](Event("notice", {"level": "warn", "message": f"cohesion pass skipped: {exc}"}))
         if p["stopped"]:
             notes.append(f"Run stopped before all tasks ran: {p['stopped']}. Resume with --resume.")
         sources = [Path(x).name for x in p["inputs"]] if spec.assembly.cite_inputs else []
         doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes, sources=sources)
+        status = run_status(plan, p["results"], p["stopped"])
+        reason = p["reason"]
+        if status == "ok" and reason:
+            status = "partial"  # e.g. a failed re-plan: every task of the kept plan ran, the plan is not what was asked
+        elif status == "ok" and p["unreviewed"]:
+            status, reason = "unreviewed", p["unreviewed"]
         return {"document": doc, "title": cohesion.title if cohesion else plan.goal,
                 "meta_description": cohesion.meta_description if cohesion else "",
-                "status": run_status(plan, p["results"], p["stopped"])}
+                "status": status, "status_reason": reason or p["unreviewed"] or p["stopped"]}
 
     async def post_async(self, shared, p, out):
         shared.update(out)

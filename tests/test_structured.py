@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel, Field
 
-from utils.model.structured import extract_json, json_schema_for, parse_as, validate
+from utils.model.structured import extract_json, json_schema_for, parse_as, strict_schema, validate
 
 
 class Item(BaseModel):
@@ -92,5 +92,85 @@ def test_json_schema_for_response_format():
     rf = json_schema_for(Bag)
     assert rf["type"] == "json_schema"
     assert rf["json_schema"]["name"] == "Bag"
-    assert rf["json_schema"]["strict"] is False
+    assert rf["json_schema"]["strict"] is True
     assert "items" in rf["json_schema"]["schema"]["properties"]
+
+
+def _walk(node):
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+STRICT_KEYWORDS = {"type", "properties", "required", "additionalProperties", "items", "enum", "anyOf",
+                   "description", "title", "pattern", "format", "minimum", "maximum", "exclusiveMinimum",
+                   "exclusiveMaximum", "multipleOf", "minItems", "maxItems"}
+
+
+def assert_openai_strict(schema):
+    """OpenAI's strict rules: every object closed with every property required, no refs left to
+    resolve, only the keywords strict mode supports."""
+    for node in _walk(schema):
+        if not isinstance(node, dict) or ("type" not in node and "anyOf" not in node and "enum" not in node):
+            continue
+        assert set(node) <= STRICT_KEYWORDS, set(node) - STRICT_KEYWORDS
+        if node.get("type") == "object":
+            assert node["additionalProperties"] is False
+            assert sorted(node["required"]) == sorted(node["properties"])
+
+
+def test_strict_schema_closes_objects_and_drops_unsupported_keywords():
+    class Inner(BaseModel):
+        name: str = Field(default="x", min_length=2, max_length=9)
+
+    class Outer(BaseModel):
+        inner: Inner
+        maybe: int | None = None
+        many: list[Inner] = Field(default_factory=list, min_length=1, max_length=4)
+
+    schema = json_schema_for(Outer)["json_schema"]["schema"]
+    assert_openai_strict(schema)
+    assert "$defs" not in schema and "$ref" not in str(schema)
+    name = schema["properties"]["inner"]["properties"]["name"]
+    assert "default" not in name and "minLength" not in name
+    assert "at most 9 characters" in name["description"]   # the rule is still told, in words
+    assert schema["properties"]["many"]["minItems"] == 1 and schema["properties"]["many"]["maxItems"] == 4
+    assert {"type": "null"} in schema["properties"]["maybe"]["anyOf"]
+
+
+def test_strict_schema_refuses_free_form_mappings():
+    class Loose(BaseModel):
+        m: dict[str, str]
+
+    with pytest.raises(ValueError, match="free-form"):
+        strict_schema(Loose)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"title": "T", "tasks": [{"id": "t1"}],}', {"title": "T", "tasks": [{"id": "t1"}]}),
+    ('{"title": "T", // the title\n "transitions": {"t1": "So."}}', {"title": "T", "transitions": {"t1": "So."}}),
+    ("{'title': 'It\\'s', 'tasks': [{'id': 't1'},]}", {"title": "It's", "tasks": [{"id": "t1"}]}),
+    ('```json\n{"title": "T", /* c */ "tasks": [],}\n```', {"title": "T", "tasks": []}),
+])
+def test_loose_whole_object_is_repaired_as_a_whole(text, expected):
+    assert extract_json(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    '{"title": "T", "tasks": [{"id": "t1", "verdict": "revise"}], oops}',
+    '{"title": "T", "transitions": {"t1": "a"}',          # truncated: the inner map is not the answer
+])
+def test_inner_block_is_never_taken_for_a_broken_whole(text):
+    with pytest.raises(ValueError):
+        extract_json(text)
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000, "[" * 5000 + "]" * 5000,
+                                  '{"a": ' * 200 + "1" + "}" * 200, "```json\n" + "[" * 3000 + "]" * 3000 + "\n```"])
+def test_deeply_nested_reply_is_a_bad_reply_not_a_crash(text):
+    with pytest.raises(ValueError):
+        parse_as(text, Bag)

@@ -5,6 +5,8 @@ never papered over: its place in the document says what is missing and why.
 """
 from __future__ import annotations
 
+import re
+
 from utils.run.outputs import Cohesion
 from utils.run.plan import Plan
 
@@ -34,32 +36,65 @@ def document_sections(plan: Plan, results: dict[str, dict], include_roles: list[
     return sections
 
 
-def _has_heading(text: str) -> bool:
-    return text.lstrip().startswith("#")
+_HEADING = re.compile(r"^(#{1,6})(\s+)(.*)$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def demote_headings(text: str, top: int) -> str:
+    """`text` with its Markdown headings shifted so the highest one is level `top` (at most 6);
+    lines inside code fences (a `# comment` in Python) are left alone."""
+    lines = text.splitlines()
+    levels, fenced = [], False
+    for line in lines:
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (m := _HEADING.match(line)):
+            levels.append(len(m.group(1)))
+    if not levels or min(levels) >= top:
+        return text
+    shift, out, fenced = top - min(levels), [], False
+    for line in lines:
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (m := _HEADING.match(line)):
+            line = "#" * min(6, len(m.group(1)) + shift) + m.group(2) + m.group(3)
+        out.append(line)
+    return "\n".join(out)
+
+
+def section_body(title: str, text: str) -> str:
+    """A worker's text under the plan's section title: a leading heading that repeats the title is
+    dropped, any other heading of the worker's is demoted beneath it (`###` and below)."""
+    text = text.strip()
+    first, _, rest = text.partition("\n")
+    m = _HEADING.match(first)
+    if m and _norm(m.group(3)) == _norm(title):
+        text = rest.strip()
+    return demote_headings(text, 3)
+
+
+def _norm(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", s.lower()).strip()
 
 
 def assemble(plan: Plan, sections: list[tuple[str, str, str]], cohesion: Cohesion | None,
              *, offline: bool = False, notes: list[str] | None = None, sources: list[str] | None = None) -> str:
-    """The final Markdown document."""
-    title = cohesion.title if cohesion else plan.goal
+    """The final Markdown document: one H1 (the title), then one `##` per planned section, titled as
+    the plan says whatever heading the worker chose."""
+    title = " ".join((cohesion.title if cohesion else plan.goal).split()).lstrip("#").strip() or plan.goal
     out = [f"# {title}", ""]
     if offline:
         out += [OFFLINE_BANNER, ""]
     if cohesion and cohesion.meta_description:
-        out += [f"*{cohesion.meta_description}*", ""]
+        out += [f"*{' '.join(cohesion.meta_description.split())}*", ""]
     if cohesion and cohesion.introduction:
-        out += [cohesion.introduction.strip(), ""]
+        out += [demote_headings(cohesion.introduction.strip(), 3), ""]
     for tid, sec_title, text in sections:
-        if not _has_heading(text):
-            out += [f"## {sec_title}", ""]
+        out += [f"## {' '.join(sec_title.split())}", ""]
         transition = cohesion.transitions.get(tid) if cohesion else None
-        if transition and _has_heading(text):
-            heading, _, rest = text.strip().partition("\n")
-            out += [heading, "", transition.strip(), "", rest.strip(), ""]
-        else:
-            if transition:
-                out += [transition.strip(), ""]
-            out += [text.strip(), ""]
+        if transition:
+            out += [demote_headings(transition.strip(), 3), ""]
+        out += [section_body(sec_title, text), ""]
     if sources:
         out += ["## Sources", ""] + [f"- `{name}`" for name in sources] + [""]
     for note in notes or []:
@@ -68,7 +103,9 @@ def assemble(plan: Plan, sections: list[tuple[str, str, str]], cohesion: Cohesio
 
 
 def run_status(plan: Plan, results: dict[str, dict], stopped: str | None = None) -> str:
-    """ok: every task done; stopped: budget or Ctrl-C left tasks unrun; partial; failed: nothing done."""
+    """ok: every task done; stopped: budget or Ctrl-C left tasks unrun; partial; failed: nothing done.
+    (The aggregator turns an `ok` into `partial` after a failed re-plan and `unreviewed` after a
+    failed review: every task ran, but not as planned or not checked.)"""
     states = [results.get(t.id, {}).get("state", "pending") for t in plan.tasks]
     if states and all(s == "done" for s in states):
         return "ok"

@@ -5,9 +5,9 @@ so nodes never handle half-formed dicts.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 NUMBERS_AS_IDS = ConfigDict(coerce_numbers_to_str=True)  # models often answer `"id": 3`
 
@@ -38,6 +38,14 @@ class Cohesion(BaseModel):
     introduction: str = ""
     transitions: dict[str, str] = Field(default_factory=dict, description="task id -> opening sentence")
 
+    @field_validator("transitions", mode="before")
+    @classmethod
+    def _pairs(cls, value: Any) -> Any:
+        """The reply sends transitions as [{id, sentence}] (strict schemas have no free-form maps)."""
+        if isinstance(value, list):
+            return {str(x.get("id")): str(x.get("sentence") or "") for x in value if isinstance(x, dict)}
+        return value
+
 
 class WorkItem(BaseModel):
     model_config = NUMBERS_AS_IDS
@@ -50,7 +58,19 @@ class WorkItem(BaseModel):
 
 class WorkBreakdown(BaseModel):
     summary: str = ""
-    work_items: list[WorkItem]
+    work_items: list[WorkItem] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> "WorkBreakdown":
+        """Unique ids and known dependencies: a schema cannot say these, the repair round-trip can."""
+        ids = [w.id for w in self.work_items]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"work item ids must be unique: {', '.join(dupes)}")
+        unknown = sorted({d for w in self.work_items for d in w.depends_on if d not in ids or d == w.id})
+        if unknown:
+            raise ValueError(f"depends_on names unknown work items or the item itself: {', '.join(unknown[:5])}")
+        return self
 
     def markdown(self) -> str:
         lines = [self.summary, "", "| id | work item | role | estimate (days) | depends on |",
@@ -61,3 +81,60 @@ class WorkBreakdown(BaseModel):
 
 
 OUTPUT_SCHEMAS: dict[str, type[BaseModel]] = {"work_breakdown": WorkBreakdown}
+
+
+# -- per-run reply models: one definition gives the schema sent and the validation -----------------
+def _enum(values: Iterable[str]) -> Any:
+    values = tuple(dict.fromkeys(values))
+    return Literal[values] if values else str
+
+
+def review_model(done_ids: Iterable[str]) -> type[BaseModel]:
+    """A review of this run's finished tasks: score 0-10, verdicts only for tasks that exist."""
+    ids = tuple(done_ids)
+    verdict = create_model(
+        "TaskVerdict", __base__=TaskVerdict,
+        id=(_enum(ids), Field(description="id of a finished task")),
+        verdict=(Literal["approve", "revise"], Field(default="approve")),
+        feedback=(str, Field(default="", description="for revise: what exactly to change (required)")))
+    return create_model(
+        "ReviewResult", __base__=ReviewResult,
+        score=(float, Field(ge=0, le=10, description="overall quality from 0 to 10")),
+        summary=(str, Field(default="", description="two or three sentences")),
+        tasks=(list[verdict], Field(default_factory=list, max_length=len(ids),
+                                    description="only tasks that clearly need work, each at most once")))
+
+
+def cohesion_model(section_ids: Iterable[str], *, meta_limit: int = 155) -> type[BaseModel]:
+    """The cohesion pass's reply: transitions as a list keyed by the document's section ids."""
+    transition = create_model("Transition", id=(_enum(section_ids), ...),
+                              sentence=(str, Field(description="one sentence opening that section")))
+    return create_model(
+        "Cohesion", __base__=Cohesion,
+        title=(str, Field(min_length=1, description="the document's title")),
+        meta_description=(str, Field(default="", max_length=meta_limit)),
+        introduction=(str, Field(default="", description="a short introduction")),
+        transitions=(list[transition], Field(default_factory=list, description="sections after the first")))
+
+
+def output_model(name: str | None, roles: dict[str, Any]) -> type[BaseModel] | None:
+    """A role's structured output for this run; a work breakdown's `role` is an enum of the team that
+    the workflow's scheduling tool staffs (its `params.team`), so every item can be scheduled."""
+    base = OUTPUT_SCHEMAS.get(name or "")
+    if base is not WorkBreakdown:
+        return base
+    team = [r for role in roles.values() for r in ((getattr(role, "params", None) or {}).get("team") or {})]
+    if not team:
+        return base
+    item_id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+    item = create_model("WorkItem", __base__=WorkItem, id=(item_id, ...), role=(_enum(team), ...),
+                        depends_on=(list[item_id], Field(default_factory=list,
+                                                          description="ids of other work items in this answer")))
+    return create_model("WorkBreakdown", __base__=WorkBreakdown,
+                        work_items=(list[item], Field(min_length=1, max_length=60)))
+
+
+def choice_model(names: Iterable[str]) -> type[BaseModel]:
+    """The workflow choice for a free-text topic: an enum of the workflows, with a one-line reason."""
+    return create_model("WorkflowChoice", workflow=(_enum(names), ...),
+                        reason=(str, Field(default="", description="one sentence")))

@@ -138,6 +138,24 @@ def dependents_closure(plan: Plan, ids: Iterable[str]) -> list[str]:
     return [t.id for t in plan.tasks if t.id in marked]
 
 
+DEFAULT_MAX_RERUN = 12
+
+
+def bounded_rerun(plan: Plan, flagged: Iterable[str], results: dict[str, dict],
+                  cap: int | None = None) -> tuple[list[str], list[str]]:
+    """(tasks a revision re-runs, dependents left as they are) for the tasks a reviewer sent back.
+
+    Every flagged task re-runs; its finished dependents follow in plan order up to `cap` tasks in all,
+    so one flagged root task cannot silently re-run a 220-task plan. The rest keep their version."""
+    flagged = [t for t in flagged if results.get(t, {}).get("state") == "done"]
+    cap = max(cap or DEFAULT_MAX_RERUN, len(flagged))
+    closure = [t for t in dependents_closure(plan, flagged) if results.get(t, {}).get("state") == "done"]
+    extra = [t for t in closure if t not in flagged]
+    room = cap - len(flagged)
+    keep = set(flagged) | set(extra[:room])
+    return [t for t in closure if t in keep], extra[room:]
+
+
 def outline(plan: Plan, current: str | None = None, *, limit: int = 40) -> str:
     """The plan as a numbered list; the current task is marked so sections know each other.
 
@@ -157,3 +175,126 @@ def outline(plan: Plan, current: str | None = None, *, limit: int = 40) -> str:
     if hi < len(tasks):
         lines.append(f"(... {len(tasks) - hi} later tasks not listed)")
     return "\n".join(lines)
+
+
+# -- the planner's reply contract, built per run ---------------------------------------------------
+ID_PATTERN = r"^[A-Za-z0-9_.-]{1,40}$"
+
+
+class _TaskReply(BaseModel):
+    """Tolerances shared by every per-run task model (numbers as ids, stray spaces, priority 0/10):
+    a server that ignores the schema still gets these for free instead of a repair round-trip."""
+
+    model_config = ConfigDict(coerce_numbers_to_str=True, extra="ignore")
+
+    @field_validator("id", "title", "role", mode="before", check_fields=False)
+    @classmethod
+    def _strip_text(cls, value):
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("priority", mode="before", check_fields=False)
+    @classmethod
+    def _clamp(cls, value):
+        try:
+            return min(5, max(1, int(value)))
+        except (TypeError, ValueError):
+            return value
+
+
+def plan_reply_model(roles: Iterable[str], inputs: Iterable[str], max_tasks: int, *,
+                     allow_empty: bool = False) -> type[BaseModel]:
+    """The pydantic model of one planning reply for this run: it is both the JSON schema sent to the
+    server (`structured.strict_schema`) and the validation of what comes back, so the two cannot
+    drift apart. Roles and input files are enums; a plan with no input files has no `inputs` field.
+    Dependency references and cycles cannot be said in a schema: `plan_problems` checks those."""
+    from typing import Annotated, Literal
+
+    from pydantic import create_model
+
+    role_names = tuple(roles)
+    files = tuple(dict.fromkeys(inputs))
+    task_id = Annotated[str, Field(pattern=ID_PATTERN)]
+    fields: dict = {
+        "id": (task_id, Field(description="unique task id: 1-40 letters, digits, '_', '-' or '.', e.g. t1")),
+        "title": (str, Field(min_length=1, description="section or task title")),
+        "role": (Literal[role_names], Field(description="the worker role that does this task")),
+        "instructions": (str, Field(default="", description="what the worker must do")),
+        "depends_on": (list[task_id], Field(default_factory=list,
+                                            description="ids of tasks (in this plan or finished) whose output this "
+                                                        "task needs; never its own id; no cycles")),
+        "priority": (int, Field(default=3, ge=1, le=5, description="1 = highest .. 5 = lowest")),
+    }
+    if files:
+        fields["inputs"] = (list[Literal[files]], Field(default_factory=list,
+                                                        description="input files a tool task works on"))
+    task_model = create_model("PlanTask", __base__=_TaskReply, **fields)
+    top: dict = {
+        "notes": (str, Field(default="", description="audience, tone and style notes every worker shares")),
+        "tasks": (list[task_model], Field(min_length=0 if allow_empty else min(1, max_tasks),
+                                          max_length=max_tasks,
+                                          description=f"at most {max_tasks} tasks, ids unique")),
+    }
+    if allow_empty:
+        top["done"] = (bool, Field(default=False, description="true when the goal is met and no task is left"))
+    return create_model("Plan", **top)
+
+
+def plan_from_reply(reply: BaseModel, goal: str) -> Plan:
+    """The run's `Plan` from a validated planning reply (fields the reply model lacks take defaults)."""
+    return Plan.model_validate({**reply.model_dump(), "goal": goal})
+
+
+def salvage_plan(plan: Plan, known_ids: Iterable[str] = ()) -> tuple[Plan, list[str]]:
+    """A usable plan from one whose only faults are in its references, and what was changed.
+
+    Used after the one repair round-trip failed: a duplicate id (or one taken by a finished task) is
+    renamed, a dependency on an unknown task or on itself is dropped, and a cycle is broken by
+    dropping the edge that closes it. Roles, inputs and sizes are the schema's business and are
+    left alone, so `plan_problems` still has the last word."""
+    known = set(known_ids)
+    taken = set(known)
+    fixes: list[str] = []
+    tasks = [t.model_copy(deep=True) for t in plan.tasks]
+    for t in tasks:
+        if t.id in taken:
+            new = next(f"{t.id[:34]}_{n}" for n in range(2, 10_000) if f"{t.id[:34]}_{n}" not in taken)
+            fixes.append(f"renamed duplicate id '{t.id}' to '{new}'")
+            t.id = new
+        taken.add(t.id)
+    available = {t.id for t in tasks} | known
+    for t in tasks:
+        bad = [d for d in t.depends_on if d == t.id or d not in available]
+        if bad:
+            fixes.append(f"dropped unknown dependencies of '{t.id}': {', '.join(bad)}")
+            t.depends_on = [d for d in dict.fromkeys(t.depends_on) if d not in bad]
+    by_id = {t.id: t for t in tasks}
+    while True:
+        cycle = find_cycle({t.id: list(t.depends_on) for t in tasks})
+        if not cycle:
+            break
+        last, first = cycle[-2], cycle[-1]
+        by_id[last].depends_on.remove(first)
+        fixes.append(f"broke the dependency cycle {' -> '.join(cycle)} at '{last}' -> '{first}'")
+    return plan.model_copy(update={"tasks": tasks}), fixes
+
+
+def wire_needs(plan: Plan, needs: dict[str, list[str]]) -> list[str]:
+    """Give each task whose role declares `needs` a dependency on the plan's tasks of those roles.
+
+    A schema-valid plan can still leave a tool task without its material (a schedule with no
+    breakdown to schedule). Edges are only added when they make no cycle. Returns one sentence per
+    task whose need the plan cannot meet, for the run's notices; the tool then reports it too."""
+    missing: list[str] = []
+    for t in plan.tasks:
+        for role in needs.get(t.role, []):
+            providers = [p.id for p in plan.tasks if p.role == role and p.id != t.id]
+            if not providers:
+                missing.append(f"task '{t.id}' ({t.role}) needs a '{role}' task and the plan has none")
+                continue
+            if set(providers) & set(t.depends_on):
+                continue  # the plan already wired one of them
+            for pid in providers:
+                t.depends_on.append(pid)
+                if find_cycle({x.id: list(x.depends_on) for x in plan.tasks}):
+                    t.depends_on.remove(pid)
+    return missing

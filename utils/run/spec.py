@@ -25,6 +25,7 @@ class Role(BaseModel):
     output: str | None = None          # name of a structured-output schema (utils/run/outputs.py)
     offline_data: dict[str, Any] | None = None  # stand-in structured output for the offline provider
     model: str | None = None           # per-role model override
+    needs: list[str] = Field(default_factory=list)  # roles whose output this role's tasks must depend on
 
     @model_validator(mode="after")
     def _tool_named(self) -> "Role":
@@ -75,24 +76,99 @@ def spec_names() -> list[str]:
     return sorted(p.stem for p in EXAMPLES_DIR.glob("*.yaml"))
 
 
+MAX_SPEC_BYTES = 1_000_000
+MAX_SPEC_NODES = 50_000   # values after alias expansion: a YAML bomb stops here, not in memory
+MAX_SPEC_DEPTH = 40
+
+
 def load_spec(name_or_path: str) -> WorkflowSpec:
-    """Load a built-in workflow by name, or any spec file by path."""
+    """Load a built-in workflow by name, or any spec file by path.
+
+    Whatever the file holds (binary, a list, deep nesting, a recursive alias, a YAML bomb, a role
+    naming an unknown tool), the answer is a spec or a one-line UsageError: never a traceback."""
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
         path = EXAMPLES_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         known = ", ".join(spec_names())
         raise UsageError(f"unknown workflow '{name_or_path}' (known: {known})")
+    raw = _read_yaml(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        spec = WorkflowSpec.model_validate({**(raw or {}), "path": str(path)})
-    except yaml.YAMLError as exc:
-        raise UsageError(f"workflow file {path} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        spec = WorkflowSpec.model_validate({**raw, "path": str(path)})
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"workflow file {path}: {where}: {first['msg']}") from exc
+        raise UsageError(f"workflow file {path}: {where}: {first['msg']}") from None
+    _check_roles(spec, path)
     return spec
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"workflow file {path} cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise UsageError(f"workflow file {path} is larger than {MAX_SPEC_BYTES // 1000} kB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"workflow file {path} is not UTF-8 text (a binary file?)") from None
+    if "\x00" in text:
+        raise UsageError(f"workflow file {path} is not text (it contains NUL bytes)")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise UsageError(f"workflow file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except (RecursionError, ValueError, TypeError):
+        raise UsageError(f"workflow file {path} is nested too deeply or malformed") from None
+    if not isinstance(raw, dict):
+        raise UsageError(f"workflow file {path} must be a mapping of keys (name, roles, ...), "
+                         f"not {type(raw).__name__}")
+    problem = _shape_problem(raw)
+    if problem:
+        raise UsageError(f"workflow file {path}: {problem}")
+    return raw
+
+
+def _shape_problem(value: object) -> str | None:
+    """Why a loaded YAML value is unsafe to validate (a cycle from a recursive alias, nesting past
+    MAX_SPEC_DEPTH, more than MAX_SPEC_NODES values once aliases are expanded), or None. Iterative,
+    and it stops at the first limit, so a bomb costs at most MAX_SPEC_NODES steps."""
+    stack: list[tuple[object, int, tuple[int, ...]]] = [(value, 0, ())]
+    seen = 0
+    while stack:
+        item, depth, path = stack.pop()
+        seen += 1
+        if seen > MAX_SPEC_NODES:
+            return f"more than {MAX_SPEC_NODES} values once aliases are expanded (a YAML bomb?)"
+        if depth > MAX_SPEC_DEPTH:
+            return f"nested deeper than {MAX_SPEC_DEPTH} levels"
+        if isinstance(item, (dict, list)):
+            if id(item) in path:
+                return "a recursive alias (a value that contains itself)"
+            children = item.values() if isinstance(item, dict) else item
+            if isinstance(item, dict) and not all(isinstance(k, (str, int, float, bool)) or k is None for k in item):
+                return "mapping keys must be plain values"
+            stack.extend((child, depth + 1, path + (id(item),)) for child in children)
+    return None
+
+
+def _check_roles(spec: WorkflowSpec, path: Path) -> None:
+    """Tool names and `needs` are checked at load, so a typo fails before any model call (exit 2)."""
+    for name, role in spec.roles.items():
+        unknown = [r for r in role.needs if r not in spec.roles]
+        if unknown:
+            raise UsageError(f"workflow file {path}: roles.{name}.needs: unknown role(s) {', '.join(unknown)}")
+    tools = {name: role.tool for name, role in spec.roles.items() if role.kind == "tool"}
+    if tools:
+        from utils.tools import tool_names  # only specs with tool roles pay for importing the tools
+
+        known = tool_names()
+        for name, tool in tools.items():
+            if tool not in known:
+                raise UsageError(f"workflow file {path}: roles.{name}.tool: unknown tool {tool!r} "
+                                 f"(known: {', '.join(known)})")
 
 
 def pick_workflow(topic: str, names: list[str] | None = None) -> str:
