@@ -128,16 +128,23 @@ def test_failed_task_skips_dependents_and_the_rest_completes(fake_llm):
     assert len(worker_requests(fake_llm, "b")) == 2  # one try + max_retries=1, then it gives up
 
 
-@pytest.mark.parametrize("bad, problem", [
-    (plan_json([("a", "writer", ["c"]), ("b", "writer", ["a"]), ("c", "writer", ["b"])]), "dependency cycle"),
-    (plan_json([("a", "writer", ["nope"])]), "unknown task 'nope'"),
+@pytest.mark.parametrize("bad, problem, fixed", [
+    (plan_json([("a", "writer", ["c"]), ("b", "writer", ["a"]), ("c", "writer", ["b"])]), "dependency cycle",
+     {"a": ["c"], "b": [], "c": ["b"]}),
+    (plan_json([("a", "writer", ["nope"]), ("b", "writer", ["a", "b"])]), "unknown task 'nope'",
+     {"a": [], "b": ["a"]}),
 ])
-def test_invalid_plan_gets_one_repair_then_a_clear_error(fake_llm, bad, problem):
-    with pytest.raises(PlanError, match=problem):
-        run(fake_llm, Script(plans=[bad, bad]))
+def test_invalid_plan_gets_one_repair_then_is_salvaged_and_said(fake_llm, bad, problem, fixed):
+    """References are what a schema cannot say: after the one repair, bad edges are dropped (and
+    announced) instead of throwing away the run at planning."""
+    shared, events = run(fake_llm, Script(plans=[bad, bad]))
     plans = [r for r in fake_llm.requests if request_kind(r) == "plan"]
     assert len(plans) == 2
     assert problem in plans[1].last_user() and problem not in plans[0].last_user()
+    assert {t["id"]: t["depends_on"] for t in shared["plan"]["tasks"]} == fixed
+    assert shared["status"] == "ok"
+    notices = [e.data["message"] for e in events.events if e.kind == "notice"]
+    assert any("plan repaired" in n for n in notices), notices
 
 
 def test_invalid_plan_repaired_on_second_try(fake_llm):

@@ -105,12 +105,23 @@ def review_model(done_ids: Iterable[str]) -> type[BaseModel]:
                                     description="only tasks that clearly need work, each at most once")))
 
 
+class _CohesionReply(BaseModel):
+    @field_validator("transitions", mode="before", check_fields=False)
+    @classmethod
+    def _from_map(cls, value: Any) -> Any:
+        """A server that ignores the schema often answers the map it used to be asked for."""
+        if isinstance(value, dict):
+            return [{"id": k, "sentence": v} for k, v in value.items()]
+        return value
+
+
 def cohesion_model(section_ids: Iterable[str], *, meta_limit: int = 155) -> type[BaseModel]:
-    """The cohesion pass's reply: transitions as a list keyed by the document's section ids."""
+    """The cohesion pass's reply: transitions as a list keyed by the document's section ids (strict
+    schemas have no free-form maps). `Cohesion.model_validate(reply.model_dump())` gives the map."""
     transition = create_model("Transition", id=(_enum(section_ids), ...),
                               sentence=(str, Field(description="one sentence opening that section")))
     return create_model(
-        "Cohesion", __base__=Cohesion,
+        "Cohesion", __base__=_CohesionReply,
         title=(str, Field(min_length=1, description="the document's title")),
         meta_description=(str, Field(default="", max_length=meta_limit)),
         introduction=(str, Field(default="", description="a short introduction")),

@@ -212,7 +212,7 @@ def plan_reply_model(roles: Iterable[str], inputs: Iterable[str], max_tasks: int
     from pydantic import create_model
 
     role_names = tuple(roles)
-    files = tuple(dict.fromkeys(inputs))
+    files = input_choices(inputs)
     task_id = Annotated[str, Field(pattern=ID_PATTERN)]
     fields: dict = {
         "id": (task_id, Field(description="unique task id: 1-40 letters, digits, '_', '-' or '.', e.g. t1")),
@@ -224,10 +224,13 @@ def plan_reply_model(roles: Iterable[str], inputs: Iterable[str], max_tasks: int
                                                         "task needs; never its own id; no cycles")),
         "priority": (int, Field(default=3, ge=1, le=5, description="1 = highest .. 5 = lowest")),
     }
+    validators = {}
     if files:
         fields["inputs"] = (list[Literal[files]], Field(default_factory=list,
                                                         description="input files a tool task works on"))
-    task_model = create_model("PlanTask", __base__=_TaskReply, **fields)
+        validators["_file_names"] = field_validator("inputs", mode="before")(
+            lambda cls, value: [_as_choice(v, files) for v in value] if isinstance(value, list) else value)
+    task_model = create_model("PlanTask", __base__=_TaskReply, __validators__=validators, **fields)
     top: dict = {
         "notes": (str, Field(default="", description="audience, tone and style notes every worker shares")),
         "tasks": (list[task_model], Field(min_length=0 if allow_empty else min(1, max_tasks),
@@ -237,6 +240,23 @@ def plan_reply_model(roles: Iterable[str], inputs: Iterable[str], max_tasks: int
     if allow_empty:
         top["done"] = (bool, Field(default=False, description="true when the goal is met and no task is left"))
     return create_model("Plan", **top)
+
+
+def input_choices(inputs: Iterable[str]) -> tuple[str, ...]:
+    """The file names a plan may put in `inputs`: base names when they are unique (short, and no
+    directory layout is sent), else the paths as given."""
+    paths = list(dict.fromkeys(inputs))
+    names = [p.replace("\\", "/").rsplit("/", 1)[-1] for p in paths]
+    return tuple(names) if len(set(names)) == len(names) else tuple(paths)
+
+
+def _as_choice(value, choices: tuple[str, ...]):
+    """A path whose base name is one of the choices counts as that choice (models copy full paths)."""
+    if isinstance(value, str) and value not in choices:
+        base = value.replace("\\", "/").rsplit("/", 1)[-1]
+        if base in choices:
+            return base
+    return value
 
 
 def plan_from_reply(reply: BaseModel, goal: str) -> Plan:
