@@ -82,10 +82,10 @@ async def _ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str
     return plan, notes
 
 
-def _wire(plan: Plan, spec) -> list[str]:
+def _wire(plan: Plan, spec, frozen=()) -> list[str]:
     """Dependencies the spec declares (`needs`) that the plan left out; sentences for what is missing."""
     needs = {name: list(role.needs) for name, role in spec.roles.items() if role.needs}
-    return wire_needs(plan, needs) if needs else []
+    return wire_needs(plan, needs, frozen) if needs else []
 
 
 def _notify(emit, notes: list[str]) -> None:
@@ -302,7 +302,7 @@ class ReplanNode(AsyncNode):
         except OrchError as exc:  # finished work is worth more than a better plan: keep the plan
             return {"failed": str(exc)}
         merged = Plan(goal=plan.goal, notes=new.notes or plan.notes, tasks=finished + new.tasks, done=new.done)
-        return {"plan": merged, "notes": notes + _wire(merged, p["spec"])}
+        return {"plan": merged, "notes": notes + _wire(merged, p["spec"], {t.id for t in finished})}
 
     async def post_async(self, shared, p, out):
         shared["rounds"] = p["rounds"] + 1

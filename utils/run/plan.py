@@ -298,14 +298,18 @@ def salvage_plan(plan: Plan, known_ids: Iterable[str] = ()) -> tuple[Plan, list[
     return plan.model_copy(update={"tasks": tasks}), fixes
 
 
-def wire_needs(plan: Plan, needs: dict[str, list[str]]) -> list[str]:
+def wire_needs(plan: Plan, needs: dict[str, list[str]], frozen: Iterable[str] = ()) -> list[str]:
     """Give each task whose role declares `needs` a dependency on the plan's tasks of those roles.
 
     A schema-valid plan can still leave a tool task without its material (a schedule with no
     breakdown to schedule). Edges are only added when they make no cycle. Returns one sentence per
-    task whose need the plan cannot meet, for the run's notices; the tool then reports it too."""
+    task whose need the plan cannot meet, for the run's notices; the tool then reports it too.
+    `frozen` tasks (finished in an earlier round) are left as they ran."""
     missing: list[str] = []
+    frozen = set(frozen)
     for t in plan.tasks:
+        if t.id in frozen:
+            continue
         for role in needs.get(t.role, []):
             providers = [p.id for p in plan.tasks if p.role == role and p.id != t.id]
             if not providers:
