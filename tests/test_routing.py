@@ -34,4 +34,4 @@ def test_unknown_name_is_repaired_then_falls_back_to_keywords(fake_llm):
     name, why = asyncio.run(choose_workflow(client(fake_llm), "Analyse the csv data"))
     assert name == "analysis" and why.startswith("keyword match")
     assert len(fake_llm.requests) == 2  # the first answer plus one repair round-trip
-    assert "must be one of" in fake_llm.requests[1].messages[-1]["content"]
+    assert "Input should be 'analysis'" in fake_llm.requests[1].messages[-1]["content"]  # the enum, told

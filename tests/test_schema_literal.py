@@ -109,16 +109,20 @@ def test_tool_workflows_never_fail_at_planning_against_a_schema_literal_server(n
                 assert any(t["id"] in e["message"] and "needs" in e["message"] for e in events.of("notice"))
 
 
-@pytest.mark.parametrize("mode, seed", [("malformed", 3), ("malformed", 4)])
-def test_blog_survives_a_server_with_30_percent_malformed_json(mode, seed, tmp_path):
-    with FakeLLMServer(schema_mode=mode, seed=seed) as server:
+@pytest.mark.parametrize("seed", range(1, 7))
+def test_blog_survives_a_server_with_30_percent_malformed_json(seed, tmp_path):
+    """Broken JSON is a bad reply: repaired once, and after that the step's own fallback applies. Only
+    two broken planning replies in a row (about 1 run in 11) end the run, with a one-line error."""
+    with FakeLLMServer(schema_mode="malformed", seed=seed) as server:
         server.responder = lambda req: "Text."
         outcome, _ = run_workflow(server, "blog", "dependency", tmp_path)
-    assert outcome.error is None or "planning" in outcome.error
-    if outcome.shared.get("plan"):
-        assert outcome.document_path and outcome.document_path.is_file()
-    broken = [r for r in server.requests if r.response_format]
-    assert broken  # structured calls happened, and none of them crashed the run
+    if outcome.error:
+        assert outcome.error.startswith("planning:") and "\n" not in outcome.error
+        assert not outcome.shared.get("plan")
+        return
+    assert outcome.document_path and outcome.document_path.is_file()
+    assert outcome.status in ("ok", "unreviewed")
+    assert outcome.status == "unreviewed" or _review_counts(outcome.shared)
 
 
 def test_report_against_a_server_that_ignores_response_format(tmp_path):

@@ -6,9 +6,10 @@ model fails, the keyword score in `spec.pick_workflow` decides, and the notice s
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel
 
 from utils.errors import LLMError
+from utils.run.outputs import choice_model
 from utils.run.spec import load_spec, pick_workflow, spec_names
 
 
@@ -20,19 +21,7 @@ def route_messages(topic: str, names: list[str]) -> list[dict]:
 
 
 def _choice_model(names: list[str]) -> type[BaseModel]:
-    class WorkflowChoice(BaseModel):
-        workflow: str
-        reason: str = ""
-
-        @field_validator("workflow")
-        @classmethod
-        def _known(cls, value: str) -> str:
-            value = value.strip().strip("`").lower()
-            if value not in names:
-                raise ValueError(f"must be one of: {', '.join(names)}")
-            return value
-
-    return WorkflowChoice
+    return choice_model(names)  # an enum of the names: in the schema sent and in the validation
 
 
 async def choose_workflow(llm, topic: str) -> tuple[str, str]:

@@ -147,5 +147,9 @@ def output_model(name: str | None, roles: dict[str, Any]) -> type[BaseModel] | N
 
 def choice_model(names: Iterable[str]) -> type[BaseModel]:
     """The workflow choice for a free-text topic: an enum of the workflows, with a one-line reason."""
-    return create_model("WorkflowChoice", workflow=(_enum(names), ...),
-                        reason=(str, Field(default="", description="one sentence")))
+    def tidy(cls, value: Any) -> Any:  # "`Blog`" from a server that ignores the schema
+        return value.strip().strip("`").lower() if isinstance(value, str) else value
+
+    return create_model("WorkflowChoice", workflow=(_enum(names), Field(description="the workflow that fits best")),
+                        reason=(str, Field(default="", description="one sentence")),
+                        __validators__={"_tidy": field_validator("workflow", mode="before")(tidy)})
