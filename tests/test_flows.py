@@ -12,7 +12,7 @@ import pytest
 from flows import build_flow
 from tests.fake_llm import Reply
 from tests.scripted import Script, plan_json, request_kind, task_id, worker_requests
-from utils.errors import PlanError
+from utils.errors import BudgetExceeded
 from utils.events import Collector
 from utils.model.client import LLMClient, LLMSettings
 from utils.app.runner import DEFAULT_OPTIONS, new_shared
@@ -21,10 +21,29 @@ from utils.run.spec import load_spec
 BLOG = load_spec("blog")
 
 
-def run(server, script, *, preset_plan=None, **options):
+class BudgetAt:
+    """The run's client, except that calls whose purpose starts with `prefix` hit the token budget."""
+
+    def __init__(self, llm, prefix: str, skip: int = 0) -> None:
+        self._llm, self._prefix, self._skip = llm, prefix, skip
+
+    def __getattr__(self, name):
+        return getattr(self._llm, name)
+
+    async def complete(self, messages, **kw):
+        if kw.get("purpose", "").startswith(self._prefix):
+            self._skip -= 1
+            if self._skip < 0:
+                raise BudgetExceeded("token budget of 1000 reached (used 990)")
+        return await self._llm.complete(messages, **kw)
+
+
+def run(server, script, *, preset_plan=None, budget_at=None, budget_skip=0, **options):
     server.responder = script
     llm = LLMClient(LLMSettings(provider="openai", base_url=server.base_url, api_key="sk-test", cache=False,
                                 max_retries=1, backoff_base_s=0.001, backoff_max_s=0.01, max_concurrency=32))
+    if budget_at:
+        llm = BudgetAt(llm, budget_at, budget_skip)
     events = Collector()
     opts = {**DEFAULT_OPTIONS, **options}
     shared = new_shared(goal="Write about testing", spec=BLOG, options=opts, inputs={"inputs": [], "data": None},
@@ -231,3 +250,73 @@ def test_document_assembled_in_plan_order_with_cohesion(fake_llm):
     assert positions == sorted(positions)
     assert "Text for a" not in doc  # the blog's analysis stays in run.json, not the post
     assert doc.index("TRANSITION-TO-C") < doc.index("Text for c")
+
+
+BAD_PLAN = {"notes": "", "tasks": [{"id": "z", "title": "Z", "role": "poet"}]}   # unknown role, twice
+
+
+@pytest.mark.parametrize("strategy", ["dynamic", "hybrid"])
+def test_failed_replan_keeps_the_plan_runs_what_is_pending_and_says_partial(fake_llm, strategy):
+    first = plan_json([("a", "analyst", []), ("b", "writer", ["a"])])
+    shared, events = run(fake_llm, Script(plans=[first, BAD_PLAN]), strategy=strategy)
+    states = {tid: r["state"] for tid, r in shared["results"].items()}
+    assert states == {"a": "done", "b": "done"}  # hybrid: b was still pending when re-planning failed
+    assert shared["status"] == "partial" and "re-planning failed" in shared["status_reason"]
+    assert shared["document"] and shared["reviews"][-1]["score"] is not None
+    assert any("re-planning failed" in n["message"] for n in events.of("notice"))
+
+
+def test_failed_review_is_not_an_approval(fake_llm):
+    bad = {"score": 99, "summary": "x", "tasks": []}
+    shared, events = run(fake_llm, Script(plans=[DIAMOND], reviews=[bad, bad]))
+    assert all(r["state"] == "done" for r in shared["results"].values())
+    assert shared["status"] == "unreviewed" and "review round 1 failed" in shared["status_reason"]
+    assert shared["reviews"][-1]["failed"] and shared["reviews"][-1]["score"] is None
+    assert "Text for b" in shared["document"]
+
+
+def test_failed_cohesion_pass_warns_and_keeps_the_sections(fake_llm):
+    shared, events = run(fake_llm, Script(plans=[DIAMOND], cohesion={"title": "", "transitions": "nope"}))
+    assert shared["status"] == "ok" and "Text for d" in shared["document"]
+    assert any(n["level"] == "warn" and "cohesion pass skipped" in n["message"] for n in events.of("notice"))
+
+
+@pytest.mark.parametrize("strategy, where, skip", [("dependency", "review", 0), ("dynamic", "planning the next", 1),
+                                                   ("hybrid", "re-planning", 0)])
+def test_budget_stop_during_review_or_replanning_still_assembles(fake_llm, strategy, where, skip):
+    first = plan_json([("a", "analyst", []), ("b", "writer", ["a"])])
+    shared, _ = run(fake_llm, Script(plans=[first]), strategy=strategy, budget_at=where, budget_skip=skip)
+    assert shared["stopped"].startswith("token budget") and shared["document"]
+    assert shared["results"]["a"]["state"] == "done"
+    assert "Resume with --resume" in shared["document"]
+    assert ("Text for b" in shared["document"]) == (strategy != "hybrid")  # hybrid: b was still pending
+
+
+def test_revise_without_feedback_is_not_a_revision(fake_llm):
+    empty = {"score": 5, "summary": "s", "tasks": [{"id": "b", "verdict": "revise", "feedback": "  "}]}
+    shared, events = run(fake_llm, Script(plans=[DIAMOND], reviews=[empty]))
+    assert len(worker_requests(fake_llm, "b")) == 1 and len(shared["reviews"]) == 1
+    assert shared["reviews"][0]["revise"] == [] and shared["reviews"][0]["rerun"] == []
+
+
+def test_revision_rerun_set_is_bounded_and_announced(fake_llm):
+    chain = plan_json([("r", "analyst", [])] + [(f"s{i}", "writer", ["r"]) for i in range(20)])
+    revise_root = {"score": 3, "tasks": [{"id": "r", "verdict": "revise", "feedback": "Rethink the angle."}]}
+    shared, events = run(fake_llm, Script(plans=[chain], reviews=[revise_root]), max_tasks=30, max_rerun=5)
+    review = shared["reviews"][0]
+    assert review["rerun"] == ["r", "s0", "s1", "s2", "s3"] and len(review["held"]) == 16
+    assert sum(len(worker_requests(fake_llm, f"s{i}")) for i in range(20)) == 20 + 4
+    assert any("5 task(s) will re-run" in n["message"] and "16 further" in n["message"] for n in events.of("notice"))
+
+
+def test_worker_headings_are_demoted_under_the_planned_title(fake_llm):
+    def worker(tid, req):
+        return {"b": "# My Own Title\n\nb text\n\n## Detail\n\n```python\n# not a heading\n```",
+                "c": "## Title c\n\nc text", "d": "d text"}.get(tid, "analysis")
+    shared, _ = run(fake_llm, Script(plans=[DIAMOND], worker=worker))
+    doc = shared["document"]
+    lines = doc.splitlines()
+    assert [line for line in lines if line.startswith("# ")] == ["# Scripted title", "# not a heading"]
+    assert "## Title b" in lines and "### My Own Title" in lines and "#### Detail" in lines
+    assert "# not a heading" in lines                      # code is left alone
+    assert lines.count("## Title c") == 1                  # a heading repeating the title is not doubled
