@@ -40,3 +40,51 @@ def test_unknown_and_broken_specs(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(UsageError, match="not valid YAML"):
         load_spec(str(bad))
+
+
+GOOD = ("name: x\ndescription: d\ndefault_topic: t\nplanner: {system: s}\nreview: {system: r}\n")
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", "not UTF-8|not text"),
+    ("- just\n- a list\n".encode(), "must be a mapping"),
+    (("name: " + "[" * 5000 + "]" * 5000 + "\n").encode(), "nested|not valid YAML"),
+    (("a: " + "{b: " * 60 + "1" + "}" * 60 + "\n" + GOOD).encode(), "nested deeper"),
+    (b"a: &a [*a]\n" + GOOD.encode(), "recursive alias"),
+    ((GOOD + "roles: {w: {system: s}}\noffline_plan:\n  l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n"
+      + "".join(f"  l{i}: &l{i} [*l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}, *l{i-1}]\n"
+                for i in range(1, 9))).encode(), "YAML bomb"),
+])
+def test_hostile_spec_files_are_one_line_usage_errors(tmp_path, content, reason):
+    path = tmp_path / "hostile.yaml"
+    path.write_bytes(content)
+    with pytest.raises(UsageError, match=reason) as err:
+        load_spec(str(path))
+    assert "\n" not in str(err.value) and len(str(err.value)) < 300
+
+
+def test_unknown_tool_and_unknown_needs_fail_at_load(tmp_path):
+    path = tmp_path / "w.yaml"
+    path.write_text(GOOD + "roles: {c: {kind: tool, tool: chart_factz}}\n")
+    with pytest.raises(UsageError, match="unknown tool 'chart_factz'.*chart_facts"):
+        load_spec(str(path))
+    path.write_text(GOOD + "roles: {c: {kind: tool, tool: chart_facts, needs: [gatherer]}}\n")
+    with pytest.raises(UsageError, match="needs: unknown role"):
+        load_spec(str(path))
+
+
+def test_unknown_tool_spec_exits_2_before_any_model_call(tmp_path, fake_llm):
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "w.yaml"
+    path.write_text(GOOD + "roles: {c: {kind: tool, tool: nope}}\n")
+    env = {**os.environ, "ORCH_HOME": str(tmp_path / "home"), "OPENAI_BASE_URL": fake_llm.base_url,
+           "OPENAI_API_KEY": "sk-test"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, os.path.join(root, "main.py"), "--workflow-file", str(path), "topic"],
+                          capture_output=True, text=True, env=env, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert "unknown tool 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+    assert fake_llm.requests == []

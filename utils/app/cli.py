@@ -247,7 +247,7 @@ def summary_info(outcome, llm) -> dict:
             "skipped": [k for k, r in results.items() if r.get("state") == "skipped"],
             "done": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") == "done"],
             "left": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") != "done"],
-            "offline": llm.offline, "resume_hint": None}
+            "offline": llm.offline, "resume_hint": None, "reason": outcome.shared.get("status_reason")}
 
 
 def json_summary(outcome, info: dict) -> dict:

@@ -21,7 +21,8 @@ from utils.events import Event
 
 FORMAT = "orchestrator-run/1"
 PERSISTED = ("goal", "workflow", "workflow_file", "options", "inputs", "plan", "results", "reviews",
-             "revisions_done", "rounds", "document", "title", "meta_description", "status", "stopped", "totals", "meta")
+             "revisions_done", "rounds", "document", "title", "meta_description", "status", "status_reason", "stopped",
+             "totals", "meta")
 
 
 def slugify(text: str, max_len: int = 40) -> str:
