@@ -81,3 +81,46 @@ def test_outline_of_a_large_plan_is_a_bounded_window_around_the_task():
 def test_numeric_ids_from_a_model_are_accepted_as_strings():
     task = Task.model_validate({"id": 2, "title": "x", "role": "writer", "depends_on": [1]})
     assert task.id == "2" and task.depends_on == ["1"]
+
+
+def test_salvage_drops_bad_references_renames_clashes_and_breaks_cycles():
+    from utils.run.plan import Plan, Task, find_cycle, plan_problems, salvage_plan
+
+    plan = Plan(goal="g", tasks=[Task(id="a", title="A", role="w", depends_on=["c", "ghost"]),
+                                 Task(id="b", title="B", role="w", depends_on=["a", "b"]),
+                                 Task(id="c", title="C", role="w", depends_on=["b"]),
+                                 Task(id="a", title="A2", role="w"),
+                                 Task(id="done1", title="D", role="w", depends_on=["old"])])
+    fixed, fixes = salvage_plan(plan, known_ids=["old", "done1"])
+    assert plan_problems(fixed, ["w"], known_ids=["old", "done1"]) == []
+    assert [t.id for t in fixed.tasks] == ["a", "b", "c", "a_2", "done1_2"]
+    assert find_cycle({t.id: t.depends_on for t in fixed.tasks}) is None
+    assert fixed.task("done1_2").depends_on == ["old"]   # a finished task is a valid dependency
+    assert len(fixes) >= 4 and any("ghost" in f for f in fixes)
+    assert plan.task("b").depends_on == ["a", "b"]        # the input plan is left as it was
+
+
+def test_wire_needs_adds_missing_edges_and_reports_what_cannot_be_met():
+    from utils.run.plan import Plan, Task, wire_needs
+
+    plan = Plan(goal="g", tasks=[Task(id="s", title="S", role="scheduler"), Task(id="b1", title="B", role="breakdown"),
+                                 Task(id="b2", title="B", role="breakdown", depends_on=["s"]),
+                                 Task(id="c", title="C", role="charter")])
+    missing = wire_needs(plan, {"scheduler": ["breakdown"], "charter": ["gatherer"]})
+    assert plan.task("s").depends_on == ["b1"]           # b2 -> s would make a cycle: not wired
+    assert missing == ["task 'c' (charter) needs a 'gatherer' task and the plan has none"]
+    frozen = Plan(goal="g", tasks=[Task(id="s", title="S", role="scheduler"), Task(id="b", title="B", role="breakdown")])
+    wire_needs(frozen, {"scheduler": ["breakdown"]}, frozen=["s"])
+    assert frozen.task("s").depends_on == []
+
+
+def test_bounded_rerun_keeps_flagged_tasks_and_caps_dependents():
+    from utils.run.plan import Plan, Task, bounded_rerun
+
+    plan = Plan(goal="g", tasks=[Task(id="r", title="R", role="w")]
+                + [Task(id=f"s{i}", title="S", role="w", depends_on=["r"]) for i in range(30)])
+    done = {t.id: {"state": "done"} for t in plan.tasks}
+    rerun, held = bounded_rerun(plan, ["r", "s29"], done, cap=4)
+    assert rerun == ["r", "s0", "s1", "s29"] and len(held) == 27
+    rerun, held = bounded_rerun(plan, ["s3"], done)
+    assert rerun == ["s3"] and held == []

@@ -185,3 +185,28 @@ def test_random_match_follows_the_pattern():
     for pattern in ("^[A-Za-z0-9_.-]{1,40}$", "^t[0-9]+$", "^w\\d{2}x?$"):
         for _ in range(20):
             random_match(pattern, rng)  # asserts the match itself
+
+
+def test_unreviewed_run_is_saved_as_such_with_its_reason_and_exit_1(tmp_path):
+    """A failed review is not an approval: run.json and the summary say `unreviewed`, and why."""
+    from utils.app.cli import summary_info
+    from utils.app.render_plain import summary_details
+
+    rng = random.Random(2)
+
+    def answer(req):
+        if any("# Review round" in str(m.get("content")) for m in req.messages):
+            return "I would rather not score this."              # never JSON: fails after its one repair
+        if req.response_format:                                   # plans and cohesion: drawn literally
+            return json.dumps(random_instance(req.response_format["json_schema"]["schema"], rng))
+        return "Text."
+
+    with FakeLLMServer() as server:
+        server.responder = answer
+        outcome, _ = run_workflow(server, "blog", "dependency", tmp_path)
+    saved = json.loads((outcome.run_dir / "run.json").read_text(encoding="utf-8"))
+    assert outcome.status == "unreviewed" and outcome.exit_code == 1
+    assert saved["status"] == "unreviewed" and "review round 1 failed" in saved["status_reason"]
+    assert (outcome.run_dir / "output.md").is_file()
+    info = summary_info(outcome, outcome.shared["runtime"]["llm"])
+    assert any(line.startswith("  why: review round 1 failed") for line in summary_details(info))
