@@ -272,9 +272,9 @@ class StubLLM:
         tid = purpose.split()[1] if purpose.startswith("task ") else None
         if self.latency.get(tid):
             await asyncio.sleep(self.latency[tid])
-        if schema is ReviewResult:
+        if isinstance(schema, type) and issubclass(schema, ReviewResult):  # the run's review model
             data = ReviewResult(score=8, summary="fine", tasks=[])
-        elif schema is Cohesion:
+        elif schema is not None and schema.__name__ == "Cohesion":  # the run's cohesion model
             data = Cohesion(title="Stub title", introduction="Stub introduction.")
         elif schema is not None:
             raise RunFailed(f"the stub has no answer for schema {schema.__name__}")

@@ -320,3 +320,36 @@ def test_worker_headings_are_demoted_under_the_planned_title(fake_llm):
     assert "## Title b" in lines and "### My Own Title" in lines and "#### Detail" in lines
     assert "# not a heading" in lines                      # code is left alone
     assert lines.count("## Title c") == 1                  # a heading repeating the title is not doubled
+
+
+def test_deeply_nested_replies_are_bad_replies_never_a_crash(fake_llm):
+    """A reply nested thousands deep fails parsing like any bad reply: repaired once, then the step's
+    fallback (the review is unreviewed, the cohesion pass skipped): the finished work is kept."""
+    deep = '{"score": 5, "tasks": ' + "[" * 20000 + "]" * 20000 + "}"
+    script = Script(plans=[DIAMOND])
+
+    def responder(req):
+        return Reply(text=deep) if request_kind(req) in ("review", "cohesion") else script(req)
+
+    shared, events = run(fake_llm, responder)
+    assert shared["status"] == "unreviewed" and all(r["state"] == "done" for r in shared["results"].values())
+    assert "Text for d" in shared["document"]
+    assert any("cohesion pass skipped" in n["message"] for n in events.of("notice"))
+
+
+def test_node_library_logs_reach_the_user_only_when_asked(caplog):
+    """kaygraph logs each failed node attempt under the node's class name; the app says it itself."""
+    import logging
+
+    from flows import engine_logs
+
+    caplog.set_level(logging.DEBUG)
+    logging.getLogger("ReviewerNode").warning("Async execution failed on attempt 1: boom")
+    logging.getLogger("OrchestratorNode").error("Max retries reached. Calling async fallback.")
+    assert caplog.records == []
+    try:
+        engine_logs(True)
+        logging.getLogger("ReviewerNode").warning("Async execution failed on attempt 1: boom")
+        assert [r.name for r in caplog.records] == ["ReviewerNode"]
+    finally:
+        engine_logs(False)

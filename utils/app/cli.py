@@ -21,6 +21,9 @@ MAX_TOPIC_CHARS = 2000
 
 def run_cli(args: Any, *, version: str) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr)
+    if args.verbose:  # the node library's own logs (retries, fallbacks): only when asked for
+        from flows import engine_logs
+        engine_logs(True)
     args._version = version  # run.json's meta.version (run_one and the interactive session read it)
     try:
         if args.json and args.interactive:
