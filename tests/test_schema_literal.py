@@ -79,6 +79,10 @@ def test_blog_completes_against_a_schema_literal_server(strategy, tmp_path):
     with FakeLLMServer(schema_mode="literal", seed=11) as server:
         server.responder = lambda req: "Some section text written by the fake model."
         outcome, _ = run_workflow(server, "blog", strategy, tmp_path)
+    plan_req = next(r for r in server.requests if r.response_format)
+    sent = plan_req.response_format["json_schema"]
+    assert sent["strict"] is True
+    assert sent["schema"]["properties"]["tasks"]["items"]["properties"]["role"]["enum"] == ["analyst", "writer"]
     shared = outcome.shared
     states = {t["id"]: shared["results"].get(t["id"], {}).get("state") for t in shared["plan"]["tasks"]}
     assert states and set(states.values()) == {"done"}, states
