@@ -96,7 +96,8 @@ def test_transient_faults_are_retried_and_every_task_ends_done_or_failed(fake_ll
 
 def test_malformed_structured_output_never_loses_the_work(fake_llm, tmp_path):
     """Review and cohesion answer garbage every time: each is asked twice (one repair), then the run
-    goes on without them; every finished section is still in the document, exactly once."""
+    goes on without them; every finished section is still in the document, exactly once. A failed
+    review is not an approval: the run is `unreviewed` (exit 1) and says why."""
     script = Script(plans=[SIX_SECTIONS], worker=lambda tid, req: f"## Section {tid}\n\n{section_text(tid)}")
 
     def responder(req):
@@ -109,12 +110,13 @@ def test_malformed_structured_output_never_loses_the_work(fake_llm, tmp_path):
     done = run_main(["--example", "blog", "--no-cache", "--output-dir", str(out),
                      "--config", str(fast_config(tmp_path / "fast.yaml"))],
                     cli_env(tmp_path / "home", fake_llm.base_url))
-    assert done.code == 0, done.explain()
+    assert done.code == 1, done.explain()
     kinds = Counter(request_kind(r) for r in fake_llm.requests)
     assert kinds["review"] == 2 and kinds["cohesion"] == 2
-    assert "review skipped" in done.output and "Traceback" not in done.output
+    assert "unreviewed" in done.output and "Traceback" not in done.output
     state = read_state(only_run(out))
-    assert state["status"] == "ok" and done_ids(state) == set(ALL_TASKS)
+    assert state["status"] == "unreviewed" and "review round 1 failed" in state["status_reason"]
+    assert done_ids(state) == set(ALL_TASKS)
     doc = assert_each_section_once_or_missing(only_run(out), state["results"])
     assert "Cohesion pass skipped" in doc
 
