@@ -33,3 +33,4 @@ def test_run_status():
     assert run_status(plan, {"a": {"state": "done"}, "b": {"state": "failed"}}) == "partial"
     assert run_status(plan, {"a": {"state": "failed"}, "b": {"state": "skipped"}}) == "failed"
     assert run_status(plan, {"a": {"state": "done"}}) == "stopped"
+    assert run_status(plan, {"a": {"state": "done"}, "b": {"state": "done"}}, "token budget") == "stopped"

@@ -287,6 +287,7 @@ def test_budget_stop_during_review_or_replanning_still_assembles(fake_llm, strat
     first = plan_json([("a", "analyst", []), ("b", "writer", ["a"])])
     shared, _ = run(fake_llm, Script(plans=[first]), strategy=strategy, budget_at=where, budget_skip=skip)
     assert shared["stopped"].startswith("token budget") and shared["document"]
+    assert shared["status"] == "stopped"          # resumable: the review or next round is still owed
     assert shared["results"]["a"]["state"] == "done"
     assert "Resume with --resume" in shared["document"]
     assert ("Text for b" in shared["document"]) == (strategy != "hybrid")  # hybrid: b was still pending

@@ -107,8 +107,10 @@ def run_status(plan: Plan, results: dict[str, dict], stopped: str | None = None)
     (The aggregator turns an `ok` into `partial` after a failed re-plan and `unreviewed` after a
     failed review: every task ran, but not as planned or not checked.)"""
     states = [results.get(t.id, {}).get("state", "pending") for t in plan.tasks]
+    if stopped:  # even with every task done: the review or the next planning round is still owed
+        return "stopped"
     if states and all(s == "done" for s in states):
         return "ok"
-    if stopped or "pending" in states:
+    if "pending" in states:
         return "stopped"
     return "partial" if "done" in states else "failed"
