@@ -16,19 +16,18 @@ from pathlib import Path
 from typing import Any
 
 from utils.run.assemble import assemble, document_sections, run_status
-from utils.run.context import cohesion_messages, planner_messages, review_messages, worker_messages
+from utils.run.context import cohesion_messages, review_messages, worker_messages
 from utils.engine import AsyncNode, AsyncParallelBatchNode
-from utils.errors import BudgetExceeded, OrchError, PlanError
+from utils.errors import BudgetExceeded, OrchError
 from utils.events import Event
 from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_model, review_model
-from utils.run.plan import (Plan, bounded_rerun, plan_from_reply, plan_problems, plan_reply_model, salvage_plan,
-                            wire_needs)
+from utils.run.plan import Plan, bounded_rerun
+from utils.run.planning import ask_for_plan, wire_spec_needs
 from utils.run.scheduler import Schedule, Stopped
 from utils.run.standins import offline_cohesion, offline_next_step, offline_plan, offline_review
 from utils.tools import ToolInput, run_tool
 
 DONE, FAILED, SKIPPED, PENDING = "done", "failed", "skipped", "pending"
-PLANNING = {"full": "planning", "next": "planning the next step", "revise": "re-planning"}  # error prefixes
 
 
 def _runtime(shared: dict) -> tuple[Any, Any]:
@@ -45,47 +44,6 @@ def _phase(shared: dict, name: str) -> Any:
 
 def _input_names(shared: dict) -> list[str]:
     return list(shared.get("inputs", {}).get("inputs", []))
-
-
-def _problems(plan: Plan, spec, options: dict, allow_empty: bool, known: dict) -> list[str]:
-    problems = plan_problems(plan, spec.roles, options["max_tasks"], allow_empty=allow_empty, known_ids=known)
-    return problems + [f"task id '{t.id}' is already used by a finished task" for t in plan.tasks if t.id in known]
-
-
-async def _ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str], standin,
-                        known: dict[str, dict] | None = None, pending: list[dict] | None = None,
-                        mode: str = "full", allow_empty: bool = False) -> tuple[Plan, list[str]]:
-    """One planning call plus at most one repair round-trip with the exact problems; then the plan
-    and what was salvaged. The reply model (roles, input files, sizes as enums and bounds) is built
-    for this run, so a schema-following server can only answer what the validators accept; what a
-    schema cannot say (references, cycles) is salvaged after the repair rather than failing the run."""
-    known = known or {}
-    schema = plan_reply_model(spec.roles, inputs, options["max_tasks"], allow_empty=allow_empty)
-    feedback, notes = "", []
-    for attempt in (1, 2):
-        messages = planner_messages(spec=spec, goal=goal, max_tasks=options["max_tasks"], inputs=inputs,
-                                    feedback=feedback, results=known, pending=pending, mode=mode)
-        reply = await llm.complete(messages, model=options.get("planner_model"), schema=schema,
-                                   temperature=0.2, purpose=PLANNING[mode], offline_reply=standin)
-        plan = plan_from_reply(reply.data, goal)
-        problems = _problems(plan, spec, options, allow_empty, known)
-        if not problems:
-            break
-        feedback = "\n".join(f"- {p}" for p in problems)
-    else:
-        plan, fixes = salvage_plan(plan, known)
-        problems = _problems(plan, spec, options, allow_empty, known)
-        if problems:
-            raise PlanError("the orchestrator's plan is still invalid after one repair: " + "; ".join(problems[:3]))
-        notes.append("plan repaired after the model's repair failed: " + "; ".join(fixes[:5])
-                     + (f" (+{len(fixes) - 5} more)" if len(fixes) > 5 else ""))
-    return plan, notes
-
-
-def _wire(plan: Plan, spec, frozen=()) -> list[str]:
-    """Dependencies the spec declares (`needs`) that the plan left out; sentences for what is missing."""
-    needs = {name: list(role.needs) for name, role in spec.roles.items() if role.needs}
-    return wire_needs(plan, needs, frozen) if needs else []
 
 
 def _notify(emit, notes: list[str]) -> None:
@@ -120,12 +78,12 @@ class OrchestratorNode(AsyncNode):
         standin = lambda: offline_plan(p["spec"], p["goal"], p["inputs"], opts["max_tasks"])
         if opts["strategy"] == "dynamic":
             first = lambda: offline_next_step(standin(), set())
-            plan, notes = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
+            plan, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
                                               inputs=p["inputs"], standin=first, mode="next")
         else:
-            plan, notes = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
+            plan, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
                                               inputs=p["inputs"], standin=standin)
-        notes += _wire(plan, p["spec"])
+        notes += wire_spec_needs(plan, p["spec"])
         return plan, "offline" if p["llm"].offline else "model", notes
 
     async def post_async(self, shared, p, exec_res):
@@ -294,7 +252,7 @@ class ReplanNode(AsyncNode):
             mode = "revise"
         room = dict(opts, max_tasks=max(opts["max_tasks"] - len(finished), 0))
         try:
-            new, notes = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=room,
+            new, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=room,
                                              inputs=p["inputs"], standin=standin, known=known,
                                              pending=[t.model_dump() for t in pending], mode=mode, allow_empty=True)
         except BudgetExceeded as exc:  # a stop, not a failure: what is done gets assembled
@@ -302,7 +260,7 @@ class ReplanNode(AsyncNode):
         except OrchError as exc:  # finished work is worth more than a better plan: keep the plan
             return {"failed": str(exc)}
         merged = Plan(goal=plan.goal, notes=new.notes or plan.notes, tasks=finished + new.tasks, done=new.done)
-        return {"plan": merged, "notes": notes + _wire(merged, p["spec"], {t.id for t in finished})}
+        return {"plan": merged, "notes": notes + wire_spec_needs(merged, p["spec"], {t.id for t in finished})}
 
     async def post_async(self, shared, p, out):
         shared["rounds"] = p["rounds"] + 1

@@ -1,0 +1,55 @@
+"""One planning step as the orchestrator and re-planner take it: ask, validate, repair once, salvage.
+
+Kept apart from the nodes so they stay thin: a node's `exec` calls `ask_for_plan` and gets a plan
+(plus the sentences to show about what was salvaged) or a `PlanError`.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from utils.errors import PlanError
+from utils.run.context import planner_messages
+from utils.run.plan import Plan, plan_from_reply, plan_problems, plan_reply_model, salvage_plan, wire_needs
+
+PLANNING = {"full": "planning", "next": "planning the next step", "revise": "re-planning"}  # error prefixes
+
+
+def _problems(plan: Plan, spec, options: dict, allow_empty: bool, known: dict) -> list[str]:
+    problems = plan_problems(plan, spec.roles, options["max_tasks"], allow_empty=allow_empty, known_ids=known)
+    return problems + [f"task id '{t.id}' is already used by a finished task" for t in plan.tasks if t.id in known]
+
+
+async def ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str], standin,
+                       known: dict[str, dict] | None = None, pending: list[dict] | None = None,
+                       mode: str = "full", allow_empty: bool = False) -> tuple[Plan, list[str]]:
+    """One planning call plus at most one repair round-trip with the exact problems; then the plan
+    and what was salvaged. The reply model (roles, input files, sizes as enums and bounds) is built
+    for this run, so a schema-following server can only answer what the validators accept; what a
+    schema cannot say (references, cycles) is salvaged after the repair rather than failing the run."""
+    known = known or {}
+    schema = plan_reply_model(spec.roles, inputs, options["max_tasks"], allow_empty=allow_empty)
+    feedback, notes = "", []
+    for attempt in (1, 2):
+        messages = planner_messages(spec=spec, goal=goal, max_tasks=options["max_tasks"], inputs=inputs,
+                                    feedback=feedback, results=known, pending=pending, mode=mode)
+        reply = await llm.complete(messages, model=options.get("planner_model"), schema=schema,
+                                   temperature=0.2, purpose=PLANNING[mode], offline_reply=standin)
+        plan = plan_from_reply(reply.data, goal)
+        problems = _problems(plan, spec, options, allow_empty, known)
+        if not problems:
+            break
+        feedback = "\n".join(f"- {p}" for p in problems)
+    else:
+        plan, fixes = salvage_plan(plan, known)
+        problems = _problems(plan, spec, options, allow_empty, known)
+        if problems:
+            raise PlanError("the orchestrator's plan is still invalid after one repair: " + "; ".join(problems[:3]))
+        notes.append("plan repaired after the model's repair failed: " + "; ".join(fixes[:5])
+                     + (f" (+{len(fixes) - 5} more)" if len(fixes) > 5 else ""))
+    return plan, notes
+
+
+def wire_spec_needs(plan: Plan, spec, frozen: Iterable[str] = ()) -> list[str]:
+    """Dependencies the spec declares (`needs`) that the plan left out; sentences for what is missing."""
+    needs = {name: list(role.needs) for name, role in spec.roles.items() if role.needs}
+    return wire_needs(plan, needs, frozen) if needs else []
