@@ -214,3 +214,16 @@ def test_unreviewed_run_is_saved_as_such_with_its_reason_and_exit_1(tmp_path):
     assert (outcome.run_dir / "output.md").is_file()
     info = summary_info(outcome, outcome.shared["runtime"]["llm"])
     assert any(line.startswith("  why: review round 1 failed") for line in summary_details(info))
+
+
+def test_schedule_without_a_breakdown_is_reported_not_a_crash(tmp_path):
+    plan = {"notes": "", "tasks": [{"id": "s", "title": "Schedule", "role": "scheduler"},
+                                   {"id": "w", "title": "Summary", "role": "writer", "depends_on": ["s"]}]}
+    with FakeLLMServer() as server:
+        server.responder = Script(plans=[plan])
+        outcome, events = run_workflow(server, "project", "dependency", tmp_path)
+    assert any("task 's' (scheduler) needs a 'breakdown' task" in n["message"] for n in events.of("notice"))
+    results = outcome.shared["results"]
+    assert results["s"]["state"] == "failed" and "no work breakdown" in results["s"]["error"]
+    assert results["w"]["state"] == "skipped" and outcome.document_path.is_file()
+    assert outcome.error is None and outcome.status == "failed"
