@@ -23,7 +23,6 @@ from utils.events import Event
 from utils.run.outputs import OUTPUT_SCHEMAS, Cohesion, ReviewResult
 from utils.run.plan import Plan, dependents_closure, plan_problems
 from utils.run.scheduler import Schedule, Stopped
-from utils.run.standins import offline_cohesion, offline_next_step, offline_plan, offline_review
 from utils.tools import ToolInput, run_tool
 
 DONE, FAILED, SKIPPED, PENDING = "done", "failed", "skipped", "pending"
@@ -46,7 +45,7 @@ def _input_names(shared: dict) -> list[str]:
     return list(shared.get("inputs", {}).get("inputs", []))
 
 
-async def _ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str], standin,
+async def _ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str],
                         known: dict[str, dict] | None = None, pending: list[dict] | None = None,
                         mode: str = "full", allow_empty: bool = False) -> Plan:
     """One planning call plus at most one repair round-trip with the exact problems."""
@@ -55,7 +54,7 @@ async def _ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str
         messages = planner_messages(spec=spec, goal=goal, max_tasks=options["max_tasks"], inputs=inputs,
                                     feedback=feedback, results=known, pending=pending, mode=mode)
         reply = await llm.complete(messages, model=options.get("planner_model"), schema=Plan,
-                                   temperature=0.2, purpose=PLANNING[mode], offline_reply=standin)
+                                   temperature=0.2, purpose=PLANNING[mode])
         plan: Plan = reply.data
         plan.goal = goal
         problems = plan_problems(plan, spec.roles, options["max_tasks"], allow_empty=allow_empty,
@@ -92,14 +91,8 @@ class OrchestratorNode(AsyncNode):
         if p["plan"]:
             return Plan.model_validate(p["plan"]), "saved"
         opts = p["options"]
-        standin = lambda: offline_plan(p["spec"], p["goal"], p["inputs"], opts["max_tasks"])
-        if opts["strategy"] == "dynamic":
-            first = lambda: offline_next_step(standin(), set())
-            plan = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
-                                       inputs=p["inputs"], standin=first, mode="next")
-        else:
-            plan = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
-                                       inputs=p["inputs"], standin=standin)
+        plan = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts, inputs=p["inputs"],
+                                   mode="next" if opts["strategy"] == "dynamic" else "full")
         return plan, "offline" if p["llm"].offline else "model"
 
     async def post_async(self, shared, p, exec_res):
@@ -196,11 +189,10 @@ class WorkerBatch(AsyncParallelBatchNode):
             dep_outputs={d: r.get("output", "") for d, r in deps.items()}, feedback=feedback,
             previous=item["prior"].get(task.id, {}).get("output", "") if feedback else "")
         schema = OUTPUT_SCHEMAS.get(role.output or "")
-        standin = (lambda: role.offline_data) if schema and role.offline_data else None
         reply = await item["llm"].complete(
             messages, model=role.model or item["options"].get("role_models", {}).get(task.role)
             or item["options"].get("model"), schema=schema,
-            purpose=f"task {task.id} ({task.role})", offline_reply=standin)
+            purpose=f"task {task.id} ({task.role})")
         out = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                "model": reply.model, "context_shortened": shortened}
         if schema:
@@ -258,16 +250,10 @@ class ReplanNode(AsyncNode):
         pending = [t for t in plan.tasks if t.id not in results]
         if p["rounds"] + 1 >= opts["max_rounds"]:
             return None  # bounded: no more planning rounds
-        if opts["strategy"] == "dynamic":
-            example = offline_plan(p["spec"], p["goal"], p["inputs"], opts["max_tasks"])
-            standin = lambda: offline_next_step(example, set(results))
-            mode = "next"
-        else:
-            standin = lambda: Plan(goal=p["goal"], notes=plan.notes, tasks=pending, done=not pending)
-            mode = "revise"
+        mode = "next" if opts["strategy"] == "dynamic" else "revise"
         room = dict(opts, max_tasks=max(opts["max_tasks"] - len(finished), 0))
         new = await _ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=room, inputs=p["inputs"],
-                                  standin=standin, known=known, pending=[t.model_dump() for t in pending],
+                                  known=known, pending=[t.model_dump() for t in pending],
                                   mode=mode, allow_empty=True)
         return Plan(goal=plan.goal, notes=new.notes or plan.notes, tasks=finished + new.tasks, done=new.done)
 
@@ -310,8 +296,7 @@ class ReviewerNode(AsyncNode):
         try:
             reply = await p["llm"].complete(messages, model=p["options"].get("reviewer_model"),
                                             schema=ReviewResult, temperature=0.1,
-                                            purpose=f"review round {p['round']}",
-                                            offline_reply=lambda: offline_review(done))
+                                            purpose=f"review round {p['round']}")
         except BudgetExceeded:
             raise  # the run stops (resumable); the runner records it
         except OrchError as exc:  # finished work is worth more than its review: keep it, say so
@@ -361,8 +346,7 @@ class AggregatorNode(AsyncNode):
                 reply = await p["llm"].complete(
                     cohesion_messages(spec=spec, plan=plan, sections=sections,
                                       budget_tokens=p["options"]["context_budget"] * 2),
-                    model=p["options"].get("reviewer_model"), schema=Cohesion, purpose="cohesion pass",
-                    offline_reply=lambda: offline_cohesion(plan.goal))
+                    model=p["options"].get("reviewer_model"), schema=Cohesion, purpose="cohesion pass")
                 cohesion = reply.data
             except OrchError as exc:  # the sections are worth more than the polish
                 notes.append(f"Cohesion pass skipped: {exc}")

@@ -17,7 +17,8 @@ from tests.conftest import TEST_API_KEY
 from tests.fake_llm import FakeLLMServer, Reply
 from utils.errors import BudgetExceeded, LLMError, UsageError
 from utils.events import Collector
-from utils.model.client import LLMClient, LLMSettings
+from utils.model.client import LLMClient, LLMSettings, make_model
+from utils.model.offline import OfflineModel
 from utils.model.settings import settings_from_env
 from utils.model.offline import LABEL
 
@@ -161,7 +162,8 @@ def test_retry_after_is_honoured_but_capped(fake_llm, tmp_path):
     ask(llm)
     first, second, third = fake_llm.requests
     assert second.t_in - first.t_out >= 0.19  # waited for the server's Retry-After
-    assert [e["wait_s"] for e in events.of("retry")][1] == 0.3  # an hour is capped at backoff_max_s
+    # an hour is capped at backoff_max_s, and jitter (at most base * 2**attempt) is added on top
+    assert 0.3 <= [e["wait_s"] for e in events.of("retry")][1] <= 0.3 + 0.02 + 0.001
 
 
 def test_500_then_success(fake_llm, tmp_path):
@@ -328,17 +330,22 @@ def test_llm_env_fixture_selects_the_fake_server(llm_env, tmp_path):
 
 
 def test_offline_provider_is_labelled_and_deterministic(tmp_path):
-    llm = LLMClient(LLMSettings(), home=tmp_path)
+    asked = []
+    standins = lambda purpose, schema: asked.append((purpose, schema)) or {"id": "t1", "score": 8}  # noqa: E731
+    llm = make_model(LLMSettings(), home=tmp_path, standins=standins)
+    assert isinstance(llm, OfflineModel) and llm.offline
     messages = [{"role": "user", "content": "# Goal\nA tea guide\n\n# Your task [t1]: Brew basics\nExplain steeping."}]
     a = asyncio.run(llm.complete(messages, purpose="task t1 (writer)"))
     b = asyncio.run(llm.complete(messages, purpose="task t1 (writer)"))
     assert a.text == b.text and a.offline and a.text.startswith(LABEL)
     assert "Brew basics" in a.text and "Explain steeping." in a.text and "A tea guide" in a.text
-    out = asyncio.run(llm.complete(messages, schema=Verdict, offline_reply=lambda: {"id": "t1", "score": 8}))
-    assert out.data == Verdict(id="t1", score=8)
+    assert asked == []  # text calls get the placeholder, never a stand-in
+    out = asyncio.run(llm.complete(messages, schema=Verdict, purpose="review round 1"))
+    assert out.data == Verdict(id="t1", score=8) and asked == [("review round 1", Verdict)]
     assert llm.totals.calls == 3 and llm.totals.prompt_tokens > 0
+    llm.standins = lambda purpose, schema: {"id": "t1", "score": 80}
     with pytest.raises(LLMError, match="offline stand-in did not match"):
-        asyncio.run(llm.complete(messages, schema=Verdict, offline_reply=lambda: {"id": "t1", "score": 80}))
+        asyncio.run(llm.complete(messages, schema=Verdict))
 
 
 # -- the fake server's own coordination helpers ------------------------------------------------------
@@ -369,7 +376,7 @@ def test_fake_server_wait_for_and_models(fake_llm, tmp_path):
 
 
 def test_retry_after_header_forms():
-    from utils.model.client import _retry_after
+    from utils.model.transport import retry_after as _retry_after
 
     assert _retry_after({"retry-after-ms": "250"}) == 0.25
     assert _retry_after({"retry-after": "2"}) == 2.0

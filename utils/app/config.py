@@ -19,6 +19,7 @@ from utils.app.runner import DEFAULT_OPTIONS
 class Price(BaseModel):
     input: float = Field(ge=0, description="USD per 1M prompt tokens")
     output: float = Field(ge=0, description="USD per 1M completion tokens")
+    cached_input: float | None = Field(default=None, ge=0, description="USD per 1M cached prompt tokens")
 
 
 class ConfigFile(BaseModel):
