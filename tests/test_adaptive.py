@@ -167,3 +167,19 @@ def test_base_urls_are_shown_without_credentials_or_query():
     assert safe_base_url(None) is None
     llm = LLMClient(settings("http://me:sk-SECRET@127.0.0.1:9/v1?key=SECRET2"))
     assert "SECRET" not in llm.base_url
+
+
+def test_credentials_in_the_base_url_are_never_saved(fake_llm, tmp_path):
+    from tests.scripted import Script
+    from tests.test_resume import SIX_SECTIONS, cli_env, fast_config, only_run, run_main
+
+    fake_llm.responder = Script(plans=[SIX_SECTIONS])
+    url = fake_llm.base_url.replace("http://", "http://admin:sk-URLSECRET99@")
+    out = tmp_path / "runs"
+    done = run_main(["--example", "blog", "--no-cache", "--output-dir", str(out), "--max-revisions", "0",
+                     "--config", str(fast_config(tmp_path / "fast.yaml"))], cli_env(tmp_path / "home", url))
+    assert done.code == 0, done.explain()
+    assert "URLSECRET" not in done.output
+    run_dir = only_run(out)
+    saved = "".join(p.read_text(encoding="utf-8", errors="replace") for p in run_dir.rglob("*") if p.is_file())
+    assert "URLSECRET" not in saved and fake_llm.base_url in saved  # stored, but without the credentials

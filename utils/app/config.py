@@ -37,6 +37,7 @@ class ConfigFile(BaseModel):
     output_dir: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0, le=20)
+    retry_deadline_s: float | None = Field(default=None, gt=0, le=3600)
     backoff_base_s: float | None = Field(default=None, ge=0, le=600)
     backoff_max_s: float | None = Field(default=None, ge=0, le=3600)
     max_concurrency: int | None = Field(default=None, ge=1)
