@@ -458,17 +458,17 @@ def test_cached_prompt_tokens_are_counted_and_priced(fake_llm, tmp_path):
     assert plain.totals.cost_usd == pytest.approx((1000 * 1.0 + 100 * 10.0) / 1e6)  # no cached price: input price
 
 
-def test_the_sdk_import_starts_when_the_client_is_made():
+def test_the_http_import_starts_when_the_client_is_made():
     import subprocess
     import sys
 
     code = ("import sys, threading\n"
             "from utils.model.client import LLMClient\nfrom utils.model.settings import LLMSettings\n"
-            "assert 'openai' not in sys.modules\n"
+            "assert 'httpx' not in sys.modules\n"
             "LLMClient(LLMSettings(provider='openai', base_url='http://127.0.0.1:9/v1'))\n"
-            "t = [t for t in threading.enumerate() if t.name == 'openai-import']\n"
+            "t = [t for t in threading.enumerate() if t.name == 'http-import']\n"
             "t[0].join(30) if t else None\n"
-            "print('openai' in sys.modules)\n")
+            "print('httpx' in sys.modules)\n")
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "True", done.stderr

@@ -3,8 +3,8 @@
 Everything that talks to a model goes through `complete()`, so retries, the run-wide concurrency
 limit, the response cache, the token budget, structured output, the call log and the usage totals
 are implemented once. `make_model` picks the real client or the offline model once, when a run's
-model is made, and both answer the same `complete()`. This is the ONE retry layer: the SDK's own
-retries are off, and nodes never retry. Error messages are one line, name the task (`purpose`) and
+model is made, and both answer the same `complete()`. This is the ONE retry layer: there is no SDK
+underneath retrying on its own (utils/model/transport.py speaks HTTP), and nodes never retry. Error messages are one line, name the task (`purpose`) and
 never contain the API key or the credentials of a base URL.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ class LLMClient:
         self.totals = Totals()
         self.cache = ResponseCache(home)
         self.json_schema_supported: bool | None = None  # learnt from the server on first structured call
-        self.transport = Transport(settings)  # starts importing the SDK in the background
+        self.transport = Transport(settings)  # starts importing httpx in the background
         self.limit = AdaptiveLimit(settings.max_concurrency)
         self._reserved = 0
 

@@ -36,7 +36,7 @@ class LLMSettings:
     base_url: str | None = None
     api_key: str | None = field(default=None, repr=False)  # never logged, never saved
     timeout_s: float = 60.0
-    max_retries: int | None = None   # the ONE retry layer (SDK max_retries=0); None: until the deadline
+    max_retries: int | None = None   # the ONE retry layer; None: no count, only the deadline
     retry_deadline_s: float = 120.0  # a transient failure is retried until the call is this old
     backoff_base_s: float = 0.5; backoff_max_s: float = 20.0
     max_concurrency: int = 8         # run-wide ceiling of calls in flight; 429s lower it adaptively
