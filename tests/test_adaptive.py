@@ -183,3 +183,22 @@ def test_credentials_in_the_base_url_are_never_saved(fake_llm, tmp_path):
     run_dir = only_run(out)
     saved = "".join(p.read_text(encoding="utf-8", errors="replace") for p in run_dir.rglob("*") if p.is_file())
     assert "URLSECRET" not in saved and fake_llm.base_url in saved  # stored, but without the credentials
+
+
+def test_a_server_never_reached_gets_a_short_deadline(monkeypatch):
+    """Connection refused before any answer is more likely a wrong port than an outage: the user
+    hears so in seconds, not after the 2-minute outage deadline."""
+    import socket
+
+    import utils.model.client as client_module
+
+    monkeypatch.setattr(client_module, "UNREACHED_DEADLINE_S", 0.5)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    llm = LLMClient(settings(f"http://127.0.0.1:{port}/v1", backoff_base_s=0.05, backoff_max_s=0.1,
+                             retry_deadline_s=5.0))
+    started = time.monotonic()
+    with pytest.raises(LLMError, match="cannot reach"):
+        asyncio.run(llm.complete([{"role": "user", "content": "hi"}], purpose="planning"))
+    assert time.monotonic() - started < 3.0

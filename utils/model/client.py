@@ -32,6 +32,7 @@ from utils.model.transport import Answer, Fatal, Rejected, Transient, Transport
 
 REPLY_RESERVE = 1024  # reply tokens a call reserves under a token budget when it sets no max_tokens
 MIN_REPLY = 512       # ...and the fewest it may be cut to before the budget counts as spent
+UNREACHED_DEADLINE_S = 15.0  # a server never reached yet is more likely a wrong URL than an outage
 
 
 def make_model(settings: LLMSettings, *, emit: Emit = null_emit, home: Path | None = None,
@@ -64,6 +65,7 @@ class LLMClient:
         self.transport = Transport(settings)  # starts importing httpx in the background
         self.limit = AdaptiveLimit(settings.max_concurrency)
         self._reserved = 0
+        self._reached = False  # has any request of this client been answered?
 
     @property
     def base_url(self) -> str:
@@ -193,6 +195,7 @@ class LLMClient:
             try:
                 ans = await self.transport.send(messages, model, temperature, max_tokens, response_format)
                 self.limit.succeeded()
+                self._reached = True
                 return ans
             except Transient as exc:
                 failure = exc
@@ -207,8 +210,11 @@ class LLMClient:
             finally:
                 self.limit.release()
             wait = backoff(attempt, failure.retry_after, base=s.backoff_base_s, cap=s.backoff_max_s)
+            deadline = s.retry_deadline_s
+            if failure.refused and not self._reached:
+                deadline = min(deadline, UNREACHED_DEADLINE_S)
             if (s.max_retries is not None and attempt >= s.max_retries) or \
-                    time.monotonic() - started + wait > s.retry_deadline_s:
+                    time.monotonic() - started + wait > deadline:
                 tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
                 raise self._error(purpose, f"{failure.final} after {tries}{failure.detail}") from None
             attempt += 1

@@ -39,10 +39,10 @@ class Transient(Exception):
     """Worth retrying; `final` is the give-up message, `overload` marks a 429."""
 
     def __init__(self, reason: str, final: str, detail: str = "", retry_after: float | None = None,
-                 overload: bool = False) -> None:
+                 overload: bool = False, refused: bool = False) -> None:
         super().__init__(reason)
         self.reason, self.final, self.detail = reason, final, detail
-        self.retry_after, self.overload = retry_after, overload
+        self.retry_after, self.overload, self.refused = retry_after, overload, refused
 
 
 class Rejected(Exception):
@@ -199,7 +199,7 @@ class Transport:
             return self._timeout()
         if "Connect" in name:
             return Transient(f"connection failed: {cause}", f"cannot reach {self.shown_url}",
-                             " (is the server running? is the base URL right?)")
+                             " (is the server running? is the base URL right?)", refused=True)
         detail = " ".join(str(cause).split())[:160] or name or "connection closed"
         return Transient(f"connection lost: {detail}", f"connection to {self.shown_url} lost", f": {detail}")
 
