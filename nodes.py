@@ -24,7 +24,6 @@ from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_mod
 from utils.run.plan import Plan, bounded_rerun
 from utils.run.planning import ask_for_plan, wire_spec_needs
 from utils.run.scheduler import Schedule, Stopped
-from utils.run.standins import offline_cohesion, offline_next_step, offline_plan, offline_review
 from utils.tools import ToolInput, run_tool
 
 DONE, FAILED, SKIPPED, PENDING = "done", "failed", "skipped", "pending"
@@ -75,14 +74,8 @@ class OrchestratorNode(AsyncNode):
         if p["plan"]:
             return Plan.model_validate(p["plan"]), "saved", []
         opts = p["options"]
-        standin = lambda: offline_plan(p["spec"], p["goal"], p["inputs"], opts["max_tasks"])
-        if opts["strategy"] == "dynamic":
-            first = lambda: offline_next_step(standin(), set())
-            plan, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
-                                              inputs=p["inputs"], standin=first, mode="next")
-        else:
-            plan, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
-                                              inputs=p["inputs"], standin=standin)
+        plan, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
+                                          inputs=p["inputs"], mode="next" if opts["strategy"] == "dynamic" else "full")
         notes += wire_spec_needs(plan, p["spec"])
         return plan, "offline" if p["llm"].offline else "model", notes
 
@@ -181,11 +174,10 @@ class WorkerBatch(AsyncParallelBatchNode):
             dep_outputs={d: r.get("output", "") for d, r in deps.items()}, feedback=feedback,
             previous=item["prior"].get(task.id, {}).get("output", "") if feedback else "")
         schema = output_model(role.output, spec.roles)
-        standin = (lambda: role.offline_data) if schema and role.offline_data else None
         reply = await item["llm"].complete(
             messages, model=role.model or item["options"].get("role_models", {}).get(task.role)
             or item["options"].get("model"), schema=schema,
-            purpose=f"task {task.id} ({task.role})", offline_reply=standin)
+            purpose=f"task {task.id} ({task.role})")
         out = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
                "model": reply.model, "context_shortened": shortened}
         if schema:
@@ -243,17 +235,11 @@ class ReplanNode(AsyncNode):
         pending = [t for t in plan.tasks if t.id not in results]
         if p["rounds"] + 1 >= opts["max_rounds"]:
             return None  # bounded: no more planning rounds
-        if opts["strategy"] == "dynamic":
-            example = offline_plan(p["spec"], p["goal"], p["inputs"], opts["max_tasks"])
-            standin = lambda: offline_next_step(example, set(results))
-            mode = "next"
-        else:
-            standin = lambda: Plan(goal=p["goal"], notes=plan.notes, tasks=pending, done=not pending)
-            mode = "revise"
+        mode = "next" if opts["strategy"] == "dynamic" else "revise"
         room = dict(opts, max_tasks=max(opts["max_tasks"] - len(finished), 0))
         try:
             new, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=room,
-                                             inputs=p["inputs"], standin=standin, known=known,
+                                             inputs=p["inputs"], known=known,
                                              pending=[t.model_dump() for t in pending], mode=mode, allow_empty=True)
         except BudgetExceeded as exc:  # a stop, not a failure: what is done gets assembled
             return {"stopped": str(exc)}
@@ -316,8 +302,7 @@ class ReviewerNode(AsyncNode):
         try:
             reply = await p["llm"].complete(messages, model=p["options"].get("reviewer_model"),
                                             schema=schema, temperature=0.1,
-                                            purpose=f"review round {p['round']}",
-                                            offline_reply=lambda: offline_review(done))
+                                            purpose=f"review round {p['round']}")
         except BudgetExceeded as exc:  # a stop: the document is still assembled, resumable
             return {"stopped": str(exc)}
         except OrchError as exc:  # a failed review is not an approval: keep the work, say it is unreviewed
@@ -388,7 +373,7 @@ class AggregatorNode(AsyncNode):
                     cohesion_messages(spec=spec, plan=plan, sections=sections,
                                       budget_tokens=p["options"]["context_budget"] * 2),
                     model=p["options"].get("reviewer_model"), schema=cohesion_model([s[0] for s in sections]),
-                    purpose="cohesion pass", offline_reply=lambda: offline_cohesion(plan.goal))
+                    purpose="cohesion pass")
                 cohesion = Cohesion.model_validate(reply.data.model_dump())
             except OrchError as exc:  # the sections are worth more than the polish; said, not hidden
                 notes.append(f"Cohesion pass skipped: {exc}")

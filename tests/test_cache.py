@@ -75,3 +75,10 @@ def test_default_home_reads_env_each_call(monkeypatch, tmp_path: Path):
     assert ResponseCache().root == tmp_path / "two" / "cache"
     monkeypatch.delenv("ORCH_HOME")
     assert default_home() == Path.home() / ".orchestrator"
+
+
+def test_key_covers_the_provider_and_the_server():
+    k = key(provider="openai", base_url="http://127.0.0.1:8001/v1")
+    assert k != key(provider="openai", base_url="http://127.0.0.1:8002/v1")
+    assert k != key(provider="other", base_url="http://127.0.0.1:8001/v1")
+    assert k == key(provider="openai", base_url="http://127.0.0.1:8001/v1")

@@ -17,7 +17,8 @@ from tests.conftest import TEST_API_KEY
 from tests.fake_llm import FakeLLMServer, Reply
 from utils.errors import BudgetExceeded, LLMError, UsageError
 from utils.events import Collector
-from utils.model.client import LLMClient, LLMSettings
+from utils.model.client import LLMClient, LLMSettings, make_model
+from utils.model.offline import OfflineModel
 from utils.model.settings import settings_from_env
 from utils.model.offline import LABEL
 
@@ -161,7 +162,8 @@ def test_retry_after_is_honoured_but_capped(fake_llm, tmp_path):
     ask(llm)
     first, second, third = fake_llm.requests
     assert second.t_in - first.t_out >= 0.19  # waited for the server's Retry-After
-    assert [e["wait_s"] for e in events.of("retry")][1] == 0.3  # an hour is capped at backoff_max_s
+    # an hour is capped at backoff_max_s, and jitter (at most base * 2**attempt) is added on top
+    assert 0.3 <= [e["wait_s"] for e in events.of("retry")][1] <= 0.3 + 0.02 + 0.001
 
 
 def test_500_then_success(fake_llm, tmp_path):
@@ -328,17 +330,22 @@ def test_llm_env_fixture_selects_the_fake_server(llm_env, tmp_path):
 
 
 def test_offline_provider_is_labelled_and_deterministic(tmp_path):
-    llm = LLMClient(LLMSettings(), home=tmp_path)
+    asked = []
+    standins = lambda purpose, schema: asked.append((purpose, schema)) or {"id": "t1", "score": 8}  # noqa: E731
+    llm = make_model(LLMSettings(), home=tmp_path, standins=standins)
+    assert isinstance(llm, OfflineModel) and llm.offline
     messages = [{"role": "user", "content": "# Goal\nA tea guide\n\n# Your task [t1]: Brew basics\nExplain steeping."}]
     a = asyncio.run(llm.complete(messages, purpose="task t1 (writer)"))
     b = asyncio.run(llm.complete(messages, purpose="task t1 (writer)"))
     assert a.text == b.text and a.offline and a.text.startswith(LABEL)
     assert "Brew basics" in a.text and "Explain steeping." in a.text and "A tea guide" in a.text
-    out = asyncio.run(llm.complete(messages, schema=Verdict, offline_reply=lambda: {"id": "t1", "score": 8}))
-    assert out.data == Verdict(id="t1", score=8)
+    assert asked == []  # text calls get the placeholder, never a stand-in
+    out = asyncio.run(llm.complete(messages, schema=Verdict, purpose="review round 1"))
+    assert out.data == Verdict(id="t1", score=8) and asked == [("review round 1", Verdict)]
     assert llm.totals.calls == 3 and llm.totals.prompt_tokens > 0
+    llm.standins = lambda purpose, schema: {"id": "t1", "score": 80}
     with pytest.raises(LLMError, match="offline stand-in did not match"):
-        asyncio.run(llm.complete(messages, schema=Verdict, offline_reply=lambda: {"id": "t1", "score": 80}))
+        asyncio.run(llm.complete(messages, schema=Verdict))
 
 
 # -- the fake server's own coordination helpers ------------------------------------------------------
@@ -369,9 +376,99 @@ def test_fake_server_wait_for_and_models(fake_llm, tmp_path):
 
 
 def test_retry_after_header_forms():
-    from utils.model.client import _retry_after
+    from utils.model.transport import retry_after as _retry_after
 
     assert _retry_after({"retry-after-ms": "250"}) == 0.25
     assert _retry_after({"retry-after": "2"}) == 2.0
     assert _retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a past date
     assert _retry_after({"retry-after": "soon"}) is None and _retry_after({}) is None
+
+
+# -- the lean client: cache key, hard budget, call log, cached tokens, early SDK import ---------------
+def test_two_servers_with_the_same_model_name_do_not_share_answers(orch_home):
+    with FakeLLMServer() as one, FakeLLMServer() as two:
+        one.push("from one")
+        two.push("from two")
+        assert ask(client(one, None, cache=True)).text == "from one"
+        assert ask(client(two, None, cache=True)).text == "from two"  # not the first server's answer
+        assert ask(client(one, None, cache=True)).cached  # the same server still hits
+    assert len(one.requests) == 1 and len(two.requests) == 1
+
+
+def _metered_by_max_tokens(req):
+    """A server that writes 2,000 tokens unless `max_tokens` stops it earlier, like a real one."""
+    limit = req.body.get("max_tokens") or 2000
+    return Reply(text="x" * (4 * limit), usage={"prompt_tokens": 25, "completion_tokens": limit})
+
+
+def test_token_budget_is_a_hard_cap_for_concurrent_calls(fake_llm, tmp_path):
+    fake_llm.responder = _metered_by_max_tokens
+    llm = client(fake_llm, tmp_path, max_tokens_total=4000, max_concurrency=8)
+
+    async def four():
+        return await asyncio.gather(*[llm.complete([{"role": "user", "content": f"part {i} " * 100}])
+                                      for i in range(4)], return_exceptions=True)
+
+    results = asyncio.run(four())
+    spent = llm.totals.prompt_tokens + llm.totals.completion_tokens
+    assert spent <= 4000, spent  # it was 8,200 when calls sent no max_tokens
+    assert all(r.body.get("max_tokens") for r in fake_llm.requests)  # each call sends what it reserved
+    refused = [r for r in results if isinstance(r, BudgetExceeded)]
+    assert refused and "reserved by calls in flight" in str(refused[0])
+    assert len(fake_llm.requests) + len(refused) == 4
+
+
+def test_call_log_covers_answered_cached_failed_and_offline_calls(fake_llm, orch_home):
+    events = Collector()
+    secret_prompt = [{"role": "user", "content": f"my key is {TEST_API_KEY}, summarise tea"}]
+    fake_llm.push(Reply(text="Tea, briefly.", usage={"prompt_tokens": 12, "completion_tokens": 3,
+                                                     "prompt_tokens_details": {"cached_tokens": 8}}))
+    llm = client(fake_llm, None, emit=events, cache=True)
+    ask(llm, secret_prompt, purpose="task t1 (writer)")
+    ask(llm, secret_prompt, purpose="task t1 (writer)")  # cached
+    fake_llm.fail_next(500, n=3)
+    with pytest.raises(LLMError):
+        ask(llm, USER, purpose="task t2 (writer)")
+    offline = make_model(LLMSettings(), emit=events)
+    asyncio.run(offline.complete(USER, purpose="task t3 (writer)"))
+    first, cached, failed, off = events.of("call")
+    assert set(first) == {"purpose", "model", "messages", "reply", "prompt_tokens", "completion_tokens",
+                          "cached_tokens", "latency_s", "cached", "offline", "retries", "error"}
+    assert (first["purpose"], first["reply"], first["prompt_tokens"], first["cached_tokens"]) == \
+        ("task t1 (writer)", "Tea, briefly.", 12, 8)
+    assert first["latency_s"] > 0 and not first["cached"] and first["error"] is None
+    assert cached["cached"] and cached["reply"] == "Tea, briefly."
+    assert failed["retries"] == 2 and "server error 500" in failed["error"] and failed["reply"] is None
+    assert off["offline"] and off["reply"].startswith(LABEL)
+    import json
+    assert TEST_API_KEY not in json.dumps(events.of("call")) and "***" in first["messages"][0]["content"]
+
+
+def test_cached_prompt_tokens_are_counted_and_priced(fake_llm, tmp_path):
+    fake_llm.push(Reply(text="a", usage={"prompt_tokens": 1000, "completion_tokens": 100,
+                                         "prompt_tokens_details": {"cached_tokens": 600}}),
+                  Reply(text="b", usage={"prompt_tokens": 1000, "completion_tokens": 100,
+                                         "prompt_tokens_details": {"cached_tokens": 600}}))
+    priced = client(fake_llm, tmp_path, prices={"fake-model": {"input": 1.0, "output": 10.0, "cached_input": 0.1}})
+    out = ask(priced)
+    assert out.cached_tokens == 600 and priced.totals_dict()["cached_tokens"] == 600
+    assert priced.totals.cost_usd == pytest.approx((400 * 1.0 + 600 * 0.1 + 100 * 10.0) / 1e6)
+    plain = client(fake_llm, tmp_path, prices={"fake-model": {"input": 1.0, "output": 10.0}})
+    ask(plain)
+    assert plain.totals.cost_usd == pytest.approx((1000 * 1.0 + 100 * 10.0) / 1e6)  # no cached price: input price
+
+
+def test_the_http_import_starts_when_the_client_is_made():
+    import subprocess
+    import sys
+
+    code = ("import sys, threading\n"
+            "from utils.model.client import LLMClient\nfrom utils.model.settings import LLMSettings\n"
+            "assert 'httpx' not in sys.modules\n"
+            "LLMClient(LLMSettings(provider='openai', base_url='http://127.0.0.1:9/v1'))\n"
+            "t = [t for t in threading.enumerate() if t.name == 'http-import']\n"
+            "t[0].join(30) if t else None\n"
+            "print('httpx' in sys.modules)\n")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "True", done.stderr

@@ -3,14 +3,14 @@ import asyncio
 
 from tests.fake_llm import Reply
 from tests.scripted import Script, request_kind
-from utils.model.client import LLMClient, LLMSettings
+from utils.model.client import LLMClient, LLMSettings, make_model
 from utils.app.routing import choose_workflow
 from utils.run.spec import pick_workflow
 
 
 def client(server=None):
     if server is None:
-        return LLMClient(LLMSettings(provider="offline", cache=False))
+        return make_model(LLMSettings(provider="offline", cache=False))
     return LLMClient(LLMSettings(provider="openai", base_url=server.base_url, api_key="sk-test", cache=False,
                                  max_retries=0, backoff_base_s=0.001))
 

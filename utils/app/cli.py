@@ -15,6 +15,7 @@ from typing import Any
 from utils.app.config import home, load_config, resolve_options
 from utils.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, OrchError, UsageError
 from utils.events import Event
+from utils.model.settings import safe_base_url
 
 MAX_TOPIC_CHARS = 2000
 
@@ -110,7 +111,7 @@ def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
 def make_llm(args: Any, cfg, emit, *, budget: int | None = None):
     """The run's LLM client. `budget` is the run's effective `max_tokens_total` (a resumed run's
     saved budget unless the flag overrides it); without it the flag/config value applies."""
-    from utils.model.client import LLMClient
+    from utils.model.client import make_model
     from utils.model.settings import settings_from_env
 
     overrides = {k: v for k, v in {
@@ -120,7 +121,7 @@ def make_llm(args: Any, cfg, emit, *, budget: int | None = None):
     config = cfg.model_dump(exclude={"models", "prices"}, exclude_none=True)
     config["prices"] = {k: v.model_dump() for k, v in cfg.prices.items()} or None
     settings = settings_from_env(overrides, config)
-    return LLMClient(settings, emit=emit, home=home())
+    return make_model(settings, emit=emit, home=home())
 
 
 def carry_totals(llm, saved: dict | None) -> None:
@@ -203,7 +204,7 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
     shared = new_shared(goal=goal, spec=spec, options=options, inputs=inputs, llm=llm, emit=on_event, saved=saved)
     flow = build_plan_flow() if options.get("plan_only") else build_flow(options["strategy"])
     meta = {"version": getattr(args, "_version", None), "provider": llm.settings.provider,
-            "model": llm.settings.model, "base_url": llm.settings.base_url, "engine": engine_name(),
+            "model": llm.settings.model, "base_url": safe_base_url(llm.settings.base_url), "engine": engine_name(),
             "strategy": options["strategy"], "resumed": bool(saved)}
     with display:
         outcome = execute(shared, flow, store, meta=meta)

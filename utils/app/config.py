@@ -19,6 +19,7 @@ from utils.app.runner import DEFAULT_OPTIONS
 class Price(BaseModel):
     input: float = Field(ge=0, description="USD per 1M prompt tokens")
     output: float = Field(ge=0, description="USD per 1M completion tokens")
+    cached_input: float | None = Field(default=None, ge=0, description="USD per 1M cached prompt tokens")
 
 
 class ConfigFile(BaseModel):
@@ -36,6 +37,7 @@ class ConfigFile(BaseModel):
     output_dir: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
     max_retries: int | None = Field(default=None, ge=0, le=20)
+    retry_deadline_s: float | None = Field(default=None, gt=0, le=3600)
     backoff_base_s: float | None = Field(default=None, ge=0, le=600)
     backoff_max_s: float | None = Field(default=None, ge=0, le=3600)
     max_concurrency: int | None = Field(default=None, ge=1)

@@ -25,6 +25,7 @@ from utils.app.cli import check_topic, engine_name, make_llm, output_dir, summar
 from utils.app.config import home, resolve_options
 from utils.errors import OrchError, UsageError
 from utils.events import Event
+from utils.model.settings import safe_base_url
 from utils.run.plan import Plan, outline, plan_problems
 from utils.app.render import plan_lines
 from utils.app.render_plain import notice_line, retry_line, write_line
@@ -296,7 +297,7 @@ class Session:
                             emit=on_event)
         shared["plan"] = plan.model_dump()  # preset: the orchestrator node uses it, no model call
         meta = {"version": getattr(self.args, "_version", None), "provider": llm.settings.provider,
-                "model": llm.settings.model, "base_url": llm.settings.base_url, "engine": engine_name(),
+                "model": llm.settings.model, "base_url": safe_base_url(llm.settings.base_url), "engine": engine_name(),
                 "strategy": options["strategy"], "resumed": False, "interactive": True,
                 "plan_source": self.plan_source, "plan_note": self.plan_note}
         say(f"Running {len(plan.tasks)} tasks ({options['strategy']}, {options['max_workers']} workers) "

@@ -33,8 +33,7 @@ async def choose_workflow(llm, topic: str) -> tuple[str, str]:
     schema = _choice_model(names)
     try:
         reply = await llm.complete(route_messages(topic, names), schema=schema, temperature=0.0,
-                                   purpose="choosing a workflow",
-                                   offline_reply=lambda: schema(workflow=fallback, reason="keyword match"))
+                                   purpose="choosing a workflow")
     except LLMError as exc:
         return fallback, f"keyword match; the model could not choose: {exc}"
     return reply.data.workflow, reply.data.reason or "chosen by the model"

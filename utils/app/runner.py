@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable
 from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError
 from utils.events import Emit, Event
 from utils.run.runstore import RunStore
+from utils.run.standins import RunStandIns
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "strategy": "dependency", "max_workers": 4, "max_tasks": 12, "max_revisions": 1, "max_rounds": 6,
@@ -49,6 +50,8 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
         shared["reviews"] = saved.get("reviews") or []
         shared["revisions_done"] = saved.get("revisions_done", 0)
         shared["rounds"] = saved.get("rounds", 0)
+    if llm.offline:  # the offline model answers from this run's spec and state (utils/run/standins.py)
+        llm.standins = RunStandIns(shared)
     return shared
 
 

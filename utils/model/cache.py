@@ -1,8 +1,9 @@
 """On-disk cache of model replies, so re-running or resuming a workflow does not pay twice.
 
-The key covers everything that changes the answer (model, messages, temperature, max_tokens, and the
-schema's name and JSON schema); it deliberately leaves out the API key and base URL so a cache file
-never holds a secret. Entries hold only the model name, the reply text and its token usage.
+The key covers everything that changes the answer (provider, base URL, model, messages, temperature,
+max_tokens, and the schema's name and JSON schema): two servers serving the same model name never
+share answers. It hashes the base URL without credentials or query and never the API key; the key
+is a hash, so a cache file never holds a secret. Entries hold only the model name, the reply text and its token usage.
 Writes go to a temp file and are moved into place with `os.replace`, so parallel workers and a
 Ctrl-C never leave a half-written entry that a later run would trip over.
 """
@@ -18,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def default_home() -> Path:
@@ -27,10 +28,13 @@ def default_home() -> Path:
 
 
 def cache_key(*, model: str, messages: list[dict[str, Any]], temperature: float | None,
-              max_tokens: int | None, schema: type[BaseModel] | None = None) -> str:
+              max_tokens: int | None, schema: type[BaseModel] | None = None, provider: str = "",
+              base_url: str | None = None) -> str:
     """sha256 of the canonical JSON of everything that determines the reply."""
     payload = {
         "v": CACHE_VERSION,
+        "provider": provider,
+        "base_url": base_url,
         "model": model,
         "messages": messages,
         "temperature": temperature,

@@ -8,29 +8,22 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
+
+from utils.errors import LLMError
+from utils.events import Emit, Event, null_emit
+from utils.model.calllog import call_event
+from utils.model.settings import Completion, LLMSettings, Totals
+from utils.model.tokens import estimate_tokens, message_text, messages_tokens  # noqa: F401 - re-exported
+
+StandIns = Callable[[str, Any], Any]
+"""`standins(purpose, schema) -> value | None`: what the offline model answers for a structured call
+(a schema instance, a dict or JSON text). Built by the app layer from the workflow spec and the run,
+so this layer never needs to know about plans or reviews."""
 
 LABEL = "> **Offline provider — no model was called.**"
 _MAX_FIELD = 220
-
-
-def estimate_tokens(text: str) -> int:
-    """Rough token count (4 characters a token): used for offline usage, budgets and missing usage."""
-    return (len(text) + 3) // 4 if text else 0
-
-
-def message_text(message: dict[str, Any]) -> str:
-    """The text of a chat message whose content is a string or a list of content parts."""
-    content = message.get("content")
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return "" if content is None else str(content)
-
-
-def messages_tokens(messages: list[dict[str, Any]]) -> int:
-    return sum(estimate_tokens(message_text(m)) for m in messages)
 
 
 def offline_text(messages: list[dict[str, Any]], purpose: str = "") -> str:
@@ -100,3 +93,49 @@ def offline_answer(messages: list[dict[str, Any]], purpose: str, schema: Any, va
     if isinstance(value, BaseModel):
         return value.model_dump_json(indent=2), None
     return (value if isinstance(value, str) else json.dumps(value, indent=2, default=str)), None
+
+
+class OfflineModel:
+    """The offline provider as a model with the real client's `complete()`: chosen once, when the
+    run's model is made (`utils.model.client.make_model`), so callers never branch on it.
+
+    Structured calls are answered by the injected `standins`; text calls get the labelled
+    placeholder. No network, no cache, no budget; usage is estimated so totals stay meaningful.
+    """
+
+    offline = True
+    base_url = None
+
+    def __init__(self, settings: LLMSettings, *, emit: Emit = null_emit, standins: StandIns | None = None,
+                 home: Path | None = None) -> None:
+        self.settings = settings
+        self.emit = emit
+        self.standins = standins
+        self.totals = Totals()
+
+    def totals_dict(self) -> dict[str, Any]:
+        return self.totals.as_dict()
+
+    async def aclose(self) -> None:
+        """Nothing to close; here so a run can treat every model alike."""
+
+    async def complete(self, messages: list[dict], *, model: str | None = None, temperature: float = 0.3,
+                       max_tokens: int | None = None, schema: Any = None, purpose: str = "") -> Completion:
+        """A deterministic, labelled stand-in for what a model would answer."""
+        model = model or self.settings.model
+        value = self.standins(purpose, schema) if self.standins is not None and schema is not None else None
+        try:
+            text, data = offline_answer(messages, purpose, schema, value)
+        except ValueError as exc:
+            error = f"{purpose}: {exc}" if purpose else str(exc)
+            self.emit(call_event(purpose=purpose, model=model, messages=messages, reply=None, key=None,
+                                 error=error, offline=True))
+            raise LLMError(error) from None
+        p_tok, c_tok = messages_tokens(messages), estimate_tokens(text)
+        t = self.totals
+        t.calls, t.prompt_tokens, t.completion_tokens = t.calls + 1, t.prompt_tokens + p_tok, t.completion_tokens + c_tok
+        self.emit(call_event(purpose=purpose, model=model, messages=messages, reply=text, key=None,
+                             prompt_tokens=p_tok, completion_tokens=c_tok, offline=True))
+        self.emit(Event("llm", t.as_dict()))
+        return Completion(text=text, data=data, prompt_tokens=p_tok, completion_tokens=c_tok, model=model,
+                          latency_s=0.0, offline=True)

@@ -9,14 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from utils.model.tokens import estimate_tokens  # noqa: F401 - the one estimator; re-exported
 from utils.run.plan import Plan, Task, outline
 
 SHORTENED = "\n\n[... shortened to fit the context budget ...]"
-
-
-def estimate_tokens(text: str) -> int:
-    """Cheap token estimate (about 4 characters a token): good enough for budgets, no tokenizer."""
-    return len(text) // 4 + 1
 
 
 def fit_outputs(outputs: dict[str, str], budget_tokens: int) -> tuple[dict[str, str], bool]:

@@ -19,7 +19,7 @@ def _problems(plan: Plan, spec, options: dict, allow_empty: bool, known: dict) -
     return problems + [f"task id '{t.id}' is already used by a finished task" for t in plan.tasks if t.id in known]
 
 
-async def ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str], standin,
+async def ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str],
                        known: dict[str, dict] | None = None, pending: list[dict] | None = None,
                        mode: str = "full", allow_empty: bool = False) -> tuple[Plan, list[str]]:
     """One planning call plus at most one repair round-trip with the exact problems; then the plan
@@ -33,7 +33,7 @@ async def ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str]
         messages = planner_messages(spec=spec, goal=goal, max_tasks=options["max_tasks"], inputs=inputs,
                                     feedback=feedback, results=known, pending=pending, mode=mode)
         reply = await llm.complete(messages, model=options.get("planner_model"), schema=schema,
-                                   temperature=0.2, purpose=PLANNING[mode], offline_reply=standin)
+                                   temperature=0.2, purpose=PLANNING[mode])
         plan = plan_from_reply(reply.data, goal)
         problems = _problems(plan, spec, options, allow_empty, known)
         if not problems:

@@ -3,13 +3,53 @@
 They come from the workflow spec (its `offline_plan`, its roles' `offline_data`), so an offline run
 exercises the real graph, scheduler, tools and assembly. Text that would be a model's prose is never
 invented here: worker text calls get the offline provider's labelled placeholder instead.
+
+`RunStandIns` is what the offline model (`utils.model.offline.OfflineModel`) is given: it answers a
+structured call by its schema and purpose from the run's shared store, so nodes call the offline
+model exactly as they call a real one.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 from utils.run.outputs import Cohesion, ReviewResult, TaskVerdict
 from utils.run.plan import Plan, Task
+
+
+class RunStandIns:
+    """`standins(purpose, schema)` for one run: reads the spec, goal, plan and results from the
+    run's shared store at the moment of the call (the store is the one source of run state)."""
+
+    def __init__(self, shared: dict) -> None:
+        self.shared = shared
+
+    def __call__(self, purpose: str, schema: Any) -> Any:
+        """Dispatch on the call's purpose, not its schema: schemas are built per run (enums of this
+        run's roles, tasks and sections), so the purpose strings of `utils.run.planning.PLANNING`,
+        the reviewer, the cohesion pass and the workers ("task t1 (role)") are the stable key."""
+        sh = self.shared
+        results = sh.get("results") or {}
+        if purpose in ("planning", "planning the next step", "re-planning"):
+            return self._plan(purpose, results)
+        if purpose.startswith("review round"):
+            return offline_review([tid for tid, r in results.items() if r.get("state") == "done"])
+        if purpose == "cohesion pass":
+            return offline_cohesion((sh.get("plan") or {}).get("goal") or sh["goal"])
+        role = re.search(r"\(([^()]+)\)\s*$", purpose)  # worker purposes read "task t1 (role)"
+        spec_role = sh["spec"].roles.get(role.group(1)) if role else None
+        return getattr(spec_role, "offline_data", None) or None
+
+    def _plan(self, purpose: str, results: dict) -> Plan:
+        sh = self.shared
+        if purpose.startswith("re-plan"):  # hybrid: the pending part of the plan, unchanged
+            plan = Plan.model_validate(sh["plan"])
+            pending = [t for t in plan.tasks if t.id not in results]
+            return Plan(goal=sh["goal"], notes=plan.notes, tasks=pending, done=not pending)
+        example = offline_plan(sh["spec"], sh["goal"], list((sh.get("inputs") or {}).get("inputs", [])),
+                               sh["options"]["max_tasks"])
+        return offline_next_step(example, set(results)) if "next step" in purpose else example
 
 
 def offline_plan(spec, goal: str, inputs: list[str], max_tasks: int) -> Plan:

@@ -1,0 +1,73 @@
+"""Time from process start to the first model request, with and without the early httpx import.
+
+`python main.py --example blog` against the fake server in this process (which refuses the key, so
+the run ends at its first request); the server stamps each
+request with `time.monotonic()`, the same clock as the parent's start stamp, so the figure is the
+real gap a user waits before the model starts working. The "no preload" variant patches
+`utils.model.transport.preload_http` out, so the `httpx` import happens only at the first request.
+The `openai` SDK, which the client no longer imports, is timed alone for comparison.
+Both variants start through the same small wrapper and alternate, median of RUNS.
+
+    python bench/bench_first_request.py
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, RunFailed, header, main_guard, median, scratch, table, verdict  # noqa: E402
+from tests.fake_llm import FakeLLMServer  # noqa: E402
+
+RUNS = 5
+TARGET_S = 0.8
+WRAPPER = ("import sys; sys.argv = ['main.py'] + sys.argv[2:]\n"
+           "import utils.model.transport as t\n"
+           "PRELOAD = {preload}\n"
+           "if not PRELOAD: t.preload_http = lambda: None\n"
+           "import main; main.entry()\n")
+
+
+def first_request_s(server: FakeLLMServer, preload: bool) -> float:
+    home = scratch("first")
+    env = {"ORCH_HOME": str(home), "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-bench",
+           "PYTHONDONTWRITEBYTECODE": "1", "NO_COLOR": "1", "PATH": "/usr/bin:/bin"}
+    server.reset()
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", WRAPPER.format(preload=preload), "x", "--example", "blog",
+                           "--no-cache", "--quiet", "--output-dir", str(home / "runs")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    if proc.returncode not in (0, 1) or not server.requests:
+        raise RunFailed(f"run exited {proc.returncode}: {proc.stderr.strip()[:200]}")
+    return server.requests[0].t_in - started
+
+
+def import_s(module: str) -> float:
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT, check=True)
+    return time.monotonic() - started
+
+
+def main() -> None:
+    header("First model request after process start")
+    with FakeLLMServer(require_key="sk-not-this-one") as server:
+        with_pre, without = [], []
+        for _ in range(RUNS):  # interleaved, so machine load hits both alike
+            with_pre.append(first_request_s(server, True))
+            without.append(first_request_s(server, False))
+    bare = median(import_s("sys") for _ in range(3))
+    sdk = median(import_s("openai") for _ in range(3)) - bare
+    a, b = median(with_pre), median(without)
+    table(["variant", "first request (s, median)", "goal", ""],
+          [["httpx imported in the background from client creation", round(a, 3), TARGET_S, verdict(a <= TARGET_S)],
+           ["httpx imported at the first request", round(b, 3), "", ""],
+           ["(for comparison: python -c 'import openai' minus bare interpreter)", round(sdk, 3), "", ""]])
+    print(f"\nratio with/without early import: {a / b:.2f}")
+
+
+if __name__ == "__main__":
+    main_guard(main)
