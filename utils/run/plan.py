@@ -12,6 +12,8 @@ from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from utils.toposort import find_cycle  # noqa: F401 - re-exported: the one cycle finder
+
 
 class Task(BaseModel):
     # Models often number tasks (`"id": 1`, `"depends_on": [1]`): accept that rather than spend a
@@ -52,36 +54,6 @@ class Plan(BaseModel):
 
     def ids(self) -> list[str]:
         return [t.id for t in self.tasks]
-
-
-def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """Return one dependency cycle as a closed path (a, b, a), or None.
-
-    Iterative DFS with colours, so a 200-task chain does not hit the recursion limit.
-    """
-    state: dict[str, int] = {}  # 1 = on stack, 2 = finished
-    for root in edges:
-        if state.get(root):
-            continue
-        stack: list[tuple[str, Iterable[str]]] = [(root, iter(edges.get(root, [])))]
-        path = [root]
-        state[root] = 1
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                path.pop()
-                state[node] = 2
-            elif child not in edges:
-                continue
-            elif state.get(child) == 1:
-                return path[path.index(child):] + [child]
-            elif not state.get(child):
-                state[child] = 1
-                path.append(child)
-                stack.append((child, iter(edges.get(child, []))))
-    return None
 
 
 def plan_problems(plan: Plan, roles: Iterable[str], max_tasks: int | None = None,
