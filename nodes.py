@@ -22,11 +22,12 @@ from utils.errors import BudgetExceeded, OrchError, PlanError
 from utils.events import Event
 from utils.run.outputs import OUTPUT_SCHEMAS, Cohesion, ReviewResult
 from utils.run.plan import Plan, dependents_closure, plan_problems
+from utils.run.results import TaskResult, TaskState
 from utils.run.scheduler import Schedule, Stopped
 from utils.run.standins import offline_cohesion, offline_next_step, offline_plan, offline_review
 from utils.tools import ToolInput, run_tool
 
-DONE, FAILED, SKIPPED, PENDING = "done", "failed", "skipped", "pending"
+DONE, FAILED, SKIPPED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING
 PLANNING = {"full": "planning", "next": "planning the next step", "revise": "re-planning"}  # error prefixes
 
 
@@ -136,10 +137,7 @@ class WorkerBatch(AsyncParallelBatchNode):
     async def exec_async(self, item):
         task, sched, emit = item["task"], item["sched"], item["emit"]
         prev = item["prior"].get(task.id, {})
-        result = {"id": task.id, "title": task.title, "role": task.role, "state": PENDING, "output": "",
-                  "data": None, "error": None, "prompt_tokens": 0, "completion_tokens": 0,
-                  "revision": prev.get("revision", -1) + 1 if prev.get("state") == DONE else 0,
-                  "worker": None, "started": None, "finished": None, "elapsed_s": 0.0, "artifacts": {}}
+        result = TaskResult.start(task, prev).as_dict()
         self._report(emit, result, "waiting")
         unmet = await sched.wait_for_dependencies(task.id)
         if unmet:
