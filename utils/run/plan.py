@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from utils.toposort import find_cycle  # noqa: F401 - re-exported: the one cycle finder
 
@@ -46,11 +46,27 @@ class Plan(BaseModel):
     tasks: list[Task] = Field(default_factory=list)
     done: bool = Field(default=False, description="dynamic strategy: true when the goal is met")
 
+    _positions: dict[str, int] = PrivateAttr(default_factory=dict)
+    _indexed: int = PrivateAttr(default=-1)
+
+    def position(self, task_id: str) -> int | None:
+        """Index of a task in plan order, via an id map built once per plan object: workers look
+        tasks up once each, and a scan per lookup would make a long run quadratic."""
+        at = self._positions.get(task_id)
+        hit = at is not None and at < len(self.tasks) and self.tasks[at].id == task_id
+        if not hit and (at is not None or self._indexed != len(self.tasks)):  # tasks changed: re-index
+            self._positions = {}
+            for i, t in enumerate(self.tasks):
+                self._positions.setdefault(t.id, i)
+            self._indexed = len(self.tasks)
+            at = self._positions.get(task_id)
+        return at
+
     def task(self, task_id: str) -> Task:
-        for t in self.tasks:
-            if t.id == task_id:
-                return t
-        raise KeyError(task_id)
+        at = self.position(task_id)
+        if at is None or self.tasks[at].id != task_id:
+            raise KeyError(task_id)
+        return self.tasks[at]
 
     def ids(self) -> list[str]:
         return [t.id for t in self.tasks]
@@ -119,7 +135,7 @@ def outline(plan: Plan, current: str | None = None, *, limit: int = 40) -> str:
     tasks = plan.tasks
     lo, hi = 0, len(tasks)
     if len(tasks) > limit:
-        at = next((i for i, t in enumerate(tasks) if t.id == current), 0)
+        at = (plan.position(current) if current is not None else None) or 0
         lo = max(0, min(at - limit // 2, len(tasks) - limit))
         hi = lo + limit
     lines = [f"(... {lo} earlier tasks not listed)"] if lo else []
