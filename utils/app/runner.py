@@ -177,6 +177,9 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     doc_path = store.write_document(shared["document"]) if shared.get("document") else None
     store.close()
     if crash is not None:
+        shared["runtime"]["emit"](Event("notice", {
+            "level": "error", "message": f"run crashed ({error}); what was done is saved in {store.dir}"
+                                         + (" with its document" if doc_path else "")}))
         raise crash
     return Outcome(status=status, exit_code=code, run_dir=store.dir, shared=shared,
                    elapsed_s=shared["meta"]["elapsed_s"], error=error, document_path=doc_path,
