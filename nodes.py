@@ -23,10 +23,11 @@ from utils.events import Event
 from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_model, review_model
 from utils.run.plan import Plan, bounded_rerun
 from utils.run.planning import ask_for_plan, wire_spec_needs
+from utils.run.results import TaskResult, TaskState
 from utils.run.scheduler import Schedule, Stopped
 from utils.tools import ToolInput, run_tool
 
-DONE, FAILED, SKIPPED, PENDING = "done", "failed", "skipped", "pending"
+DONE, FAILED, SKIPPED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING
 
 
 def _runtime(shared: dict) -> tuple[Any, Any]:
@@ -114,10 +115,7 @@ class WorkerBatch(AsyncParallelBatchNode):
     async def exec_async(self, item):
         task, sched, emit = item["task"], item["sched"], item["emit"]
         prev = item["prior"].get(task.id, {})
-        result = {"id": task.id, "title": task.title, "role": task.role, "state": PENDING, "output": "",
-                  "data": None, "error": None, "prompt_tokens": 0, "completion_tokens": 0,
-                  "revision": prev.get("revision", -1) + 1 if prev.get("state") == DONE else 0,
-                  "worker": None, "started": None, "finished": None, "elapsed_s": 0.0, "artifacts": {}}
+        result = TaskResult.start(task, prev).as_dict()
         self._report(emit, result, "waiting")
         unmet = await sched.wait_for_dependencies(task.id)
         if unmet:

@@ -100,7 +100,10 @@ def only_run(out_dir: Path) -> Path:
 
 
 def read_state(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    """The run's state as `--resume` sees it: the run.json checkpoint plus the journal after it."""
+    from utils.run.runstore import JOURNAL, replay
+
+    return replay(json.loads((run_dir / "run.json").read_text(encoding="utf-8")), run_dir / JOURNAL)
 
 
 def done_ids(state: dict) -> set[str]:
@@ -176,8 +179,9 @@ def assert_complete_document(run_dir: Path, sections=WRITERS) -> str:
 
 # ---------------------------------------------------------------- run.json is written as the run goes
 
-def test_run_json_is_on_disk_after_the_plan_and_after_every_task(fake_llm, tmp_path):
-    """The store listens to events: at the moment each task ends, its result is already in run.json."""
+def test_the_run_state_is_on_disk_after_the_plan_and_after_every_task(fake_llm, tmp_path):
+    """The store listens to events: once each task ends (and the journal writer has caught up), its
+    result is part of the state a resume reads."""
     from flows import build_flow
     from utils.model.client import LLMClient, LLMSettings
     from utils.app.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
@@ -190,6 +194,8 @@ def test_run_json_is_on_disk_after_the_plan_and_after_every_task(fake_llm, tmp_p
     seen: list[str] = []
 
     def check_disk(event) -> None:  # runs right after the store saw the same event
+        if event.kind in ("plan", "task"):
+            store.flush()
         if event.kind == "plan":
             assert read_state(run_dir)["plan"]["tasks"] == event.data["plan"]["tasks"]
             seen.append("plan")
@@ -234,9 +240,11 @@ def test_review_rounds_and_planning_rounds_are_saved_as_they_happen(tmp_path):
     store(Event("plan", {"plan": SIX_SECTIONS, "round": 2, "source": "replan"}))
     store(Event("review", {"round": 1, "score": 4, "revise": [{"id": "t2", "feedback": "more"}],
                            "rerun": ["t2", "t5"]}))
+    store.flush()
     state = read_state(tmp_path)
     assert state["rounds"] == 2 and state["revisions_done"] == 1 and state["reviews"][0]["rerun"] == ["t2", "t5"]
     store(Event("review", {"round": 2, "score": 9, "revise": [], "rerun": []}))
+    store.flush()
     assert read_state(tmp_path)["revisions_done"] == 1 and len(read_state(tmp_path)["reviews"]) == 2
 
 
@@ -354,6 +362,111 @@ def test_failed_tasks_run_again_on_resume_and_finished_ones_do_not(fake_llm, tmp
     again = Counter(task_id(r) for r in fake_llm.requests[before:] if request_kind(r) == "worker")
     assert again == Counter({"t4": 1, "t6": 1})
     assert_complete_document(run_dir)
+
+
+def test_resume_of_a_finished_run_says_it_is_complete_and_makes_no_call(fake_llm, tmp_path):
+    fake_llm.responder = Script(plans=[SIX_SECTIONS], worker=Gate(set()).worker)
+    out = tmp_path / "runs"
+    env = cli_env(tmp_path / "home", fake_llm.base_url)
+    args = ["--no-cache", "--output-dir", str(out), "--config", str(fast_config(tmp_path / "fast.yaml"))]
+    first = run_main(["--example", "blog", *args], env)
+    assert first.code == 0, first.explain()
+    run_dir = only_run(out)
+    doc, state_before = (run_dir / "output.md").read_text(encoding="utf-8"), read_state(run_dir)
+    before = len(fake_llm.requests)
+    again = run_main(["--resume", str(run_dir), *args], env)
+    assert again.code == 0, again.explain()
+    assert "already complete" in again.output
+    assert len(fake_llm.requests) == before, "resuming a finished run must not call the model"
+    assert (run_dir / "output.md").read_text(encoding="utf-8") == doc
+    assert read_state(run_dir)["status"] == "ok" and read_state(run_dir)["results"] == state_before["results"]
+
+
+def _offline_shared(tmp_path, store, plan: dict):
+    from utils.app.runner import DEFAULT_OPTIONS, new_shared
+    from utils.model.client import LLMSettings, make_model
+    from utils.run.spec import load_spec
+
+    llm = make_model(LLMSettings(provider="offline", cache=False))
+    shared = new_shared(goal=plan["goal"], spec=load_spec("blog"), options={**DEFAULT_OPTIONS, "max_workers": 2},
+                        inputs={"inputs": [], "data": None}, llm=llm, emit=store)
+    shared["plan"] = plan
+    return shared
+
+
+@pytest.mark.parametrize("where", ["ReviewerNode", "OrchestratorNode"])
+def test_a_crash_in_a_node_is_saved_as_crashed_and_the_done_work_is_assembled(tmp_path, monkeypatch, where):
+    """Any exception that is not the app's own error: status `crashed` with the error, the bug still
+    surfaces, and when tasks are done output.md holds them."""
+    import nodes
+    from flows import build_flow
+    from utils.app.runner import execute
+    from utils.run.runstore import RunStore, new_run_dir
+
+    async def boom(self, prep_res):
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(getattr(nodes, where), "exec_async", boom)
+    run_dir = new_run_dir(tmp_path / "runs", "crash", "blog")
+    store = RunStore(run_dir)
+    shared = _offline_shared(tmp_path, store, SIX_SECTIONS)
+    with pytest.raises(RuntimeError, match="injected fault"):
+        execute(shared, build_flow("dependency"), store, meta={})
+    state = read_state(run_dir)
+    assert state["status"] == "crashed" and state["stopped"] == "RuntimeError: injected fault"
+    if where == "ReviewerNode":  # all tasks were done before the crash
+        assert done_ids(state) == {"t1", *WRITERS}
+        doc = (run_dir / "output.md").read_text(encoding="utf-8")
+        assert "crashed" in doc and doc.count("## ") >= len(WRITERS)
+    else:  # nothing done: no document pretending otherwise
+        assert not done_ids(state) and not (run_dir / "output.md").exists()
+
+
+def _hand_made_run(tmp_path, tasks: list[tuple[str, list[str]]]) -> Path:
+    from utils.app.runner import DEFAULT_OPTIONS
+
+    run_dir = tmp_path / "runs" / "20260101-000000-blog-edited"
+    run_dir.mkdir(parents=True)
+    plan = {"goal": "Edited by hand", "tasks": [{"id": tid, "title": f"Task {tid}", "role": "writer",
+                                                 "depends_on": deps} for tid, deps in tasks]}
+    state = {"format": "orchestrator-run/1", "goal": "Edited by hand", "workflow": "blog",
+             "options": DEFAULT_OPTIONS, "inputs": {"inputs": [], "data": None}, "plan": plan,
+             "results": {}, "status": "interrupted"}
+    (run_dir / "run.json").write_text(json.dumps(state), encoding="utf-8")
+    return run_dir
+
+
+@pytest.mark.parametrize("tasks, problem", [
+    ([("a", ["b"]), ("b", ["a"])], "dependency cycle"),
+    ([("a", []), ("b", ["b"])], "depends on itself"),
+    ([("a", []), ("a", [])], "used more than once"),
+])
+def test_resume_of_an_invalid_saved_plan_is_a_one_line_error(fake_llm, tmp_path, tasks, problem):
+    run_dir = _hand_made_run(tmp_path, tasks)
+    done = run_main(["--resume", str(run_dir), "--no-cache"], cli_env(tmp_path / "home", fake_llm.base_url),
+                    timeout=30)
+    assert done.code == 2, done.explain()
+    lines = [x for x in done.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and problem in lines[0] and "Traceback" not in done.output
+    assert not fake_llm.requests
+
+
+def test_saved_base_url_has_no_credentials_or_query(tmp_path):
+    from flows import build_flow
+    from utils.app.runner import execute
+    from utils.model.settings import safe_base_url
+    from utils.run.runstore import RunStore, new_run_dir
+
+    assert safe_base_url("https://bob:sk-SECRET@api.example.com:8443/v1?api-key=sk-Q#frag") == \
+        "https://api.example.com:8443/v1"
+    run_dir = new_run_dir(tmp_path / "runs", "url", "blog")
+    store = RunStore(run_dir)
+    shared = _offline_shared(tmp_path, store, SIX_SECTIONS)
+    execute(shared, build_flow("dependency"), store,
+            meta={"base_url": "http://user:sk-SECRET@[::1]:9/v1?api-key=sk-QUERY"})
+    text = (run_dir / "run.json").read_text(encoding="utf-8")
+    assert "sk-SECRET" not in text and "sk-QUERY" not in text
+    assert read_state(run_dir)["meta"]["base_url"] == "http://[::1]:9/v1"
 
 
 # ---------------------------------------------------------------- the response cache

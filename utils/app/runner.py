@@ -11,10 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError
+from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError, UsageError
 from utils.events import Emit, Event
+from utils.run.results import TaskState
+from utils.run.runfile import file_hashes
 from utils.run.runstore import RunStore
 from utils.run.standins import RunStandIns
+from utils.model.settings import safe_base_url
 
 DEFAULT_OPTIONS: dict[str, Any] = {
     "strategy": "dependency", "max_workers": 4, "max_tasks": 12, "max_revisions": 1, "max_rounds": 6,
@@ -25,7 +28,7 @@ DEFAULT_OPTIONS: dict[str, Any] = {
 
 @dataclass
 class Outcome:
-    status: str                      # ok, partial, failed, stopped, interrupted, planned
+    status: str                      # ok, partial, failed, stopped, interrupted, planned, crashed
     exit_code: int
     run_dir: Path
     shared: dict
@@ -44,15 +47,47 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
     if _custom_spec_path(spec):  # a --workflow-file spec: resume must find the file, not a built-in name
         shared["workflow_file"] = _custom_spec_path(spec)
     if saved:
-        shared["plan"] = saved.get("plan")
+        shared["plan"] = _checked_plan(saved.get("plan"), spec)
         # Only finished work carries over: failed, skipped and unstarted tasks run again.
-        shared["results"] = {k: v for k, v in (saved.get("results") or {}).items() if v.get("state") == "done"}
+        shared["results"] = {k: v for k, v in (saved.get("results") or {}).items()
+                             if v.get("state") == TaskState.DONE}
         shared["reviews"] = saved.get("reviews") or []
         shared["revisions_done"] = saved.get("revisions_done", 0)
         shared["rounds"] = saved.get("rounds", 0)
+        shared["hashes"] = saved.get("hashes") or {}
+        if is_complete(saved):  # nothing left to do: execute() reports it and calls no model
+            shared.update(complete=True, status=saved["status"], document=saved.get("document"),
+                          title=saved.get("title"), meta_description=saved.get("meta_description"))
     if llm.offline:  # the offline model answers from this run's spec and state (utils/run/standins.py)
         llm.standins = RunStandIns(shared)
     return shared
+
+
+def _checked_plan(plan: dict | None, spec) -> dict | None:
+    """A saved plan is validated like a model's (cycles, self-dependencies, duplicate ids, unknown
+    roles): a hand-edited run.json must be a clear error, not a run that waits forever."""
+    from pydantic import ValidationError
+
+    from utils.run.plan import Plan, plan_problems
+
+    if plan is None:
+        return None
+    try:
+        parsed = Plan.model_validate(plan)
+    except ValidationError as exc:
+        raise UsageError(f"--resume: the saved plan is malformed: {exc.errors()[0]['msg']}") from None
+    problems = plan_problems(parsed, spec.roles, None, allow_empty=True)
+    if problems:
+        raise UsageError("--resume: the saved plan is invalid: " + "; ".join(problems[:3]))
+    return plan
+
+
+def is_complete(saved: dict) -> bool:
+    """A finished run: status ok, a document, and every planned task done."""
+    tasks = (saved.get("plan") or {}).get("tasks") or []
+    results = saved.get("results") or {}
+    return (saved.get("status") == "ok" and bool(saved.get("document")) and bool(tasks)
+            and all((results.get(t.get("id")) or {}).get("state") == TaskState.DONE for t in tasks))
 
 
 def _custom_spec_path(spec) -> str | None:
@@ -90,8 +125,12 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     """Run `flow` on `shared`; whatever happens, the run folder holds everything done so far."""
     llm = shared["runtime"]["llm"]
     started = time.monotonic()
-    status, code, error = "ok", EXIT_OK, None
-    shared["meta"] = {**meta, "started": time.time()}
+    if shared.get("complete"):
+        return _already_complete(shared, store)
+    status, code, error, crash = "ok", EXIT_OK, None, None
+    shared["meta"] = {**meta, "base_url": safe_base_url(meta.get("base_url")), "started": time.time()}
+    if not shared.get("hashes"):  # what a resume may read again: recorded before anything runs
+        shared["hashes"] = file_hashes(shared.get("inputs") or {}, shared.get("workflow_file"))
     # Saved before the first model call, so even a `kill -9` during planning leaves a run folder
     # that says what was asked (goal, workflow, options, inputs) and can be resumed.
     shared.setdefault("stopped", None)  # a resumed run starts afresh: no stale "why it stopped"
@@ -106,19 +145,57 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
         status, code, error = "stopped", EXIT_FAILED, str(exc)
     except OrchError as exc:
         status, code, error = "failed", exc.exit_code, str(exc)
+    except Exception as exc:  # a bug: the run says so, keeps what is done, and the bug still surfaces
+        status, code, error, crash = "crashed", EXIT_FAILED, f"{type(exc).__name__}: {exc}", exc
     finally:
         shared["totals"] = llm.totals_dict()
         shared["meta"]["elapsed_s"] = round(time.monotonic() - started, 3)
         shared["status"] = status  # the final word: never leaves the "running" of the first save
-        if status in ("interrupted", "failed", "stopped") and error:
+        if status in ("interrupted", "failed", "stopped", "crashed") and error:
             shared["stopped"] = error
+        if status == "crashed" and not shared.get("document"):
+            shared["document"] = partial_document(shared, error)
         store.save(shared)
     doc_path = store.write_document(shared["document"]) if shared.get("document") else None
-    if doc_path:
-        store.save(shared)
+    store.close()
+    if crash is not None:
+        shared["runtime"]["emit"](Event("notice", {
+            "level": "error", "message": f"run crashed ({error}); what was done is saved in {store.dir}"
+                                         + (" with its document" if doc_path else "")}))
+        raise crash
     return Outcome(status=status, exit_code=code, run_dir=store.dir, shared=shared,
                    elapsed_s=shared["meta"]["elapsed_s"], error=error, document_path=doc_path,
                    totals=shared["totals"])
+
+
+def partial_document(shared: dict, error: str) -> str | None:
+    """The document from the tasks that are done, with a note saying why the rest is missing;
+    None when nothing is done (an empty document would only hide that)."""
+    from utils.run.assemble import assemble, document_sections
+    from utils.run.plan import Plan
+
+    results = shared.get("results") or {}
+    if not shared.get("plan") or not any(r.get("state") == TaskState.DONE for r in results.values()):
+        return None
+    try:
+        plan = Plan.model_validate(shared["plan"])
+        spec = shared["spec"]
+        sections = document_sections(plan, results, spec.assembly.include_roles, spec.assembly.summary_role)
+        return assemble(plan, sections, None, offline=bool(getattr(shared["runtime"]["llm"], "offline", False)),
+                        notes=[f"The run crashed ({error}); this document holds the tasks that were done."])
+    except Exception:  # noqa: BLE001 - the crash being recorded matters more than this document
+        return None
+
+
+def _already_complete(shared: dict, store: RunStore) -> Outcome:
+    """`--resume` of a finished run: say so, change nothing, call no model."""
+    doc = store.dir / "output.md"
+    shared["runtime"]["emit"](Event("notice", {
+        "level": "info", "message": f"Run {store.dir.name} is already complete; nothing to resume"
+                                    f"{f' (document: {doc})' if doc.is_file() else ''}."}))
+    shared["totals"] = shared["runtime"]["llm"].totals_dict()
+    return Outcome(status=shared.get("status") or "ok", exit_code=EXIT_OK, run_dir=store.dir, shared=shared,
+                   elapsed_s=0.0, document_path=doc if doc.is_file() else None, totals=shared["totals"])
 
 
 def resume_hint(run_dir: Path) -> str:

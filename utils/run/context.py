@@ -61,7 +61,7 @@ def worker_messages(*, system: str, plan: Plan, task: Task, dep_outputs: dict[st
             tail.append(f"# Your previous version\n{previous}")
     tail.append("# Now\nWrite your part, in Markdown.")
     fixed = estimate_tokens(system + "\n".join(head + tail)) + 50
-    known = {t.id: t.title for t in plan.tasks if t.id in dep_outputs}
+    known = {d: plan.tasks[i].title for d in dep_outputs if (i := plan.position(d)) is not None}
     titles = {d: known.get(d, d) for d in dep_outputs}
     fitted, shortened = fit_outputs(dep_outputs, budget_tokens - fixed)
     deps = [f"## [{d}] {titles[d]}\n{text}" for d, text in fitted.items()]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import re
 from typing import Iterable
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+
+from utils.toposort import find_cycle  # noqa: F401 - re-exported: the one cycle finder
 
 
 class Task(BaseModel):
@@ -44,44 +46,30 @@ class Plan(BaseModel):
     tasks: list[Task] = Field(default_factory=list)
     done: bool = Field(default=False, description="dynamic strategy: true when the goal is met")
 
+    _positions: dict[str, int] = PrivateAttr(default_factory=dict)
+    _indexed: int = PrivateAttr(default=-1)
+
+    def position(self, task_id: str) -> int | None:
+        """Index of a task in plan order, via an id map built once per plan object: workers look
+        tasks up once each, and a scan per lookup would make a long run quadratic."""
+        at = self._positions.get(task_id)
+        hit = at is not None and at < len(self.tasks) and self.tasks[at].id == task_id
+        if not hit and (at is not None or self._indexed != len(self.tasks)):  # tasks changed: re-index
+            self._positions = {}
+            for i, t in enumerate(self.tasks):
+                self._positions.setdefault(t.id, i)
+            self._indexed = len(self.tasks)
+            at = self._positions.get(task_id)
+        return at
+
     def task(self, task_id: str) -> Task:
-        for t in self.tasks:
-            if t.id == task_id:
-                return t
-        raise KeyError(task_id)
+        at = self.position(task_id)
+        if at is None or self.tasks[at].id != task_id:
+            raise KeyError(task_id)
+        return self.tasks[at]
 
     def ids(self) -> list[str]:
         return [t.id for t in self.tasks]
-
-
-def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
-    """Return one dependency cycle as a closed path (a, b, a), or None.
-
-    Iterative DFS with colours, so a 200-task chain does not hit the recursion limit.
-    """
-    state: dict[str, int] = {}  # 1 = on stack, 2 = finished
-    for root in edges:
-        if state.get(root):
-            continue
-        stack: list[tuple[str, Iterable[str]]] = [(root, iter(edges.get(root, [])))]
-        path = [root]
-        state[root] = 1
-        while stack:
-            node, children = stack[-1]
-            child = next(children, None)
-            if child is None:
-                stack.pop()
-                path.pop()
-                state[node] = 2
-            elif child not in edges:
-                continue
-            elif state.get(child) == 1:
-                return path[path.index(child):] + [child]
-            elif not state.get(child):
-                state[child] = 1
-                path.append(child)
-                stack.append((child, iter(edges.get(child, []))))
-    return None
 
 
 def plan_problems(plan: Plan, roles: Iterable[str], max_tasks: int | None = None,
@@ -165,7 +153,7 @@ def outline(plan: Plan, current: str | None = None, *, limit: int = 40) -> str:
     tasks = plan.tasks
     lo, hi = 0, len(tasks)
     if len(tasks) > limit:
-        at = next((i for i, t in enumerate(tasks) if t.id == current), 0)
+        at = (plan.position(current) if current is not None else None) or 0
         lo = max(0, min(at - limit // 2, len(tasks) - limit))
         hi = lo + limit
     lines = [f"(... {lo} earlier tasks not listed)"] if lo else []

@@ -1,8 +1,12 @@
-"""Run folders: `run.json` is the shared store made durable, written atomically as the run goes.
+"""Run folders: one append-only journal per run, from which `run.json` and `--resume` are derived.
 
-A run that costs money must never be lost: the plan is saved when it exists and every task the
-moment it ends (the store listens to the same progress events as the display), always through a
-temporary file and a rename, so a `kill -9` leaves either the old or the new file, never half of one.
+A run that costs money must never be lost. Every change of state (the plan, a task ending, a
+review) is one line in `journal.jsonl`, handed to a writer thread so the event loop pays O(1) per
+task; `run.json` is a checkpoint of the same state (written at the start, after a plan or review,
+every few seconds and at the end) that records how far into the journal it goes. Loading a run
+reads `run.json` and replays the journal lines after it, so a `kill -9` loses nothing that was
+handed over. Files are written through a temporary file and a rename (never half a file), get the
+user's umask, and the folder is fsync'd so the rename itself survives a crash.
 """
 from __future__ import annotations
 
@@ -18,11 +22,26 @@ from typing import Any
 
 from utils.errors import UsageError
 from utils.events import Event
+from utils.run.journal import JournalWriter, read_journal, trim_torn_tail
+from utils.run.results import TaskState, saved_result
+from utils.text import for_file
 
 FORMAT = "orchestrator-run/1"
-PERSISTED = ("goal", "workflow", "workflow_file", "options", "inputs", "plan", "results", "reviews",
-             "revisions_done", "rounds", "document", "title", "meta_description", "status", "status_reason", "stopped",
-             "totals", "meta")
+JOURNAL, CALLS, RUN_JSON = "journal.jsonl", "calls.jsonl", "run.json"
+CHECKPOINT_EVERY_S = 5.0
+# Top-level fields the runner sets; results, the plan and reviews arrive as events only.
+SET_FIELDS = ("goal", "workflow", "workflow_file", "options", "inputs", "hashes", "revisions_done", "rounds",
+              "document", "title", "meta_description", "status", "status_reason", "stopped",
+              "totals", "meta")
+
+
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_read_umask()  # what open() would give: the user's umask, not mkstemp's 0600
 
 
 def slugify(text: str, max_len: int = 40) -> str:
@@ -32,20 +51,50 @@ def slugify(text: str, max_len: int = 40) -> str:
     return slug[:max_len].strip("-") or "run"
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over the target."""
-    mode = "wb" if isinstance(data, bytes) else "w"
+def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> None:
+    """Write to a temporary file in the same folder, fsync, rename over the target, fsync the folder.
+
+    The file gets `mode` (default: the user's umask), not the 0600 of a temporary file.
+    """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as fh:
-            fh.write(data)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE if mode is None else mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def clean_stray_temps(folder: Path) -> list[str]:
+    """Remove temporary files a killed process left behind (`.<name>.<random>.tmp`)."""
+    removed = []
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            tmp.unlink()
+            removed.append(tmp.name)
+        except OSError:
+            pass
+    return removed
 
 
 def new_run_dir(output_dir: Path, topic: str, workflow: str) -> Path:
@@ -68,112 +117,150 @@ def new_run_dir(output_dir: Path, topic: str, workflow: str) -> Path:
     raise UsageError(f"too many runs named {base} in {output_dir}")
 
 
-def _jsonable_result(result: dict) -> dict:
-    out = dict(result)
-    arts = out.get("artifacts") or {}
-    out["artifacts"] = sorted(arts) if isinstance(arts, dict) else list(arts)
-    return out
+def apply_record(state: dict, record: dict) -> None:
+    """Apply one journal record to a run's state: the one place state changes are defined,
+    used live by the writer thread and again when a run is loaded (replay)."""
+    kind = record.get("k")
+    if kind == "set":
+        state.update(record.get("v") or {})
+    elif kind == "plan":
+        state["plan"] = record["plan"]
+        state["rounds"] = max(int(state.get("rounds") or 0), int(record.get("round") or 0))
+    elif kind == "review":  # so a resumed run keeps counting revisions where it stopped
+        reviews = state.setdefault("reviews", [])
+        if record["review"] not in reviews:
+            reviews.append(record["review"])
+        state["revisions_done"] = sum(1 for r in reviews if r.get("rerun"))
+    elif kind == "task":
+        result = record["result"]
+        results = state.setdefault("results", {})
+        old = results.get(result["id"]) or {}
+        # never overwrite finished work with a task that was not started
+        if not (result.get("state") == TaskState.PENDING and old.get("state") == TaskState.DONE):
+            results[result["id"]] = result
+    if "totals" in record:
+        state["totals"] = record["totals"]
+    if "seq" in record:
+        state["journal_seq"] = record["seq"]
 
 
-def merge_results(saved: dict[str, dict], current: dict[str, dict]) -> dict[str, dict]:
-    """Per task, the most recent ending; finished work is never replaced by a task not started.
-
-    Events save tasks as they end, the shared store only after a whole pass: after a Ctrl-C the
-    events are fresher, so neither side may simply overwrite the other.
-    """
-    merged = dict(saved)
-    for tid, res in current.items():
-        old = merged.get(tid)
-        if old is None:
-            merged[tid] = res
-        elif res.get("state") == "pending" and old.get("state") == "done":
+def replay(state: dict, journal: Path) -> dict:
+    """`state` (a run.json checkpoint) brought up to date with the journal lines written after it."""
+    after = state.get("journal_seq") or 0
+    for record in read_journal(journal):
+        seq = record.get("seq")
+        if not isinstance(seq, int) or seq <= after:
             continue
-        elif (res.get("finished") or 0) >= (old.get("finished") or 0):
-            merged[tid] = res
-    return merged
-
-
-def snapshot(shared: dict) -> dict:
-    """The persisted part of the shared store (no runtime objects, no chart bytes, no secrets)."""
-    state = {k: shared[k] for k in PERSISTED if k in shared}
-    state["results"] = {k: _jsonable_result(v) for k, v in shared.get("results", {}).items()}
+        try:
+            apply_record(state, record)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            continue  # a malformed record: the schema check on load judges what is left
     return state
 
 
+def encode_run(state: dict) -> str:
+    """run.json's text: the header indented, one line per task result (diff- and grep-friendly)."""
+    results = state.get("results") or {}
+    head = json.dumps({k: v for k, v in state.items() if k != "results"}, indent=1, default=str)
+    parts = [f"  {json.dumps(tid)}: {json.dumps(r, default=str)}" for tid, r in results.items()]
+    body = head[:-1].rstrip() + (",\n" if head != "{}" else "")
+    return body + ' "results": {\n' + ",\n".join(parts) + "\n }\n}\n"
+
+
 class RunStore:
-    """Keeps `run.json` current; call it with events (`store(event)`) and with `save(shared)`."""
+    """Keeps a run folder current. Call it with events (`store(event)`): each plan, task and review
+    becomes a journal record, written off the event loop. `save(shared)` records the runner's own
+    fields (status, document, totals...) and waits until `run.json` is on disk."""
 
     def __init__(self, run_dir: Path, state: dict | None = None) -> None:
         self.dir = run_dir
+        # Owned by the writer thread once records flow: read it after `flush()`.
         self.state: dict[str, Any] = {"format": FORMAT, **(state or {})}
+        self._seq = int(self.state.get("journal_seq") or 0)
         self._lock = threading.Lock()
-        self._encoded: dict[str, tuple[dict, str]] = {}
+        self._totals: dict | None = None
+        self._last_checkpoint = 0.0
+        self._writer: JournalWriter | None = None
+        if run_dir.is_dir():  # a resumed (or killed) run: no stray temporaries, no torn last line
+            clean_stray_temps(run_dir)
+            trim_torn_tail(run_dir / JOURNAL)
 
     def __call__(self, event: Event) -> None:
-        if event.kind == "llm":  # running totals: kept in memory, written with the next task or plan
-            with self._lock:
-                self.state["totals"] = dict(event.data)
-            return
-        if event.kind == "plan":
-            with self._lock:
-                self.state["plan"] = event.data["plan"]
-                self.state["rounds"] = max(int(self.state.get("rounds") or 0), int(event.data.get("round") or 0))
-                self._write()
-        elif event.kind == "review":  # so a resumed run keeps counting revisions where it stopped
-            with self._lock:
-                reviews = self.state.setdefault("reviews", [])
-                if event.data not in reviews:
-                    reviews.append(dict(event.data))
-                self.state["revisions_done"] = sum(1 for r in reviews if r.get("rerun"))
-                self._write()
+        if event.kind == "llm":  # running totals: carried by the next record
+            self._totals = dict(event.data)
+        elif event.kind == "call":
+            self._writer_().append(self.dir / CALLS, dict(event.data))
+        elif event.kind == "plan":
+            self._record({"k": "plan", "plan": event.data["plan"], "round": event.data.get("round") or 0},
+                         checkpoint=True)
+        elif event.kind == "review":
+            self._record({"k": "review", "review": dict(event.data)}, checkpoint=True)
         elif event.kind == "task" and "result" in event.data:
             result = event.data["result"]
-            if result["state"] == "pending" and self.state.get("results", {}).get(result["id"], {}).get("state") == "done":
-                return  # never overwrite finished work with a task that was not started
-            with self._lock:
-                self._write_artifacts(result)
-                self.state.setdefault("results", {})[result["id"]] = _jsonable_result(result)
-                self._write()
+            arts = result.get("artifacts")
+            blobs = dict(arts) if isinstance(arts, dict) and arts else None
+            self._record({"k": "task", "result": saved_result(result)}, artifacts=blobs)
 
     def save(self, shared: dict) -> None:
-        with self._lock:
-            for result in shared.get("results", {}).values():
-                self._write_artifacts(result)
-            fresh = snapshot(shared)
-            fresh["results"] = merge_results(self.state.get("results", {}), fresh["results"])
-            self.state.update(fresh)
-            self.state["updated"] = time.time()
-            self._write()
+        """Record the runner's fields and write run.json now; blocks (never call it on the loop)."""
+        fields = {k: shared[k] for k in SET_FIELDS if k in shared}
+        fields["updated"] = time.time()
+        self._record({"k": "set", "v": fields}, checkpoint=True)
+        self.flush()
+
+    def flush(self) -> None:
+        """Wait until every record handed over so far is written (journal, files, checkpoints)."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Write what is queued and stop the writer thread (a later record starts a new one)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     def write_document(self, document: str) -> Path:
         path = self.dir / "output.md"
-        atomic_write(path, document)
+        atomic_write(path, for_file(document))
         return path
 
-    def _write_artifacts(self, result: dict) -> None:
-        arts = result.get("artifacts")
-        if isinstance(arts, dict):
-            for name, blob in arts.items():
-                target = self.dir / Path(name).name
-                if not target.exists():
-                    atomic_write(target, blob)
+    # -- caller side: O(1) per record ----------------------------------------------------------
+    def _writer_(self) -> JournalWriter:
+        if self._writer is None:
+            self._writer = JournalWriter()
+        return self._writer
 
-    def _write(self) -> None:
-        """Write run.json; each task's JSON is encoded once and reused until that task changes.
+    def _record(self, record: dict, *, checkpoint: bool = False, artifacts: dict | None = None) -> None:
+        if self._totals is not None:
+            record["totals"], self._totals = self._totals, None
+        with self._lock:  # sequence numbers in queue order, whichever thread emits
+            self._seq += 1
+            record["seq"] = self._seq
+            self._writer_().append(self.dir / JOURNAL, record,
+                                   lambda rec: self._apply(rec, artifacts, checkpoint))
 
-        The file is rewritten after every task, so re-encoding every finished task each time
-        would make a long run quadratic in encoding work.
-        """
-        parts = []
-        for tid, result in self.state.get("results", {}).items():
-            cached = self._encoded.get(tid)
-            if cached is None or cached[0] is not result:
-                cached = (result, json.dumps(result, default=str))
-                self._encoded[tid] = cached
-            parts.append(f"  {json.dumps(tid)}: {cached[1]}")
-        head = json.dumps({k: v for k, v in self.state.items() if k != "results"}, indent=1, default=str)
-        body = head[:-1].rstrip() + (",\n" if head != "{}" else "")
-        atomic_write(self.dir / "run.json", body + ' "results": {\n' + ",\n".join(parts) + "\n }\n}\n")
+    # -- writer thread -------------------------------------------------------------------------
+    def _apply(self, record: dict, artifacts: dict | None, checkpoint: bool) -> None:
+        if record.get("k") == "task":
+            old = (self.state.get("results") or {}).get(record["result"]["id"]) or {}
+            apply_record(self.state, record)
+            if artifacts:
+                self._write_artifacts(artifacts, old.get("artifacts") or [])
+        else:
+            apply_record(self.state, record)
+        now = time.monotonic()
+        if checkpoint or now - self._last_checkpoint >= CHECKPOINT_EVERY_S:
+            self._last_checkpoint = now
+            atomic_write(self.dir / RUN_JSON, encode_run(self.state))
+
+    def _write_artifacts(self, blobs: dict[str, bytes], previous: list[str]) -> None:
+        """Write a task's files; a revision's new files replace the old ones (no stale charts)."""
+        for name, blob in blobs.items():
+            atomic_write(self.dir / Path(name).name, blob)
+        for name in set(previous) - set(blobs):
+            stale = self.dir / Path(str(name)).name
+            if stale.is_file():
+                stale.unlink()
 
 
 def find_run(ref: str, output_dir: Path) -> Path:
@@ -188,14 +275,18 @@ def find_run(ref: str, output_dir: Path) -> Path:
 
 
 def load_run(run_dir: Path) -> dict:
-    """Read a run folder's `run.json`, refusing anything that is not one of our runs."""
-    file = run_dir / "run.json"
+    """A run folder's state: `run.json` plus the journal lines after it, validated against the
+    run file's schema (and its recorded inputs' hashes), so a damaged or tampered file is a
+    one-line error, never a crash or a read of some other file."""
+    from utils.run.runfile import validate_run
+
+    file = run_dir / RUN_JSON
     try:
         state = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"--resume: {run_dir} is not a run folder (no run.json)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UsageError(f"--resume: cannot read {file}: {exc}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise UsageError(f"--resume: cannot read {file}: {str(exc)[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"--resume: {file} was not written by this app")
-    return state
+    return validate_run(replay(state, run_dir / JOURNAL), file)

@@ -21,6 +21,7 @@ import itertools
 from typing import Iterable
 
 from utils.run.plan import Task
+from utils.toposort import topo_order as order_nodes
 
 DONE = "done"
 
@@ -32,28 +33,10 @@ class Stopped(Exception):
 def topo_order(tasks: list[Task], key) -> list[str]:
     """Topological order of `tasks`, picking the smallest `key(task)` among the available ones.
 
-    Dependencies outside `tasks` are treated as already satisfied.
+    Dependencies outside `tasks` are treated as already satisfied; a cycle raises ValueError.
     """
-    ids = {t.id for t in tasks}
-    waiting_on = {t.id: len({d for d in t.depends_on if d in ids}) for t in tasks}
-    dependents: dict[str, list[str]] = {}
-    for t in tasks:
-        for d in set(t.depends_on) & ids:
-            dependents.setdefault(d, []).append(t.id)
     by_id = {t.id: t for t in tasks}
-    heap = [(key(by_id[i]), i) for i, n in waiting_on.items() if not n]
-    heapq.heapify(heap)
-    order: list[str] = []
-    while heap:
-        _, tid = heapq.heappop(heap)
-        order.append(tid)
-        for other in dependents.get(tid, []):
-            waiting_on[other] -= 1
-            if not waiting_on[other]:
-                heapq.heappush(heap, (key(by_id[other]), other))
-    if len(order) != len(tasks):
-        raise ValueError("dependency cycle among tasks: " + ", ".join(sorted(ids - set(order))))
-    return order
+    return order_nodes({t.id: t.depends_on for t in tasks}, key=lambda tid: key(by_id[tid]))
 
 
 class Schedule:

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 
 from utils.errors import ToolError
+from utils.toposort import DependencyCycle, topo_order as order_nodes
 from utils.tools import ToolInput, ToolResult, new_figure, png_bytes
 
 EPS = 1e-9
@@ -60,35 +61,13 @@ def validate_items(raw: object) -> list[dict]:
     return items
 
 
-def _find_cycle(items: list[dict], stuck: set[str]) -> list[str]:
-    """A dependency cycle among the items Kahn's algorithm could not order, as a closed id list."""
-    deps = {it["id"]: [d for d in it["depends_on"] if d in stuck] for it in items if it["id"] in stuck}
-    start = next(iid for iid in deps)
-    path, pos = [start], {start: 0}
-    while True:  # every stuck item has a stuck dependency, so walking them must revisit one
-        nxt = deps[path[-1]][0]
-        if nxt in pos:
-            return path[pos[nxt]:] + [nxt]
-        pos[nxt] = len(path)
-        path.append(nxt)
-
-
 def topo_order(items: list[dict]) -> list[str]:
     """Dependency order, ties kept in input order; a cycle is a ToolError that names it."""
-    pending = {it["id"]: set(it["depends_on"]) for it in items}
-    order: list[str] = []
-    while pending:
-        ready = [it["id"] for it in items if it["id"] in pending and not pending[it["id"]]]
-        if not ready:
-            cycle = _find_cycle(items, set(pending))
-            # dependencies point backwards in time: show the cycle as "runs before" arrows
-            raise ToolError("dependency cycle in the work breakdown: " + " -> ".join(reversed(cycle)))
-        for iid in ready:
-            del pending[iid]
-            order.append(iid)
-        for rest in pending.values():
-            rest.difference_update(ready)
-    return order
+    try:
+        return order_nodes({it["id"]: it["depends_on"] for it in items})
+    except DependencyCycle as exc:
+        # dependencies point backwards in time: show the cycle as "runs before" arrows
+        raise ToolError("dependency cycle in the work breakdown: " + " -> ".join(reversed(exc.cycle))) from None
 
 
 def critical_path(items: list[dict]) -> dict:

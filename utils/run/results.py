@@ -1,0 +1,68 @@
+"""Task states and the task result: one model class instead of 17-key dicts built in several places.
+
+`TaskState` is a `str` enum, so code (and saved runs) comparing states with plain strings keeps
+working while new code names them. `TaskResult` is what a worker pass produces for one task and
+what `run.json` stores per task; loading a run validates every saved result against it.
+"""
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"    # not started (or stopped before it started: runs on resume)
+    WAITING = "waiting"    # progress only: waiting for its dependencies
+    READY = "ready"        # progress only: waiting for a worker slot
+    RUNNING = "running"    # progress only
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"    # a dependency did not finish
+
+
+ENDED = frozenset({TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED})
+SAVED_STATES = frozenset({TaskState.PENDING, TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED})
+
+
+class TaskResult(BaseModel):
+    """One task's outcome. Extra keys are kept (a newer or older app may add fields)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    title: str = ""
+    role: str = ""
+    state: TaskState = TaskState.PENDING
+    output: str = ""
+    data: Any = None
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    revision: int = 0
+    worker: int | None = None
+    started: float | None = None
+    finished: float | None = None
+    elapsed_s: float = 0.0
+    # While the run is live: file name -> bytes; saved: the file names only.
+    artifacts: dict[str, bytes] | list[str] = Field(default_factory=dict)
+
+    @classmethod
+    def start(cls, task: Any, previous: dict | None = None) -> "TaskResult":
+        """A fresh result for `task`; a revision of a finished task counts one up from it."""
+        prev = previous or {}
+        revision = prev.get("revision", -1) + 1 if prev.get("state") == TaskState.DONE else 0
+        return cls(id=task.id, title=task.title, role=task.role, revision=revision)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plain dict the shared store, events and prompts use."""
+        return dict(self)  # fields and extras alike
+
+
+def saved_result(result: dict) -> dict:
+    """A result as `run.json` stores it: artifact bytes replaced by their file names."""
+    out = dict(result)
+    arts = out.get("artifacts") or {}
+    out["artifacts"] = sorted(arts) if isinstance(arts, dict) else list(arts)
+    return out

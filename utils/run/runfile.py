@@ -1,0 +1,126 @@
+"""What a loaded `run.json` may contain, and which files a resumed run may read.
+
+`run.json` is user-editable (and attackable): a resumed run must not crash on a wrong type deep
+inside, nor be pointed at another file on disk. So a loaded run is validated against a schema
+(one-line exit-2 error), and every file a run reads (its inputs, its workflow file) is recorded
+with a sha256 at the start: on resume a file is read only if its content still matches.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+
+from utils.errors import UsageError
+from utils.run.plan import Plan
+from utils.run.results import TaskResult
+
+BUILTIN_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # a built-in workflow is a name, never a path
+
+
+class SavedOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    strategy: Literal["dependency", "static", "priority", "dynamic", "hybrid"] = "dependency"
+    max_workers: StrictInt = Field(4, ge=1, le=10_000)
+    max_tasks: StrictInt = Field(12, ge=1, le=100_000)
+    max_revisions: StrictInt = Field(1, ge=0, le=1_000)
+    max_rounds: StrictInt = Field(6, ge=1, le=10_000)
+    context_budget: StrictInt = Field(6000, ge=1)
+    model: StrictStr | None = None
+    planner_model: StrictStr | None = None
+    reviewer_model: StrictStr | None = None
+    plan_only: StrictBool = False
+    max_tokens_total: StrictInt | None = None
+    role_models: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+
+class SavedInputs(BaseModel):
+    inputs: list[StrictStr] = Field(default_factory=list)
+    data: StrictStr | None = None
+
+
+class RunFile(BaseModel):
+    """The schema of `run.json` (fields the app reads back; others are kept as they are)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["orchestrator-run/1"]
+    goal: StrictStr = Field(min_length=1)
+    workflow: StrictStr = Field(pattern=BUILTIN_NAME)
+    workflow_file: StrictStr | None = None
+    options: SavedOptions
+    inputs: SavedInputs = Field(default_factory=SavedInputs)
+    hashes: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    plan: Plan | None = None
+    results: dict[str, TaskResult] = Field(default_factory=dict)
+    reviews: list[dict[str, Any]] = Field(default_factory=list)
+    revisions_done: StrictInt = 0
+    rounds: StrictInt = 0
+    status: StrictStr | None = None
+    stopped: StrictStr | None = None
+    totals: dict[str, Any] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+    journal_seq: StrictInt = 0
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recorded_files(inputs: dict, workflow_file: str | None) -> list[str]:
+    """Every file a run reads besides the built-in workflows."""
+    files = list(inputs.get("inputs") or [])
+    if inputs.get("data"):
+        files.append(inputs["data"])
+    if workflow_file:
+        files.append(workflow_file)
+    return files
+
+
+def file_hashes(inputs: dict, workflow_file: str | None) -> dict[str, str]:
+    """sha256 of each file the run reads, recorded when it starts. A file that cannot be read is
+    left out (the tool that needs it reports that), so it can never be read on resume."""
+    hashes = {}
+    for name in recorded_files(inputs, workflow_file):
+        try:
+            hashes[name] = sha256_file(Path(name))
+        except OSError:
+            continue
+    return hashes
+
+
+def check_recorded_files(state: dict, where: Path) -> None:
+    """Refuse to resume when a file the run would read is not the one it recorded."""
+    hashes = state.get("hashes") or {}
+    for name in recorded_files(state.get("inputs") or {}, state.get("workflow_file")):
+        expected = hashes.get(name)
+        if expected is None:
+            raise UsageError(f"--resume: {where} names {name}, which this run did not record at its start")
+        try:
+            actual = sha256_file(Path(name))
+        except OSError as exc:
+            raise UsageError(f"--resume: cannot read {name}: {exc.strerror or exc}") from None
+        if actual != expected:
+            raise UsageError(f"--resume: {name} has changed since the run started (sha256 differs); "
+                             "restore it or start a new run")
+
+
+def validate_run(state: dict, where: Path) -> dict:
+    """`state` if it is a well-formed run whose files are the recorded ones, else a UsageError."""
+    try:
+        RunFile.model_validate(state)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"--resume: {where}: {loc}: {first['msg']}") from None
+    except RecursionError:
+        raise UsageError(f"--resume: {where}: nested too deeply") from None
+    check_recorded_files(state, where)
+    return state
