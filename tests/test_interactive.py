@@ -105,7 +105,7 @@ def test_topic_without_workflow_picks_one_and_says_which(tmp_path: Path):
     proc = drive(["Break down the project to build a mobile app into work items"], tmp_path / "h",
                  tmp_path / "runs", "--provider", "offline")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Workflow: " in proc.stdout and "best fit for the topic" in proc.stdout
+    assert "Workflow: project (keyword match: project" in proc.stdout  # routed like the command line
     assert "Plan: Break down the project" in proc.stdout
 
 

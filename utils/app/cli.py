@@ -74,7 +74,8 @@ def workflow_inputs(spec, args: Any) -> dict:
     from utils.errors import ToolError
 
     user_inputs = [str(check_readable(p, "input file")) for p in (args.input or [])]
-    inputs = user_inputs or [str(spec.example_path(p)) for p in spec.sample_inputs]
+    demo = args.example == spec.name and args.topic is None  # issue 11 hook (project): samples only for the demo
+    inputs = user_inputs or ([str(spec.example_path(p)) for p in spec.sample_inputs] if demo else [])
     data = args.data or (str(spec.example_path(spec.sample_data)) if spec.sample_data else None)
     try:
         for path in user_inputs:
@@ -102,6 +103,17 @@ def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
     name, why = run_closing(llm, lambda: route(llm, goal))
     emit(Event("notice", {"level": "info", "message": f"Workflow: {name} ({why}; use --example to choose another)"}))
     return load_spec(name), goal
+
+
+def propose_team_hook(llm, spec, goal: str, options: dict, display) -> dict:
+    """issue 11 hook (project): a model proposes the project team when --team is not given."""
+    from utils.app.runner import run_closing
+    from utils.run.team import propose_team
+
+    options, notice = run_closing(llm, lambda: propose_team(llm, spec, goal, options))
+    if notice:
+        display.notice(notice, "info")
+    return options
 
 
 def make_llm(args: Any, cfg, emit, *, budget: int | None = None):
@@ -184,6 +196,7 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
     else:
         spec, goal = choose_workflow(args, args.topic, llm, display)
         inputs = workflow_inputs(spec, args)
+        options = propose_team_hook(llm, spec, goal, options, display)  # issue 11 hook (project)
         run_dir = new_run_dir(output_dir(args, cfg), goal, spec.name)
     store = RunStore(run_dir, saved)
 

@@ -1,15 +1,20 @@
 """The orchestrator's first decision for a free-text topic: which workflow fits it best.
 
-With a model, the model chooses from the specs' names and descriptions (validated: an unknown
-name is a validation error, so the client's repair round-trip handles it). Offline, or when the
-model fails, the keyword score in `spec.pick_workflow` decides, and the notice says which was used.
+With a model, the model chooses from the specs' names and descriptions; the schema's `workflow` is
+an enum of those names, so an unknown name is a validation error the client's repair round-trip
+handles, and its one-sentence reason is shown. Offline, or when the model fails, whole-word keywords
+decide (`utils/run/keywords.py`), and the notice says what matched, that it was a tie, or that
+nothing matched.
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, field_validator
+from typing import Literal
+
+from pydantic import BaseModel, Field, create_model, field_validator
 
 from utils.errors import LLMError
-from utils.run.spec import load_spec, pick_workflow, spec_names
+from utils.run.keywords import KeywordRoute, keyword_route
+from utils.run.spec import load_spec, spec_names
 
 
 def route_messages(topic: str, names: list[str]) -> list[dict]:
@@ -19,33 +24,50 @@ def route_messages(topic: str, names: list[str]) -> list[dict]:
                                         "Answer with JSON: {workflow: one of the names above, reason: one sentence}."}]
 
 
-def _choice_model(names: list[str]) -> type[BaseModel]:
-    class WorkflowChoice(BaseModel):
-        workflow: str
-        reason: str = ""
+def _normalise(value: object) -> object:
+    return value.strip().strip("`'\"").lower() if isinstance(value, str) else value
 
-        @field_validator("workflow")
+
+def choice_model(names: list[str]) -> type[BaseModel]:
+    """`{workflow, reason}` with `workflow` an enum of the known names (it is in the JSON schema the
+    server sees, and validated again here)."""
+    base = create_model("WorkflowChoice", workflow=(Literal[tuple(names)], ...),  # type: ignore[valid-type]
+                        reason=(str, Field(default="", description="one sentence: why this workflow")))
+
+    class WorkflowChoice(base):  # type: ignore[misc, valid-type]
+        @field_validator("workflow", mode="before")
         @classmethod
-        def _known(cls, value: str) -> str:
-            value = value.strip().strip("`").lower()
-            if value not in names:
-                raise ValueError(f"must be one of: {', '.join(names)}")
-            return value
+        def _plain(cls, value: object) -> object:
+            return _normalise(value)
 
     return WorkflowChoice
+
+
+def keyword_choice(topic: str, names: list[str] | None = None) -> KeywordRoute:
+    names = names or spec_names()
+    return keyword_route(topic, {n: load_spec(n).keywords for n in names})
 
 
 async def choose_workflow(llm, topic: str) -> tuple[str, str]:
     """(workflow name, how it was chosen) for a free-text topic."""
     names = spec_names()
-    fallback = pick_workflow(topic, names)
+    fallback = keyword_choice(topic, names)
     if llm.offline:
-        return fallback, "keyword match"
-    schema = _choice_model(names)
+        return fallback.name, fallback.reason
+    schema = choice_model(names)
     try:
         reply = await llm.complete(route_messages(topic, names), schema=schema, temperature=0.0,
                                    purpose="choosing a workflow",
-                                   offline_reply=lambda: schema(workflow=fallback, reason="keyword match"))
+                                   offline_reply=lambda: schema(workflow=fallback.name, reason=fallback.reason))
     except LLMError as exc:
-        return fallback, f"keyword match; the model could not choose: {exc}"
-    return reply.data.workflow, reply.data.reason or "chosen by the model"
+        return fallback.name, f"{fallback.reason}; the model could not choose: {exc}"
+    reason = " ".join(reply.data.reason.split())[:200]
+    return reply.data.workflow, f"chosen by the model: {reason}" if reason else "chosen by the model (no reason given)"
+
+
+def route_topic(llm, topic: str) -> tuple[str, str]:
+    """`choose_workflow` from synchronous code (the interactive session), so a typed topic is routed
+    exactly as the command line routes it."""
+    from utils.app.runner import run_closing
+
+    return run_closing(llm, lambda: choose_workflow(llm, topic))
