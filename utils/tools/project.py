@@ -299,7 +299,7 @@ def schedule(inp: ToolInput) -> ToolResult:
     source = str(inp.params.get("team_source") or "")
     if raw_team:
         team, notes = reconcile_team(items, _validate_team(raw_team), given=source in ("", "--team"))
-        why = f"team {source or 'from the workflow'}"
+        why = "given with --team" if source == "--team" else (source or "from the workflow spec")
     else:
         team, why = rule_team(items)
         notes = []
