@@ -234,7 +234,7 @@ def csv_facts(src: Source) -> list[dict]:
         unit = unit or col  # a column's own name is its unit: only the same column is compared
         text = (f"{col}: mean {_plain(_round(arr.mean()))} over {arr.size} rows (min {_plain(arr.min())}, "
                 f"max {_plain(arr.max())})")
-        facts.append(_fact(text, src.name, f"{src.name}:{rows} (column '{col}')", _round(float(arr.mean())),
+        facts.append(_fact(text, src.name, f"{src.name}:{rows} (column '{col}')", round(float(arr.mean()), 6),
                            unit, f"mean {measure}"))
     return facts
 
@@ -408,6 +408,9 @@ def chart_facts(inp: ToolInput) -> ToolResult:
     """One small bar chart per unit: only like units are compared, values rounded to 3 significant
     figures. A "from X to Y" fact charts Y, its current figure, with X as a faint marker."""
     groups = _chart_groups(inp)
+    if not inp.deps:
+        return ToolResult(markdown="_No source files were given, so there are no figures to chart._",
+                          data={"charted": []})
     if not groups:
         return ToolResult(markdown="_No two facts share a unit, so there is nothing to compare in a chart._",
                           data={"charted": []})
