@@ -85,8 +85,8 @@ def test_invalid_edit_is_refused_and_plan_unchanged(tmp_path: Path):
     assert "usage: /drop ID" in out
     # the last /show prints the plan exactly as it was planned
     last = out.rsplit("Plan: ", 1)[1]
-    assert "t2 · Introduction and core idea [writer] p2 ← t1\n" in last
-    assert "t7" not in last and "t1 · Topic analysis and outline [analyst] p1\n" in last
+    assert "t2 · Python decorators: the core idea and why it matters [writer] p2 ← t1\n" in last
+    assert "t7" not in last and "t1 · Analysis and outline: Python decorators [analyst] p1\n" in last
 
 
 def test_bad_arguments_and_commands_before_a_plan_give_hints(tmp_path: Path):
