@@ -33,6 +33,7 @@ def test_free_text_research_topic_never_cites_the_samples(tmp_path: Path):
     assert state["workflow"] == "report" and state["inputs"]["inputs"] == []
     doc = (run.run_dir() / "output.md").read_text(encoding="utf-8")
     assert NO_SOURCES in doc.split("## Executive summary", 1)[0]  # said plainly, before the summary
+    assert "No source files were given" in run.stdout + run.stderr  # and on screen
     assert not any(name in doc for name in SAMPLE_SOURCES)
     assert "e-bikes in Germany" in " ".join(t["title"] for t in state["plan"]["tasks"])
 

@@ -105,11 +105,15 @@ def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
     return load_spec(name), goal
 
 
-def propose_team_hook(llm, spec, goal: str, options: dict, display) -> dict:
-    """issue 11 hook (project): a model proposes the project team when --team is not given."""
+def user_material_hook(llm, spec, goal: str, options: dict, inputs: dict, display) -> dict:
+    """issue 11 hook (project): say when a report has no sources; a model proposes the project team
+    when --team is not given."""
     from utils.app.runner import run_closing
     from utils.run.team import propose_team
+    from utils.tools.sources import NO_SOURCES
 
+    if spec.assembly.cite_inputs and not inputs.get("inputs"):
+        display.notice(NO_SOURCES, "warn")
     options, notice = run_closing(llm, lambda: propose_team(llm, spec, goal, options))
     if notice:
         display.notice(notice, "info")
@@ -196,7 +200,7 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
     else:
         spec, goal = choose_workflow(args, args.topic, llm, display)
         inputs = workflow_inputs(spec, args)
-        options = propose_team_hook(llm, spec, goal, options, display)  # issue 11 hook (project)
+        options = user_material_hook(llm, spec, goal, options, inputs, display)  # issue 11 hook (project)
         run_dir = new_run_dir(output_dir(args, cfg), goal, spec.name)
     store = RunStore(run_dir, saved)
 
