@@ -117,8 +117,12 @@ def test_deeply_nested_json_is_one_line_error(tmp_path: Path):
     with pytest.raises(ToolError, match=f"nested more than {MAX_JSON_DEPTH} levels"):
         read_source(p)
     ok = tmp_path / "ok.json"
-    ok.write_text(json.dumps({"s": "[[[[" * 100, "n_runs": 5}), encoding="utf-8")  # brackets in strings are text
+    ok.write_text(json.dumps({"s": '\\"[[[[' * 100, "n_runs": 5}), encoding="utf-8")  # brackets in strings are text
     assert read_source(ok).parsed["n_runs"] == 5
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"latency (p95)_ms": 120, "größe_kg": 7}, ensure_ascii=False, indent=1), encoding="utf-8")
+    got = {f["unit"]: f["pointer"] for f in run_tool("extract_facts", tin([keys])).data["facts"]}
+    assert got == {"ms": 'keys.json:L2 ($["latency (p95)_ms"])', "kg": 'keys.json:L3 ($["größe_kg"])'}
 
 
 def test_check_source_finds_a_ragged_csv(tmp_path: Path):

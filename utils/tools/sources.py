@@ -31,7 +31,7 @@ MAX_CHART_UNITS = 4          # small charts, one per unit
 MAX_BARS_PER_CHART = 8
 _NUMBER = re.compile(r"\d")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*_]?[A-Z0-9$€£])")
-_JSON_TOKENS = re.compile(r'"(?:[^"\\\\]|\\\\.)*"|[\[\]{}]')
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL_WORDS = {"id", "ids", "uuid", "guid", "key", "code", "no", "num", "number", "index", "idx", "zip", "postcode",
                 "postal", "phone", "port", "version", "ver", "lat", "lon", "lng", "latitude", "longitude", "seed",
@@ -242,7 +242,7 @@ def csv_facts(src: Source) -> list[dict]:
 def _json_path(parent: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{parent}[{key}]"
-    return f"{parent}.{key}" if _IDENT.match(key) else f"{parent}[{json.dumps(key)}]"
+    return f"{parent}.{key}" if _IDENT.match(key) else f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
 
 
 _JSON_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
@@ -273,7 +273,7 @@ def json_facts(src: Source) -> list[dict]:
             continue
         if not isinstance(node, (int, float)) or isinstance(node, bool) or not key or not_a_measure(key):
             continue
-        pattern = (json.dumps(key) + r"\s*:\s*" if not path.endswith("]") else r"(?<![\w.])") + _JSON_NUMBER
+        pattern = (re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:\s*" if not path.endswith("]") else r"(?<![\w.])") + _JSON_NUMBER
         m = re.compile(pattern).search(src.text, cursor)
         line = ""
         if m:
