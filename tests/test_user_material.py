@@ -86,3 +86,11 @@ def test_model_proposes_the_team_and_idle_roles_are_not_staffed(fake_llm: FakeLL
     assert sched["team"] == {"devops": 2, "qa": 1}  # the designer has no work: not staffed, and said why
     assert all(u > 0 for u in sched["utilisation"].values())
     assert any("designer: proposed but no work item needs it" in n for n in sched["team_notes"])
+
+
+def test_ragged_csv_input_is_refused_before_planning(tmp_path: Path):
+    ragged = tmp_path / "jobs.csv"
+    ragged.write_text("job,duration_min\nbuild,7\ntest,9,extra\n", encoding="utf-8")
+    run = run_main(["--example", "report", "--input", str(ragged)], tmp_path)
+    assert run.code == 2 and "line 3 has 3 fields" in run.stderr, run.explain()
+    assert run.run_dirs() == []  # nothing planned, nothing saved

@@ -69,7 +69,7 @@ def workflow_inputs(spec, args: Any) -> dict:
 
     Checked before any model call, so a bad file costs nothing.
     """
-    from utils.tools.sources import read_source
+    from utils.tools.sources import check_source  # issue 15: parses CSVs too (ragged rows found before planning)
     from utils.tools.table import load_csv
     from utils.errors import ToolError
 
@@ -79,7 +79,7 @@ def workflow_inputs(spec, args: Any) -> dict:
     data = args.data or (str(spec.example_path(spec.sample_data)) if spec.sample_data else None)
     try:
         for path in user_inputs:
-            read_source(Path(path))
+            check_source(Path(path))
         if data and (args.data or spec.name == "analysis"):
             load_csv(check_readable(data, "data file"))
     except ToolError as exc:
