@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     io = p.add_argument_group("input and output")
     io.add_argument("--input", action="append", metavar="PATH", help="a source file for report (repeatable)")
     io.add_argument("--data", metavar="PATH", help="CSV for analysis (default: the shipped sample)")
+    io.add_argument("--start-date", metavar="YYYY-MM-DD", help="project: first working day (default: today)")
+    io.add_argument("--team", metavar="ROLE=N,...", help='project: the team, e.g. "backend=2,frontend=1,qa=1" (default: proposed)')
     io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")
     io.add_argument("--quiet", action="store_true", help="only errors and the final summary line")
     io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")

@@ -26,6 +26,7 @@ from utils.run.planning import ask_for_plan, wire_spec_needs
 from utils.run.results import TaskResult, TaskState
 from utils.run.scheduler import Schedule, Stopped
 from utils.tools import ToolInput, run_tool
+from utils.tools.sources import NO_SOURCES
 
 DONE, FAILED, SKIPPED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING
 
@@ -191,7 +192,8 @@ class WorkerBatch(AsyncParallelBatchNode):
         tool_in = ToolInput(task=task.model_dump(), data_path=Path(data_path) if data_path else None,
                             input_paths=[Path(p) for p in inputs.get("inputs", [])],
                             deps={d: {"data": r.get("data"), "output": r.get("output", "")} for d, r in deps.items()},
-                            params=dict(role.params), goal=item["plan"].goal)
+                            params={**role.params, **item["options"].get("tool_params", {})},  # issue 11: --team etc.
+                            goal=item["plan"].goal)
         res = run_tool(role.tool, tool_in)
         markdown = res.markdown
         artifacts = {}
@@ -379,6 +381,8 @@ class AggregatorNode(AsyncNode):
         if p["stopped"]:
             notes.append(f"Run stopped before all tasks ran: {p['stopped']}. Resume with --resume.")
         sources = [Path(x).name for x in p["inputs"]] if spec.assembly.cite_inputs else []
+        if spec.assembly.cite_inputs and not sources:  # issue 11 (project): say plainly that no file backs it
+            sections.insert(0, ("sources", "Sources", f"> **{NO_SOURCES}**"))
         doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes, sources=sources)
         status = run_status(plan, p["results"], p["stopped"])
         reason = p["reason"]

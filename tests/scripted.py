@@ -21,6 +21,8 @@ def request_kind(req: RecordedRequest) -> str:
     text = "\n".join(str(m.get("content", "")) for m in req.messages)
     if name == "WorkflowChoice" or "You route a user's request" in text:
         return "route"
+    if name == "TeamProposal":  # issue 11: the project team proposed for the topic
+        return "team"
     if name == "Plan" or "Answer with JSON matching the schema: {goal" in text:
         return "plan"
     if name == "ReviewResult" or "# Review round" in text:
@@ -55,7 +57,10 @@ class Script:
 
     def __init__(self, plans: list[dict] | None = None, reviews: list[dict] | None = None,
                  worker: Callable[[str, RecordedRequest], Any] | None = None,
-                 cohesion: dict | None = None, route: str | None = None) -> None:
+                 cohesion: dict | None = None, route: str | None = None, team: dict | None = None) -> None:
+        self.team = team or {"members": [{"role": r, "people": n} for r, n in
+                                         {"pm": 1, "designer": 1, "backend": 2, "frontend": 1, "qa": 1}.items()],
+                             "reason": "scripted"}
         self.route = route  # workflow the "model" picks for a free-text topic (default: keyword fit)
         self.plans = plans or []
         self.reviews = reviews or []
@@ -77,6 +82,8 @@ class Script:
             from utils.run.spec import pick_workflow
             topic = req.last_user().split("# Request\n", 1)[-1].split("\n\n# Workflows")[0]
             return Reply(text=json.dumps({"workflow": self.route or pick_workflow(topic), "reason": "scripted"}))
+        if kind == "team":
+            return Reply(text=json.dumps(self.team))
         if kind == "plan":
             return Reply(text=json.dumps(self._next("plan", self.plans)))
         if kind == "review":

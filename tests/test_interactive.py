@@ -85,8 +85,8 @@ def test_invalid_edit_is_refused_and_plan_unchanged(tmp_path: Path):
     assert "usage: /drop ID" in out
     # the last /show prints the plan exactly as it was planned
     last = out.rsplit("Plan: ", 1)[1]
-    assert "t2 · Introduction and core idea [writer] p2 ← t1\n" in last
-    assert "t7" not in last and "t1 · Topic analysis and outline [analyst] p1\n" in last
+    assert "t2 · Python decorators: the core idea and why it matters [writer] p2 ← t1\n" in last
+    assert "t7" not in last and "t1 · Analysis and outline: Python decorators [analyst] p1\n" in last
 
 
 def test_bad_arguments_and_commands_before_a_plan_give_hints(tmp_path: Path):
@@ -105,7 +105,7 @@ def test_topic_without_workflow_picks_one_and_says_which(tmp_path: Path):
     proc = drive(["Break down the project to build a mobile app into work items"], tmp_path / "h",
                  tmp_path / "runs", "--provider", "offline")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "Workflow: " in proc.stdout and "best fit for the topic" in proc.stdout
+    assert "Workflow: project (keyword match: project" in proc.stdout  # routed like the command line
     assert "Plan: Break down the project" in proc.stdout
 
 

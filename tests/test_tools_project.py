@@ -1,12 +1,14 @@
 """Project tools: CPM and allocation checked against a small project worked out by hand."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 
 from utils.errors import ToolError
 from utils.tools import ToolInput, run_tool
+from utils.tools.gantt import MAX_GANTT_ITEMS, finish_date, role_colour, short_label, workday
 from utils.tools.project import allocate_resources, critical_path
 
 
@@ -107,12 +109,15 @@ def test_schedule_tool_from_dependency_work_items():
     assert d["duration_days"] == 12 and d["critical_path"] == ["A", "C", "D"]
     assert d["levelled_duration_days"] == 14  # one developer does all 14 days of work in sequence
     assert d["start_date"] == "2026-01-05"
-    # 2026-01-05 is a Monday; 14 working days later is Friday 2026-01-23
-    assert d["end_date"] == "2026-01-23"
+    # 2026-01-05 is a Monday; 14 working days run to Thursday 2026-01-22 (weekends skipped)
+    assert d["end_date"] == "2026-01-22"
     rows = {r["id"]: r for r in d["items"]}
-    assert rows["A"]["start_date"] == "2026-01-05" and rows["A"]["person"] == "dev-1"
+    assert (rows["A"]["start_date"], rows["A"]["end_date"], rows["A"]["person"]) == ("2026-01-05", "2026-01-07", "dev-1")
+    # A ends on day 3 (Wed); C runs 5 working days from Thu 8 Jan over the weekend to Wed 14 Jan
+    assert (rows["C"]["start_date"], rows["C"]["end_date"]) == ("2026-01-08", "2026-01-14")
     md = res.markdown
-    assert "| id | name | role | person |" in md and "| A | Item A | dev | dev-1 |" in md
+    assert "| id | name | role | person | start | end | days | slack | critical |" in md
+    assert "| A | Item A | dev | dev-1 | 2026-01-05 | 2026-01-07 | 3 | 0 | ✓ |" in md
     assert "```mermaid\ngantt" in md and "dateFormat YYYY-MM-DD" in md and "section dev" in md
     assert "Item A (dev-1) :crit, A, 2026-01-05, 2026-01-08" in md
     assert ":B, " in md  # B is not critical: no crit tag
@@ -120,10 +125,68 @@ def test_schedule_tool_from_dependency_work_items():
     assert res.artifacts["gantt.png"].startswith(b"\x89PNG")
 
 
-def test_schedule_from_params_and_default_team():
-    res = run_tool("schedule", tin(work_items=HAND))
-    assert res.data["team"] == {"dev": 1} and "one person" in res.markdown
-    with pytest.raises(ToolError, match="no work breakdown"):
-        run_tool("schedule", tin())
+# A CI migration, not the shipped sample: devops-heavy, no designer, no frontend.
+CI = [item("c1", 2, role="pm"), item("c2", 5, ["c1"], "devops"), item("c3", 4, ["c1"], "devops"),
+      item("c4", 6, ["c2"], "devops"), item("c5", 3, ["c3", "c4"], "qa"), item("c6", 1, ["c5"], "pm")]
+
+
+def test_start_date_defaults_to_today_on_a_working_day():
+    res = run_tool("schedule", tin(work_items=CI, team={"pm": 1, "devops": 2, "qa": 1}))
+    start = dt.date.fromisoformat(res.data["start_date"])
+    today = dt.date.today()
+    assert start.weekday() < 5 and 0 <= (start - today).days <= 2
+    for r in res.data["items"]:
+        for key in ("start_date", "end_date"):
+            assert dt.date.fromisoformat(r[key]).weekday() < 5  # nothing scheduled on a weekend
+    saturday = run_tool("schedule", tin(work_items=CI, team={"devops": 2}, start="2026-03-07"))
+    assert saturday.data["start_date"] == "2026-03-09"  # moved to the Monday
     with pytest.raises(ToolError, match="params.start"):
         run_tool("schedule", tin(work_items=HAND, start="next monday"))
+
+
+def test_default_team_follows_the_breakdown_and_nobody_idles():
+    res = run_tool("schedule", tin(work_items=CI))
+    # devops has 15 days of work in a 17-day critical path: one person; every role has work
+    assert res.data["team"] == {"pm": 1, "devops": 1, "qa": 1}
+    assert all(u > 0 for u in res.data["utilisation"].values())
+    assert "critical-path length of its work" in res.markdown and "designer" not in res.markdown
+    heavy = run_tool("schedule", tin(work_items=[item("a", 4), item("b", 4), item("c", 4)]))
+    assert heavy.data["team"] == {"dev": 3}  # 12 days of parallel work in a 4-day critical path
+    with pytest.raises(ToolError, match="no work breakdown"):
+        run_tool("schedule", tin())
+
+
+def test_given_team_says_why_a_role_is_idle_and_staffs_missing_roles():
+    res = run_tool("schedule", tin(work_items=CI, team={"devops": 2, "designer": 1, "qa": 1}, team_source="--team"))
+    assert res.data["team"] == {"devops": 2, "designer": 1, "qa": 1, "pm": 1}
+    assert res.data["utilisation"]["designer"] == 0
+    assert "designer: 0 % because no work item in the breakdown needs this role" in res.markdown
+    assert "pm: the breakdown has work for this role but the team had nobody; one person added" in res.markdown
+    proposed = run_tool("schedule", tin(work_items=CI, team={"devops": 2, "designer": 1, "pm": 1, "qa": 1},
+                                        team_source="proposed by the model: small infra team"))
+    assert "designer" not in proposed.data["team"] and all(u > 0 for u in proposed.data["utilisation"].values())
+    assert "designer: proposed but no work item needs it" in proposed.markdown
+
+
+def test_big_breakdown_is_fast_and_charts_are_capped():
+    items = [item(f"w{i}", 1 + i % 4, [f"w{i - 1}"] if i % 3 else [], role=("dev", "qa", "ops")[i % 3])
+             for i in range(3000)]
+    res = run_tool("schedule", tin(work_items=items, team={"dev": 4, "qa": 2, "ops": 2}, start="2026-01-05"))
+    assert len(res.data["items"]) == 3000 and res.markdown.count("\n| w") == 3000  # the table lists every item
+    mermaid = res.markdown.split("```mermaid", 1)[1].split("```", 1)[0]
+    assert sum(" :" in line for line in mermaid.splitlines()) == MAX_GANTT_ITEMS
+    assert f"{3000 - MAX_GANTT_ITEMS} more are in the table" in res.markdown
+
+
+def test_gantt_labels_and_role_colours():
+    assert short_label("Migrate the integration test suites to hosted runners", 34) == "Migrate the integration test …"
+    assert all(len(w) == len(w.strip()) for w in short_label("Migrate the integration test suites", 20).split())
+    assert role_colour("devops") == role_colour("DevOps ") and role_colour("backend") != role_colour("frontend")
+    assert role_colour("ml-platform") == role_colour("ml-platform")  # unknown roles: derived from the name
+
+
+def test_workday_arithmetic():
+    monday = dt.date(2026, 1, 5)
+    assert workday(monday, 0) == monday and workday(monday, 4) == dt.date(2026, 1, 9)
+    assert workday(monday, 5) == dt.date(2026, 1, 12) and workday(monday, 23) == dt.date(2026, 2, 5)
+    assert finish_date(monday, 1) == monday and finish_date(monday, 5.5) == dt.date(2026, 1, 12)

@@ -1,4 +1,4 @@
-"""Report tools: facts carry correct pointers (line numbers, columns, JSON paths) to their sources."""
+"""Report tools: facts are quantities with a unit, what they measure and a file:line pointer."""
 from __future__ import annotations
 
 import json
@@ -9,19 +9,28 @@ import pytest
 
 from utils.errors import ToolError
 from utils.tools import ToolInput, run_tool
-from utils.tools.sources import first_value, read_source
+from utils.tools.quantities import quantities
+from utils.tools.sources import MAX_JSON_DEPTH, NO_SOURCES, check_source, read_source
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "examples" / "data" / "sources"
 
-NOTES = """# Title
+# A CI-migration status note: headings, versions, ports, dates, ids and times among the real quantities.
+NOTES = """# CI migration status 2.0
 
-Intro without numbers. Revenue grew 12% in 2025.
-Churn fell to 3.5 percent, a record
-low for the firm. Nothing here.
+Intro without numbers. Build time fell from 42 min to 17 min after the move.
+Flaky tests dropped to 3.5 percent, a record
+low for the team. Nothing here.
 
-## Costs
-- Rent is $1,200 a month.
+## Runners in 2025
+- Each runner costs $1,200 a month.
+- We upgraded to version 3.12.1 and Python 3.11 on port 8080 (localhost:5432) on 2025-05-01 at 10:30.
+- Ticket #4521 and issue 77 track it since March 2024.
+
+| stage | duration_min | share |
+|---|---:|---:|
+| tests | 11 | 64% |
+| lint | 4 | 12% |
 
 ```
 code 123 is skipped
@@ -41,46 +50,99 @@ def by_pointer(facts: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def test_text_facts_point_at_the_right_lines(tmp_path: Path):
-    p = tmp_path / "notes.md"
+def test_text_facts_are_quantities_with_units_and_lines(tmp_path: Path):
+    p = tmp_path / "ci.md"
     p.write_text(NOTES, encoding="utf-8")
     res = run_tool("extract_facts", tin([p]))
     facts = by_pointer(res.data["facts"])
-    lines = NOTES.splitlines()
-    assert [f["text"] for f in facts["notes.md:L1"]] == ["Heading: Title"]
-    assert facts["notes.md:L3"][0]["text"] == "Revenue grew 12% in 2025."
-    assert facts["notes.md:L3"][0]["value"] == 12.0
-    assert "Revenue grew 12%" in lines[3 - 1]
+    build = facts["ci.md:L3"]
+    # "fell from 42 to 17" is one claim whose current figure is 17
+    assert [(f["value"], f["unit"], f["previous"], f["measure"]) for f in build] == [(17.0, "min", 42.0, "Build time")]
     # a sentence wrapped over two lines is kept whole and points at both lines
-    assert facts["notes.md:L4-L5"][0]["text"] == "Churn fell to 3.5 percent, a record low for the firm."
-    assert facts["notes.md:L4-L5"][0]["value"] == 3.5
-    assert facts["notes.md:L7"][0]["text"] == "Heading: Costs"
-    assert facts["notes.md:L8"][0]["text"] == "Rent is $1,200 a month." and facts["notes.md:L8"][0]["value"] == 1200
-    texts = " ".join(f["text"] for f in res.data["facts"])
-    assert "Intro without numbers" not in texts and "Nothing here" not in texts and "code 123" not in texts
-    assert res.data["sources"] == ["notes.md"]
-    assert "- Revenue grew 12% in 2025. [source: notes.md:L3]" in res.markdown
+    flaky = facts["ci.md:L4-L5"][0]
+    assert flaky["text"] == "Flaky tests dropped to 3.5 percent, a record low for the team."
+    assert (flaky["value"], flaky["unit"], flaky["measure"]) == (3.5, "%", "Flaky tests")
+    assert (facts["ci.md:L8"][0]["value"], facts["ci.md:L8"][0]["unit"]) == (1200.0, "$")
+    # table cells: the unit comes from the cell or the column name
+    assert {(f["measure"], f["value"], f["unit"]) for f in facts["ci.md:L14"]} == {
+        ("tests duration", 11.0, "min"), ("tests share", 64.0, "%")}
+    values = {f["value"] for f in res.data["facts"]}
+    # headings, versions, ports, dates, times, ids and years are not facts
+    assert not {2.0, 3.12, 3.11, 8080.0, 5432.0, 2025.0, 10.0, 30.0, 4521.0, 77.0, 2024.0, 123.0} & values
+    assert not any(f["pointer"] in ("ci.md:L1", "ci.md:L7", "ci.md:L9", "ci.md:L10") for f in res.data["facts"])
+    assert all(f["unit"] and f["measure"] for f in res.data["facts"])
+    assert "- Each runner costs $1,200 a month. [source: ci.md:L8] → Each runner: $1,200" in res.markdown
 
 
-def test_csv_facts(tmp_path: Path):
-    p = tmp_path / "s.csv"
-    p.write_text("name,score,age\na,7,30\nb,9,NA\nc,4,41\n", encoding="utf-8")
+def test_quantities_read_the_unit_and_measure():
+    got = [(q.measure, q.value, q.unit) for q in quantities(
+        "Pipelines account for 38% of spend, runners for 27% and storage for 14%.")]
+    assert got == [("Pipelines", 38.0, "%"), ("runners", 27.0, "%"), ("storage", 14.0, "%")]
+    assert [(q.value, q.unit) for q in quantities("We now run 12 stages and 3 runners.")] == [
+        (12.0, "stages"), (3.0, "runners")]
+    assert quantities("Released v2.3 in 2024 on port 443 as job #1045.") == []
+
+
+def test_csv_facts_skip_ids_and_dates(tmp_path: Path):
+    p = tmp_path / "jobs.csv"
+    p.write_text("job_id,year,runner,duration_min,queue_s\n101,2024,a,7,30\n102,2024,b,9,NA\n103,2025,c,4,41\n",
+                 encoding="utf-8")
     facts = by_pointer(run_tool("extract_facts", tin([p])).data["facts"])
-    score = facts["s.csv:column 'score' (rows 2-4)"][0]
-    assert score["value"] == pytest.approx(statistics.mean([7, 9, 4]))
-    assert "min 4" in score["text"] and "max 9" in score["text"] and "3 values" in score["text"]
-    age = facts["s.csv:column 'age' (rows 2-4)"][0]
-    assert age["value"] == pytest.approx(35.5) and "2 values" in age["text"]
-    assert "s.csv:column 'name' (rows 2-4)" not in facts
+    dur = facts["jobs.csv:L2-L4 (column 'duration_min')"][0]
+    assert dur["value"] == pytest.approx(statistics.mean([7, 9, 4])) and dur["unit"] == "min"
+    assert "min 4" in dur["text"] and "max 9" in dur["text"] and "3 rows" in dur["text"]
+    queue = facts["jobs.csv:L2-L4 (column 'queue_s')"][0]
+    assert queue["value"] == pytest.approx(35.5) and queue["unit"] == "s"
+    assert set(facts) == {"jobs.csv:L2-L4 (column 'duration_min')", "jobs.csv:L2-L4 (column 'queue_s')"}
 
 
-def test_json_facts_have_paths(tmp_path: Path):
+def test_json_facts_have_lines_units_and_skip_labels(tmp_path: Path):
     p = tmp_path / "m.json"
-    p.write_text(json.dumps({"a": {"b": [1, 2, 3.5]}, "ok": True, "label": "x", "odd key": 4}), encoding="utf-8")
+    doc = {"service": {"port": 8080, "version": 3, "build_id": 991},
+           "ci": {"success_rate_pct": 97.5, "runs": [10, 12], "released_year": 2024},
+           "ok": True, "odd name": 4}
+    p.write_text(json.dumps(doc, indent=1), encoding="utf-8")
     facts = run_tool("extract_facts", tin([p])).data["facts"]
-    got = {f["pointer"]: f["value"] for f in facts}
-    assert got == {"m.json:$.a.b[0]": 1.0, "m.json:$.a.b[1]": 2.0, "m.json:$.a.b[2]": 3.5,
-                   'm.json:$["odd key"]': 4.0}
+    lines = p.read_text(encoding="utf-8").splitlines()
+    got = {(f["value"], f["unit"]) for f in facts}
+    assert got == {(97.5, "%"), (10.0, "runs"), (12.0, "runs"), (4.0, "odd name")}
+    for f in facts:
+        line = int(f["pointer"].split(":L")[1].split()[0])
+        assert f"{f['value']:g}" in lines[line - 1]
+
+
+def test_deeply_nested_json_is_one_line_error(tmp_path: Path):
+    p = tmp_path / "deep.json"
+    p.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
+    with pytest.raises(ToolError, match=f"nested more than {MAX_JSON_DEPTH} levels"):
+        read_source(p)
+    ok = tmp_path / "ok.json"
+    ok.write_text(json.dumps({"s": '\\"[[[[' * 100, "n_runs": 5}), encoding="utf-8")  # brackets in strings are text
+    assert read_source(ok).parsed["n_runs"] == 5
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"latency (p95)_ms": 120, "größe_kg": 7}, ensure_ascii=False, indent=1), encoding="utf-8")
+    got = {f["unit"]: f["pointer"] for f in run_tool("extract_facts", tin([keys])).data["facts"]}
+    assert got == {"ms": 'keys.json:L2 ($["latency (p95)_ms"])', "kg": 'keys.json:L3 ($["größe_kg"])'}
+
+
+def test_check_source_finds_a_ragged_csv(tmp_path: Path):
+    p = tmp_path / "ragged.csv"
+    p.write_text("a,b\n1,2\n3,4,5\n6,7\n", encoding="utf-8")
+    read_source(p)  # reading alone does not parse the rows...
+    with pytest.raises(ToolError, match="line 3 has 3 fields"):
+        check_source(p)  # ...the check does, before any planning call
+    good = tmp_path / "good.csv"
+    good.write_text("a,b\n1,2\n3,4\n", encoding="utf-8")
+    assert check_source(good).kind == "csv"
+
+
+def test_long_single_spaced_paragraph_keeps_pointers(tmp_path: Path):
+    body = "\n".join(f"Queue {i} waited {i % 50 + 1} minutes." for i in range(5000))
+    p = tmp_path / "big.txt"
+    p.write_text(body, encoding="utf-8")
+    facts = run_tool("extract_facts", tin([p])).data["facts"]
+    assert len(facts) == 200  # capped per source
+    assert facts[123]["pointer"] == "big.txt:L124" and facts[123]["value"] == 123 % 50 + 1
 
 
 def test_task_inputs_select_files(tmp_path: Path):
@@ -93,8 +155,8 @@ def test_task_inputs_select_files(tmp_path: Path):
     assert run_tool("extract_facts", tin([a, b], inputs=[str(a)])).data["sources"] == ["a.md"]
     with pytest.raises(ToolError, match="none of the task inputs"):
         run_tool("extract_facts", tin([a, b], inputs=["/etc/passwd"]))
-    with pytest.raises(ToolError, match="--input"):
-        run_tool("extract_facts", tin([]))
+    empty = run_tool("extract_facts", tin([]))
+    assert empty.data["facts"] == [] and empty.markdown == NO_SOURCES
 
 
 @pytest.mark.parametrize("name, content, message", [
@@ -111,38 +173,25 @@ def test_read_source_errors(tmp_path: Path, name: str, content: bytes | None, me
         read_source(p)
 
 
-def test_first_value_prefers_percentages_and_skips_years():
-    assert first_value("In 2025 sales rose 12% to $3.4m") == 12.0
-    assert first_value("In 2025 we sold 1,500 units") == 1500.0
-    assert first_value("Founded 1999") == 1999.0
-    assert first_value("no numbers") is None
-
-
-def test_chart_facts_png_and_empty_note(tmp_path: Path):
-    p = tmp_path / "m.json"
-    p.write_text(json.dumps({"v": list(range(20))}), encoding="utf-8")
+def test_chart_compares_only_like_units(tmp_path: Path):
+    p = tmp_path / "ci.md"
+    p.write_text("Build time fell from 42 min to 17 min. Deploys take 9 min.\n"
+                 "Flaky tests are 3.5% and cache misses 12.34%. Runners cost $1,200.\n", encoding="utf-8")
     facts = run_tool("extract_facts", tin([p])).data
     res = run_tool("chart_facts", tin([], deps={"t1": {"data": facts, "output": ""}}))
     assert res.artifacts["facts.png"].startswith(b"\x89PNG")
-    assert len(res.data["charted"]) == 12 and res.data["charted"][3]["value"] == 3.0
+    assert sorted(res.data["units"]) == ["%", "min"]  # the lone $ figure compares with nothing
+    charted = {(c["unit"], c["value"]) for c in res.data["charted"]}
+    assert charted == {("min", 17.0), ("min", 9.0), ("%", 3.5), ("%", 12.3)}  # current figure, rounded
     assert "](facts.png)" in res.markdown
     empty = run_tool("chart_facts", tin([], deps={"t1": {"data": None}, "t2": {"data": {"facts": [
-        {"text": "Heading", "source": "x", "pointer": "x:L1", "value": None}]}}}))
-    assert empty.artifacts == {} and empty.data == {"charted": []} and "No numeric facts" in empty.markdown
+        {"text": "x", "source": "x", "pointer": "x:L1", "value": 3.0, "unit": "%"}]}}}))
+    assert empty.artifacts == {} and empty.data == {"charted": []} and "nothing to compare" in empty.markdown
 
 
 def test_sample_sources_parse():
     paths = sorted(SAMPLES.iterdir())
-    assert {p.name for p in paths} == {"market_notes.md", "survey.csv", "metrics.json"}
     res = run_tool("extract_facts", tin(paths))
     json.dumps(res.data)
     assert set(res.data["sources"]) == {p.name for p in paths}
-    pointers = {f["pointer"] for f in res.data["facts"]}
-    assert "metrics.json:$.sales.by_quarter[3]" in pointers
-    assert any(p.startswith("survey.csv:column 'satisfaction'") for p in pointers)
-    lines = (SAMPLES / "market_notes.md").read_text(encoding="utf-8").splitlines()
-    for f in res.data["facts"]:
-        if f["source"] == "market_notes.md" and not f["text"].startswith("Heading"):
-            first, _, last = f["pointer"].rsplit(":L", 1)[1].partition("-L")
-            assert f["text"].split()[0] in lines[int(first) - 1]
-            assert f["text"].split()[-1] in lines[int(last or first) - 1]
+    assert all(f["unit"] and ":L" in f["pointer"] for f in res.data["facts"])

@@ -73,16 +73,17 @@ def workflow_inputs(spec, args: Any) -> dict:
 
     Checked before any model call, so a bad file costs nothing.
     """
-    from utils.tools.sources import read_source
+    from utils.tools.sources import check_source  # issue 15: parses CSVs too (ragged rows found before planning)
     from utils.tools.table import load_csv
     from utils.errors import ToolError
 
     user_inputs = [str(check_readable(p, "input file")) for p in (args.input or [])]
-    inputs = user_inputs or [str(spec.example_path(p)) for p in spec.sample_inputs]
+    demo = args.example == spec.name and args.topic is None  # issue 11 hook (project): samples only for the demo
+    inputs = user_inputs or ([str(spec.example_path(p)) for p in spec.sample_inputs] if demo else [])
     data = args.data or (str(spec.example_path(spec.sample_data)) if spec.sample_data else None)
     try:
         for path in user_inputs:
-            read_source(Path(path))
+            check_source(Path(path))
         if data and (args.data or spec.name == "analysis"):
             load_csv(check_readable(data, "data file"))
     except ToolError as exc:
@@ -106,6 +107,21 @@ def choose_workflow(args: Any, topic: str | None, llm, emit) -> tuple[Any, str]:
     name, why = run_closing(llm, lambda: route(llm, goal))
     emit(Event("notice", {"level": "info", "message": f"Workflow: {name} ({why}; use --example to choose another)"}))
     return load_spec(name), goal
+
+
+def user_material_hook(llm, spec, goal: str, options: dict, inputs: dict, display) -> dict:
+    """issue 11 hook (project): say when a report has no sources; a model proposes the project team
+    when --team is not given."""
+    from utils.app.runner import run_closing
+    from utils.run.team import propose_team
+    from utils.tools.sources import NO_SOURCES
+
+    if spec.assembly.cite_inputs and not inputs.get("inputs"):
+        display.notice(NO_SOURCES, "warn")
+    options, notice = run_closing(llm, lambda: propose_team(llm, spec, goal, options))
+    if notice:
+        display.notice(notice, "info")
+    return options
 
 
 def make_llm(args: Any, cfg, emit, *, budget: int | None = None):
@@ -188,6 +204,7 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
     else:
         spec, goal = choose_workflow(args, args.topic, llm, display)
         inputs = workflow_inputs(spec, args)
+        options = user_material_hook(llm, spec, goal, options, inputs, display)  # issue 11 hook (project)
         run_dir = new_run_dir(output_dir(args, cfg), goal, spec.name)
     store = RunStore(run_dir, saved)
 

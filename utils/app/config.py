@@ -88,4 +88,5 @@ def resolve_options(args: Any, cfg: ConfigFile) -> dict[str, Any]:
     opts["reviewer_model"] = cfg.models.get("reviewer")
     opts["role_models"] = {k: v for k, v in cfg.models.items() if k not in ("planner", "reviewer")}
     opts["plan_only"] = bool(getattr(args, "plan_only", False))
-    return opts
+    from utils.run.team import project_options  # issue 11 hook (project): --team/--start-date -> tool_params
+    return project_options(args, opts)

@@ -166,12 +166,13 @@ class Session:
     # ------------------------------------------------------------ planning
 
     def set_topic(self, text: str) -> None:
-        from utils.run.spec import load_spec, pick_workflow
+        from utils.app.routing import route_topic  # issue 11: routed like the command line (model, reason)
+        from utils.run.spec import load_spec
         self.topic = check_topic(text)
         if self.spec is None or self.auto_spec:
-            name = pick_workflow(self.topic)
+            name, why = route_topic(self.llm(self.planning_emit), self.topic)
             self.use_spec(load_spec(name), auto=True)
-            say(f"Workflow: {name} (best fit for the topic; /example NAME to choose another)")
+            say(f"Workflow: {name} ({why}; /example NAME to choose another)")
         self.plan_topic()
 
     def ask_planner(self, goal_text: str) -> tuple[Plan, bool]:

@@ -1,16 +1,17 @@
 """The orchestrator's first decision for a free-text topic: which workflow fits it best.
 
-With a model, the model chooses from the specs' names and descriptions (validated: an unknown
-name is a validation error, so the client's repair round-trip handles it). Offline, or when the
-model fails, the keyword score in `spec.pick_workflow` decides, and the notice says which was used.
+With a model, the model chooses from the specs' names and descriptions; the schema's `workflow` is
+an enum of those names, so an unknown name is a validation error the client's repair round-trip
+handles, and its one-sentence reason is shown. Offline, or when the model fails, whole-word keywords
+decide (`utils/run/keywords.py`), and the notice says what matched, that it was a tie, or that
+nothing matched.
 """
 from __future__ import annotations
 
-from pydantic import BaseModel
-
 from utils.errors import LLMError
+from utils.run.keywords import KeywordRoute, keyword_route
 from utils.run.outputs import choice_model
-from utils.run.spec import load_spec, pick_workflow, spec_names
+from utils.run.spec import load_spec, spec_names
 
 
 def route_messages(topic: str, names: list[str]) -> list[dict]:
@@ -20,20 +21,32 @@ def route_messages(topic: str, names: list[str]) -> list[dict]:
                                         "Answer with JSON: {workflow: one of the names above, reason: one sentence}."}]
 
 
-def _choice_model(names: list[str]) -> type[BaseModel]:
-    return choice_model(names)  # an enum of the names: in the schema sent and in the validation
+
+
+def keyword_choice(topic: str, names: list[str] | None = None) -> KeywordRoute:
+    names = names or spec_names()
+    return keyword_route(topic, {n: load_spec(n).keywords for n in names})
 
 
 async def choose_workflow(llm, topic: str) -> tuple[str, str]:
     """(workflow name, how it was chosen) for a free-text topic."""
     names = spec_names()
-    fallback = pick_workflow(topic, names)
+    fallback = keyword_choice(topic, names)
     if llm.offline:
-        return fallback, "keyword match"
-    schema = _choice_model(names)
+        return fallback.name, fallback.reason
+    schema = choice_model(names)
     try:
         reply = await llm.complete(route_messages(topic, names), schema=schema, temperature=0.0,
                                    purpose="choosing a workflow")
     except LLMError as exc:
-        return fallback, f"keyword match; the model could not choose: {exc}"
-    return reply.data.workflow, reply.data.reason or "chosen by the model"
+        return fallback.name, f"{fallback.reason}; the model could not choose: {exc}"
+    reason = " ".join(reply.data.reason.split())[:200]
+    return reply.data.workflow, f"chosen by the model: {reason}" if reason else "chosen by the model (no reason given)"
+
+
+def route_topic(llm, topic: str) -> tuple[str, str]:
+    """`choose_workflow` from synchronous code (the interactive session), so a typed topic is routed
+    exactly as the command line routes it."""
+    from utils.app.runner import run_closing
+
+    return run_closing(llm, lambda: choose_workflow(llm, topic))

@@ -172,15 +172,10 @@ def _check_roles(spec: WorkflowSpec, path: Path) -> None:
 
 
 def pick_workflow(topic: str, names: list[str] | None = None) -> str:
-    """Best-fitting workflow for a free-text topic by keyword score; 'blog' when nothing matches.
+    """Best-fitting workflow for a free-text topic by whole-word keyword score; 'blog' when nothing matches.
 
     Used offline and as the prior that the model-based choice falls back to.
     """
-    text = f" {topic.lower()} "
-    best, best_score = "blog", 0
-    for name in names or spec_names():
-        spec = load_spec(name)
-        score = sum(text.count(k.lower()) for k in spec.keywords)
-        if score > best_score:
-            best, best_score = name, score
-    return best
+    from utils.run.keywords import keyword_route  # issue 11: whole words; ties and no match said as such
+
+    return keyword_route(topic, {n: load_spec(n).keywords for n in names or spec_names()}).name

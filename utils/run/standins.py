@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from utils.run.keywords import fill_topic
 from utils.run.outputs import Cohesion, ReviewResult, TaskVerdict
 from utils.run.plan import Plan, Task
 
@@ -56,7 +57,7 @@ def offline_plan(spec, goal: str, inputs: list[str], max_tasks: int) -> Plan:
     """The spec's example plan; tasks marked `per_input` are repeated once per input file."""
     tasks: list[Task] = []
     for raw in spec.offline_plan.get("tasks", []):
-        raw = dict(raw)
+        raw = {k: fill_topic(v, goal) if isinstance(v, str) else v for k, v in raw.items()}  # issue 11: {topic}
         if raw.pop("per_input", False):
             ids = []
             for i, name in enumerate(inputs, 1):
@@ -72,7 +73,7 @@ def offline_plan(spec, goal: str, inputs: list[str], max_tasks: int) -> Plan:
               for t in spec.offline_plan.get("tasks", []) if t.get("per_input")}
     for t in tasks:
         t.depends_on = [d for dep in t.depends_on for d in groups.get(dep, [dep])]
-    return Plan(goal=goal, notes=spec.offline_plan.get("notes", ""), tasks=tasks[:max_tasks])
+    return Plan(goal=goal, notes=fill_topic(spec.offline_plan.get("notes", ""), goal), tasks=tasks[:max_tasks])
 
 
 def _expand_deps(tasks: list[Task], template_id: str, ids: list[str]) -> None:

@@ -1,13 +1,17 @@
 """Report tools: read source files and extract facts that carry a pointer to where they came from.
 
-A report writer (a model) is given these facts instead of raw files, and each fact keeps its
-`source` and `pointer` ("notes.md:L12", "survey.csv:column 'score' (rows 2-41)", "m.json:$.a[0]"),
-so every number in the final report can be traced back and checked. Files are only read, never run.
+A report writer (a model) is given these facts instead of raw files. A fact is a quantity with a
+unit, what it measures and a `file:line` pointer ("notes.md:L12", "survey.csv:L2-L41 (column
+'score')", "m.json:L4 ($.web.sessions)"), so every number in the final report can be traced back and
+checked. Headings, version numbers, ports, dates and id columns are not facts. Files are only read,
+never run. Extraction is linear in the file's size and stops after MAX_FACTS_PER_SOURCE facts.
 """
 from __future__ import annotations
 
+import bisect
 import json
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,14 +20,35 @@ import numpy as np
 
 from utils.errors import ToolError
 from utils.tools import ToolInput, ToolResult, new_figure, png_bytes
+from utils.tools.quantities import quantities, unit_from_name
 from utils.tools.table import parse_csv, read_text
 
 SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".csv": "csv", ".json": "json"}
 MAX_FACTS_PER_SOURCE = 200
-MAX_CHART_FACTS = 12
-_NUMBER = re.compile(r"(?<![\w.])[-+]?[$€£]?\d[\d,]*(?:\.\d+)?(?:\s?%)?")
+MAX_JSON_DEPTH = 64          # deeper documents are refused with one line, never a RecursionError
+MAX_SENTENCE_CHARS = 400     # a fact quotes at most this much of its sentence
+MAX_CHART_UNITS = 4          # small charts, one per unit
+MAX_BARS_PER_CHART = 8
+_NUMBER = re.compile(r"\d")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*_]?[A-Z0-9$€£])")
+_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LABEL_WORDS = {"id", "ids", "uuid", "guid", "key", "code", "no", "num", "number", "index", "idx", "zip", "postcode",
+                "postal", "phone", "port", "version", "ver", "lat", "lon", "lng", "latitude", "longitude", "seed",
+                "rank", "row", "timestamp", "epoch"}
+_DATE_WORDS = {"year", "years", "date", "month", "day", "week", "quarter", "time", "dob", "birthday"}
+
+
+def not_a_measure(name: str) -> bool:
+    """A key or column that labels rows (ids, codes, ports, versions) or dates them (year, date):
+    its values are numbers but averaging or charting them means nothing. "cups_per_day" and
+    "by_quarter" are rates and series, so they stay."""
+    words = [w for w in re.split(r"[^a-z0-9]+", name.lower()) if w]
+    if not words:
+        return True
+    if len(words) >= 2 and words[-2] in ("per", "by"):
+        return False
+    return any(w in _LABEL_WORDS for w in words) or words[-1] in _DATE_WORDS
 
 
 @dataclass
@@ -45,66 +70,97 @@ def read_source(path: Path | str) -> Source:
     text = read_text(p, "source file")
     parsed = None
     if kind == "json":
-        try:
-            parsed = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ToolError(f"source file {p.name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        parsed = _parse_json(text, p.name)
     return Source(path=p, name=p.name, kind=kind, text=text, parsed=parsed)
 
 
-def first_value(text: str) -> float | None:
-    """The number a sentence is 'about': a percentage first, else the first number that is not a year."""
-    found = [m.group(0) for m in _NUMBER.finditer(text)]
-    if not found:
-        return None
+def _parse_json(text: str, name: str) -> Any:
+    """json.loads with a depth limit checked first: the parser recurses, so a hostile file of
+    100,000 '[' would end in RecursionError instead of a one-line error."""
+    depth = 0
+    for m in _JSON_TOKENS.finditer(text):  # strings are matched whole, so their brackets do not count
+        ch = m.group(0)
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                raise ToolError(f"source file {name} is nested more than {MAX_JSON_DEPTH} levels deep")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ToolError(f"source file {name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except RecursionError:  # belt and braces: the scan above should have caught it
+        raise ToolError(f"source file {name} is nested too deeply") from None
 
-    def val(tok: str) -> float | None:
-        try:
-            return float(re.sub(r"[$€£,%\s]", "", tok))
-        except ValueError:
-            return None
 
-    pct = [t for t in found if t.endswith("%")]
-    non_year = [t for t in found if not re.fullmatch(r"(19|20)\d\d", t)]
-    return val((pct or non_year or found)[0])
+def check_source(path: Path | str) -> Source:
+    """Read and fully parse one `--input` file, so a bad one (ragged CSV, broken or too deeply nested
+    JSON, not UTF-8) is a one-line error before any model call is paid for. Cheap: one parse."""
+    src = read_source(path)
+    if src.kind == "csv":
+        parse_csv(src.text, src.name)
+    return src
 
 
-def _fact(text: str, source: str, pointer: str, value: float | None) -> dict:
-    return {"text": text, "source": source, "pointer": pointer, "value": value}
+def _fact(text: str, source: str, pointer: str, value: float, unit: str, measure: str,
+          previous: float | None = None) -> dict:
+    fact = {"text": text, "source": source, "pointer": pointer, "value": value, "unit": unit, "measure": measure}
+    if previous is not None:
+        fact["previous"] = previous
+    return fact
+
+
+def _clip(sentence: str) -> str:
+    return sentence if len(sentence) <= MAX_SENTENCE_CHARS else sentence[:MAX_SENTENCE_CHARS - 1].rstrip() + "…"
+
+
+def _sentence_facts(sentence: str, src: Source, where: str, facts: list[dict]) -> None:
+    clean = re.sub(r"^([-*+]|\d+[.)])\s+", "", sentence.strip()).strip()
+    for q in quantities(clean[:4 * MAX_SENTENCE_CHARS]):
+        if len(facts) >= MAX_FACTS_PER_SOURCE:
+            return
+        facts.append(_fact(_clip(clean), src.name, f"{src.name}:{where}", q.value, q.unit, q.measure, q.previous))
 
 
 def text_facts(src: Source) -> list[dict]:
-    """Headings, and sentences holding a number or a %, each pointing at the line(s) it spans.
+    """Quantities in sentences and table rows, each pointing at the line(s) it spans.
 
     Sentences are split within a paragraph (consecutive lines), so a sentence wrapped over two lines
-    stays whole; list items and table rows are their own paragraphs; fenced code is skipped.
+    stays whole; list items and table rows are their own paragraphs; headings and fenced code are
+    skipped. Linear: a paragraph's line offsets are searched by bisection, never rescanned.
     """
     facts: list[dict] = []
     para: list[tuple[int, str]] = []
+    header: list[str] = []
 
     def flush() -> None:
         if not para:
             return
-        joined, starts = "", []
+        offsets, linenos, parts, size = [], [], [], 0
         for lineno, line in para:
-            if joined:
-                joined += " "
-            starts.append((len(joined), lineno))
-            joined += line.strip()
+            offsets.append(size)
+            linenos.append(lineno)
+            parts.append(line)
+            size += len(line) + 1
+        joined = " ".join(parts)
+        para.clear()
         pos = 0
         for sentence in _SENTENCE_SPLIT.split(joined):
             at = joined.index(sentence, pos)
             pos = at + len(sentence)
-            if _NUMBER.search(sentence) or "%" in sentence:
-                first = max(ln for off, ln in starts if off <= at)
-                last = max(ln for off, ln in starts if off <= at + len(sentence.rstrip()) - 1)
-                where = f"L{first}" if last == first else f"L{first}-L{last}"
-                clean = re.sub(r"^([-*+]|\d+[.)])\s+", "", sentence.strip()).strip()
-                facts.append(_fact(clean, src.name, f"{src.name}:{where}", first_value(clean)))
-        para.clear()
+            if len(facts) >= MAX_FACTS_PER_SOURCE:
+                return
+            if not _NUMBER.search(sentence):
+                continue
+            first = linenos[bisect.bisect_right(offsets, at) - 1]
+            last = linenos[bisect.bisect_right(offsets, at + max(len(sentence.rstrip()) - 1, 0)) - 1]
+            _sentence_facts(sentence, src, f"L{first}" if last == first else f"L{first}-L{last}", facts)
 
     in_code = False
     for lineno, line in enumerate(src.text.splitlines(), 1):
+        if len(facts) >= MAX_FACTS_PER_SOURCE:
+            break
         stripped = line.strip()
         if stripped.startswith(("```", "~~~")):
             flush()
@@ -112,62 +168,124 @@ def text_facts(src: Source) -> list[dict]:
             continue
         if in_code:
             continue
+        if not stripped.startswith("|"):
+            header = []
         if not stripped or stripped.startswith("<!--"):
             flush()
         elif src.kind == "markdown" and re.match(r"#{1,6}\s", stripped):
-            flush()
-            heading = stripped.lstrip("#").strip()
-            facts.append(_fact(f"Heading: {heading}", src.name, f"{src.name}:L{lineno}", None))
+            flush()  # a heading names a topic; it is not a fact
         elif stripped.startswith("|"):
             flush()
-            if not re.fullmatch(r"\|[\s:|-]*", stripped):  # skip table separator rows
-                cells = " | ".join(c.strip() for c in stripped.strip("|").split("|"))
-                if _NUMBER.search(cells):
-                    facts.append(_fact(cells, src.name, f"{src.name}:L{lineno}", first_value(cells)))
+            _table_row(stripped, header, src, lineno, facts)
         elif re.match(r"([-*+]|\d+[.)])\s", stripped):
             flush()
             para.append((lineno, stripped))
         else:
             para.append((lineno, stripped))
     flush()
-    return facts
+    return facts[:MAX_FACTS_PER_SOURCE]
+
+
+def _table_row(row: str, header: list[str], src: Source, lineno: int, facts: list[dict]) -> None:
+    """A Markdown table row (the first row of a table is its header): each numeric cell is a quantity
+    whose unit comes from the cell ("38%") or from its column's name ("price_usd", else the name)."""
+    if re.fullmatch(r"\|[\s:|-]*", row):
+        return  # separator row
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    if not header:
+        header.extend(cells)
+        return
+    for j, cell in enumerate(cells[1:], 1):
+        col = header[j] if j < len(header) else ""
+        if len(facts) >= MAX_FACTS_PER_SOURCE or not col or not_a_measure(col):
+            continue
+        unit_col, measure_col = unit_from_name(col)
+        found = quantities(cell)
+        if found:
+            value, unit = found[0].value, found[0].unit
+        elif re.fullmatch(r"\d[\d,]*(?:\.\d+)?", cell):
+            value, unit = float(cell.replace(",", "")), unit_col or col
+        else:
+            continue
+        facts.append(_fact(f"{cells[0]} | {col}: {cell}", src.name, f"{src.name}:L{lineno}", value, unit,
+                           f"{cells[0]} {measure_col}".strip()))
+
+
+def _is_id_like(name: str, values: list[float]) -> bool:
+    """An id, a year or a date code is a label, not a measurement: its mean means nothing."""
+    if not_a_measure(name):
+        return True
+    ints = all(float(v).is_integer() for v in values)
+    return ints and len(values) > 2 and len(set(values)) == len(values) and all(
+        b > a for a, b in zip(values, values[1:]))
 
 
 def csv_facts(src: Source) -> list[dict]:
-    """Count, mean, min and max of each numeric column (value = the mean)."""
+    """Mean (with count, min, max) of each numeric column that measures something."""
     table = parse_csv(src.text, src.name)
-    rows = f"rows {table.lines[0]}-{table.lines[-1]}"
-    facts = [_fact(f"{src.name} has {table.n_rows} data rows and columns {', '.join(table.columns)}",
-                   src.name, f"{src.name}:{rows}", float(table.n_rows))]
+    rows = f"L{table.lines[0]}-L{table.lines[-1]}"
+    facts = []
     for col in table.numeric():
-        arr = np.asarray(table.present(col), dtype=float)
-        text = (f"{col}: {arr.size} values, mean {arr.mean():.4g}, min {arr.min():.4g}, max {arr.max():.4g}")
-        facts.append(_fact(text, src.name, f"{src.name}:column '{col}' ({rows})", round(float(arr.mean()), 6)))
+        present = table.present(col)
+        if _is_id_like(col, present):
+            continue
+        arr = np.asarray(present, dtype=float)
+        unit, measure = unit_from_name(col)
+        unit = unit or col  # a column's own name is its unit: only the same column is compared
+        text = (f"{col}: mean {_plain(_round(arr.mean()))} over {arr.size} rows (min {_plain(arr.min())}, "
+                f"max {_plain(arr.max())})")
+        facts.append(_fact(text, src.name, f"{src.name}:{rows} (column '{col}')", round(float(arr.mean()), 6),
+                           unit, f"mean {measure}"))
     return facts
 
 
 def _json_path(parent: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{parent}[{key}]"
-    return f"{parent}.{key}" if _IDENT.match(key) else f"{parent}[{json.dumps(key)}]"
+    return f"{parent}.{key}" if _IDENT.match(key) else f"{parent}[{json.dumps(key, ensure_ascii=False)}]"
+
+
+_JSON_NUMBER = r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?"
 
 
 def json_facts(src: Source) -> list[dict]:
-    """Every numeric leaf with its JSON path (booleans are not numbers here)."""
+    """Numeric leaves whose key says what they measure, with the line they are on.
+
+    The unit comes from the key's suffix (`_pct`, `_usd`, `_hours`), a sibling `unit` key, or else the
+    key itself (so only values of the same key are compared). Keys that name ids, versions, ports,
+    years or dates are skipped. Iterative walk in document order; each leaf's line is found by
+    searching forward from the previous one, so the whole pass is linear.
+    """
     facts: list[dict] = []
-
-    def walk(node: Any, path: str) -> None:
+    starts = [0] + [m.end() for m in re.finditer("\n", src.text)]
+    cursor = 0
+    stack: list[tuple[Any, str, str, str]] = [(src.parsed, "$", "", "")]
+    while stack and len(facts) < MAX_FACTS_PER_SOURCE:
+        node, path, key, sibling_unit = stack.pop()
         if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, _json_path(path, str(k)))
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                walk(v, _json_path(path, i))
-        elif isinstance(node, (int, float)) and not isinstance(node, bool):
-            facts.append(_fact(f"{path} = {node:g}" if isinstance(node, float) else f"{path} = {node}",
-                               src.name, f"{src.name}:{path}", float(node)))
-
-    walk(src.parsed, "$")
+            unit = node.get("unit") if isinstance(node.get("unit"), str) else ""
+            for k, v in reversed(list(node.items())):
+                stack.append((v, _json_path(path, str(k)), str(k), unit))
+            continue
+        if isinstance(node, list):
+            for i, v in reversed(list(enumerate(node))):
+                stack.append((v, _json_path(path, i), key, sibling_unit))
+            continue
+        if not isinstance(node, (int, float)) or isinstance(node, bool) or not key or not_a_measure(key):
+            continue
+        pattern = (re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:\s*" if not path.endswith("]") else r"(?<![\w.])") + _JSON_NUMBER
+        m = re.compile(pattern).search(src.text, cursor)
+        line = ""
+        if m:
+            cursor = m.end()
+            line = f"L{bisect.bisect_right(starts, m.start())}"
+        unit, measure = unit_from_name(key)
+        words = [w for w in re.findall(r"[A-Za-z]\w*", path[1:]) if w != key]
+        measure = " ".join(words[-2:] + [measure]).replace("_", " ").strip()
+        value = float(node)
+        shown = f"{node:g}" if isinstance(node, float) else str(node)
+        pointer = f"{src.name}:{line} ({path})" if line else f"{src.name}:{path}"
+        facts.append(_fact(f"{path} = {shown}", src.name, pointer, value, sibling_unit or unit or key, measure))
     return facts
 
 
@@ -193,10 +311,50 @@ def _match(name: str, paths: list[Path]) -> Path | None:
     return None
 
 
+NO_SOURCES = ("No source files were given (--input), so there are no facts to extract: this report draws "
+              "on the model's general knowledge and cites no files.")
+
+
+def _plain(x: float) -> str:
+    """A number as a reader writes it: 184,300 / 4.2 / 0.035, never 1.843e+05."""
+    if x == int(x) and abs(x) < 1e15:
+        return f"{int(x):,}"
+    return f"{x:,.4f}".rstrip("0").rstrip(".") if abs(x) >= 1e-4 else f"{x:.3g}"
+
+
+def _round(x: float) -> float:
+    """Three significant figures: enough to compare, honest about precision."""
+    return float(f"{x:.3g}") if x else 0.0
+
+
+def _quantity_text(f: dict) -> str:
+    unit = f.get("unit") or ""
+    value = _plain(f["value"])
+    shown = f"{unit}{value}" if unit in ("$", "€", "£") else (
+        f"{unit.split()[0]}{value} {' '.join(unit.split()[1:])}" if unit[:1] in "$€£" and unit else
+        f"{value}{unit}" if unit == "%" else f"{value} {unit}")
+    before = f" (from {_plain(f['previous'])})" if f.get("previous") is not None else ""
+    return f"{f.get('measure') or 'value'}: {shown.strip()}{before}"
+
+
+def facts_markdown(facts: list[dict]) -> list[str]:
+    """One bullet per sentence (or row), quoting it, with the quantities read from it."""
+    lines: list[str] = []
+    group: list[dict] = []
+    for f in facts + [{}]:
+        if group and (f.get("text"), f.get("pointer")) != (group[0]["text"], group[0]["pointer"]):
+            lines.append(f"- {group[0]['text']} [source: {group[0]['pointer']}] → "
+                         + "; ".join(_quantity_text(g) for g in group))
+            group = []
+        if f:
+            group.append(f)
+    return lines
+
+
 def extract_facts(inp: ToolInput) -> ToolResult:
     """Facts from the task's input files (all provided inputs when the task names none)."""
-    if not inp.input_paths:
-        raise ToolError("no source files to read: pass --input FILE (md, txt, csv, json)")
+    if not inp.input_paths:  # a planner may add a gatherer anyway: say why there is nothing, do not fail
+        return ToolResult(markdown=NO_SOURCES, data={"facts": [], "sources": [], "unmatched": []})
     wanted = [str(x) for x in (inp.task.get("inputs") or [])]
     chosen: list[Path] = []
     unmatched: list[str] = []
@@ -217,46 +375,71 @@ def extract_facts(inp: ToolInput) -> ToolResult:
         src = read_source(p)
         names.append(src.name)
         facts.extend(facts_from(src))
-    md = [f"Facts from {', '.join(names)} ({len(facts)}):", ""]
-    md += [f"- {f['text']} [source: {f['pointer']}]" for f in facts]
+    md = [f"Facts from {', '.join(names)} ({len(facts)} quantities):", ""] + facts_markdown(facts)
     if not facts:
-        md.append("- (no headings or numeric statements found)")
+        md.append("- (no quantities with a unit found)")
     if unmatched:
         md += ["", f"Not found among the provided files: {', '.join(unmatched)}."]
     return ToolResult(markdown="\n".join(md), data={"facts": facts, "sources": names, "unmatched": unmatched})
 
 
-def chart_facts(inp: ToolInput) -> ToolResult:
-    """A labelled bar chart of up to 12 numeric facts from the dependency results."""
-    picked: list[dict] = []
+def _chart_groups(inp: ToolInput) -> list[tuple[str, list[dict]]]:
+    """Facts grouped by unit, largest groups first; a unit with one fact compares nothing."""
+    by_unit: dict[str, list[dict]] = {}
     for res in inp.deps.values():
         data = (res or {}).get("data") or {}
         for f in data.get("facts") or []:
-            if isinstance(f, dict) and isinstance(f.get("value"), (int, float)) and not isinstance(f["value"], bool):
-                picked.append(f)
-    picked = picked[:MAX_CHART_FACTS]
-    if not picked:
-        return ToolResult(markdown="_No numeric facts to chart._", data={"charted": []})
-    labels = [(f["text"][:45] + "…") if len(f["text"]) > 46 else f["text"] for f in picked]
-    values = [float(f["value"]) for f in picked]
-    fig = new_figure(10, 1.2 + 0.5 * len(picked))
-    ax = fig.add_subplot(1, 1, 1)
-    ys = list(range(len(picked)))
-    ax.barh(ys, values, color="#4C72B0")
-    ax.set_yticks(ys, labels, fontsize=8)
-    ax.invert_yaxis()
-    for y, v in zip(ys, values):
-        ax.text(v, y, f" {v:g}", va="center", fontsize=8)
-    log = min(values) > 0 and max(values) / min(values) > 100  # mixed units: keep small values visible
-    if log:
-        ax.set_xscale("log")
-    ax.set_xlabel("value (log scale)" if log else "value")
-    ax.set_title("Numeric facts from the sources (mixed units: compare within a source)")
+            v = f.get("value") if isinstance(f, dict) else None
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and f.get("unit"):
+                by_unit.setdefault(str(f["unit"]), []).append(f)
+    groups = [(u, fs[:MAX_BARS_PER_CHART]) for u, fs in by_unit.items() if len(fs) >= 2]
+    groups.sort(key=lambda g: -len(g[1]))
+    return groups[:MAX_CHART_UNITS]
+
+
+def _label(f: dict, width: int = 28) -> str:
+    """A bar label wrapped at word boundaries (two lines at most), never cut mid-word."""
+    text = f.get("measure") or f.get("text") or "value"
+    lines = textwrap.wrap(text, width, break_long_words=False) or ["value"]
+    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
+
+
+def chart_facts(inp: ToolInput) -> ToolResult:
+    """One small bar chart per unit: only like units are compared, values rounded to 3 significant
+    figures. A "from X to Y" fact charts Y, its current figure, with X as a faint marker."""
+    groups = _chart_groups(inp)
+    if not inp.deps:
+        return ToolResult(markdown="_No source files were given, so there are no figures to chart._",
+                          data={"charted": []})
+    if not groups:
+        return ToolResult(markdown="_No two facts share a unit, so there is nothing to compare in a chart._",
+                          data={"charted": []})
+    rows = sum(len(fs) for _, fs in groups)
+    fig = new_figure(9, 1.0 + 0.45 * rows + 0.8 * len(groups))
+    axes = fig.subplots(len(groups), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [len(fs) + 1 for _, fs in groups]})[:, 0]
+    charted = []
+    for ax, (unit, fs) in zip(axes, groups):
+        ys = list(range(len(fs)))
+        values = [_round(float(f["value"])) for f in fs]
+        ax.barh(ys, values, color="#4C72B0")
+        for y, f in zip(ys, fs):
+            if f.get("previous") is not None:
+                ax.plot([_round(float(f["previous"]))], [y], marker="|", markersize=14, color="#C44E52")
+        ax.set_yticks(ys, [_label(f) for f in fs], fontsize=8)
+        ax.invert_yaxis()
+        for y, v in zip(ys, values):
+            ax.text(v, y, f" {_plain(v)}", va="center", fontsize=8)
+        ax.set_title(f"Unit: {unit}", fontsize=9, loc="left")
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+        ax.margins(x=0.15)
+        charted += [{"text": f["text"], "value": v, "unit": unit, "measure": f.get("measure"),
+                     "previous": f.get("previous"), "pointer": f.get("pointer")} for f, v in zip(fs, values)]
+    fig.suptitle("Figures from the sources, one chart per unit (red mark: the earlier value)", fontsize=10)
     fig.tight_layout()
-    md = ["![Numeric facts from the sources](facts.png)", ""]
-    md += [f"{i}. {f['text']} (charted: {f['value']:g}) [source: {f['pointer']}]" for i, f in enumerate(picked, 1)]
-    charted = [{"text": f["text"], "value": float(f["value"]), "pointer": f.get("pointer")} for f in picked]
-    return ToolResult(markdown="\n".join(md), data={"charted": charted, "log_scale": log},
+    md = ["![Figures from the sources, one chart per unit](facts.png)", ""]
+    md += [f"{i}. {_quantity_text(c)} [source: {c['pointer']}]" for i, c in enumerate(charted, 1)]
+    return ToolResult(markdown="\n".join(md), data={"charted": charted, "units": [u for u, _ in groups]},
                       artifacts={"facts.png": png_bytes(fig)})
 
 
