@@ -107,10 +107,12 @@ def test_tool_workflows_never_fail_at_planning_against_a_schema_literal_server(n
     for t in shared["plan"]["tasks"]:
         for role in needs.get(t["role"], []):
             providers = {p["id"] for p in shared["plan"]["tasks"] if p["role"] == role}
-            if providers and strategy not in ("dynamic", "hybrid"):  # later rounds may add providers
-                assert providers & set(t["depends_on"]), (t, providers)
-            else:
-                assert any(t["id"] in e["message"] and "needs" in e["message"] for e in events.of("notice"))
+            wired = bool(providers & set(t["depends_on"]))
+            reported = any(t["id"] in e["message"] and "needs" in e["message"] for e in events.of("notice"))
+            if providers and strategy not in ("dynamic", "hybrid"):
+                assert wired, (t, providers)
+            else:  # later rounds may add providers after the task was planned: wired, or said
+                assert wired or reported, (t, providers)
 
 
 @pytest.mark.parametrize("seed", range(1, 7))
