@@ -22,7 +22,7 @@ from utils.errors import BudgetExceeded, OrchError, PlanError
 from utils.events import Event
 from utils.run.outputs import OUTPUT_SCHEMAS, Cohesion, ReviewResult
 from utils.run.plan import Plan, dependents_closure, plan_problems
-from utils.run.scheduler import Schedule, Stopped
+from utils.run.scheduler import Schedule
 from utils.run.standins import offline_cohesion, offline_next_step, offline_plan, offline_review
 from utils.tools import ToolInput, run_tool
 
@@ -140,29 +140,23 @@ class WorkerBatch(AsyncParallelBatchNode):
                   "data": None, "error": None, "prompt_tokens": 0, "completion_tokens": 0,
                   "revision": prev.get("revision", -1) + 1 if prev.get("state") == DONE else 0,
                   "worker": None, "started": None, "finished": None, "elapsed_s": 0.0, "artifacts": {}}
-        self._report(emit, result, "waiting")
-        unmet = await sched.wait_for_dependencies(task.id)
-        if unmet:
-            # After a stop (token budget) a task whose inputs never came is not started, not skipped.
-            state = PENDING if sched.stopped else SKIPPED
-            result.update(state=state, error=sched.stopped or "dependency did not finish: " + ", ".join(unmet))
-            sched.skip(task.id, state)
+
+        def note(state: str, error: str | None) -> None:  # the schedule says where the task stands
+            if error is not None:
+                result.update(state=state, error=error)
             self._report(emit, result, state)
-            return result
-        self._report(emit, result, "ready")
-        try:
-            slot = await sched.acquire(task.id)
-        except Stopped as stop:
-            result["error"] = str(stop)
-            sched.skip(task.id, PENDING)
-            self._report(emit, result, PENDING)
-            return result
+
+        await sched.run(task.id, lambda slot: self._attempt(item, result, slot), note)
+        return result
+
+    async def _attempt(self, item, result: dict, slot: int) -> tuple[str, dict]:
+        """One task in its worker slot; failures stay with this task (the summary reports them)."""
         result.update(worker=slot, started=time.time())
-        self._report(emit, result, "running")
+        self._report(item["emit"], result, "running")
         try:
             result.update(await self._work(item), state=DONE)
         except BudgetExceeded as exc:
-            sched.stop(str(exc))
+            item["sched"].stop(str(exc))
             result.update(state=PENDING, error=str(exc))
         except OrchError as exc:
             result.update(state=FAILED, error=str(exc))
@@ -171,10 +165,7 @@ class WorkerBatch(AsyncParallelBatchNode):
         finally:
             result["finished"] = time.time()
             result["elapsed_s"] = round(result["finished"] - result["started"], 3)
-            sched.finish(task.id, result["state"], result)  # wake dependents before freeing the slot
-            sched.release(slot)
-            self._report(emit, result, result["state"])
-        return result
+        return result["state"], result
 
     @staticmethod
     def _report(emit, result: dict, state: str) -> None:
