@@ -113,6 +113,8 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     doc_path = store.write_document(shared["document"]) if shared.get("document") else None
     if doc_path:
         store.save(shared)
+    from utils.run.timeline import write_pictures  # perf hook (issue 14): timeline.png / --plan-only plan.png
+    write_pictures(shared, store.dir, status)
     return Outcome(status=status, exit_code=code, run_dir=store.dir, shared=shared,
                    elapsed_s=shared["meta"]["elapsed_s"], error=error, document_path=doc_path,
                    totals=shared["totals"])
