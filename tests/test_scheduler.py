@@ -223,3 +223,28 @@ def test_released_slot_numbers_are_reused_lowest_first():
     log: list = []
     asyncio.run(run_via_protocol(Schedule(ts, max_workers=8), ts, log))
     assert {s for e, _, s in log if e == "start"} == {1}  # a chain needs one lane, whatever the limit
+
+
+def test_a_cancelled_task_is_reported_pending_and_frees_its_slot():
+    """Ctrl-C cancels the tasks in flight: each still reports an end state (pending, so resume runs it)."""
+    ts = tasks(("a", 3, []), ("b", 3, ["a"]))
+
+    async def scenario():
+        sched = Schedule(ts, max_workers=1)
+        notes: list = []
+        started = asyncio.Event()
+
+        async def work(slot):
+            started.set()
+            await asyncio.sleep(60)
+            return "done", None
+
+        runner = asyncio.ensure_future(sched.run("a", work, lambda s, e: notes.append(s)))
+        await started.wait()
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        return notes, sched
+
+    notes, sched = asyncio.run(scenario())
+    assert notes == ["waiting", "ready", "pending"] and sched._in_use == 0  # noqa: SLF001

@@ -187,13 +187,13 @@ class Schedule:
             self.skip(task_id, PENDING)
             notify(PENDING, str(stop))
             return PENDING
-        state, result = FAILED, None
+        state, result = PENDING, None  # cancelled (Ctrl-C) or raised: not finished, runs again on resume
         try:
             state, result = await work(slot)
         finally:
             self.finish(task_id, state, result)  # wake dependents before freeing the slot
             self.release(slot)
-        notify(state, None)
+            notify(state, None)
         return state
 
     # -- dependencies -------------------------------------------------------------------------
