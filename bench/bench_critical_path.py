@@ -98,7 +98,8 @@ def main() -> None:
         for shape in shapes:
             for label, w in (("unlimited", shape.n), ("4", 4)):
                 wall, shared, h = measure(server, shape, w)
-                hand += h
+                if label == "unlimited":  # with 4 workers a dependent may also wait for a slot
+                    hand += h
                 ratio, target, _ = goal(shape, label, w, wall)
                 if ratio > target:
                     misses.append(f"{shape.name} w={label}: {ratio:.3f} > {target}")
@@ -107,7 +108,7 @@ def main() -> None:
     table(HEADERS, rows, title=f"Through the fake server (HTTP), median of {REPEAT} runs")
     print(f"\nworker phase goals (unlimited <= {TARGET_UNLIMITED} x bound, 4 workers <= {TARGET_LIMITED} x bound "
           f"where reachable): {verdict(not misses)}" + ("; missed: " + "; ".join(misses) if misses else ""))
-    print(f"hand-over through HTTP (server record: dependency's answer out -> dependent's request in), "
+    print(f"hand-over through HTTP, unlimited workers (server record: dependency's answer out -> dependent's request in), "
           f"{len(hand)} hand-overs: median {median(hand) * 1000:.2f} ms, p95 {percentile(hand, 0.95) * 1000:.2f} ms, "
           f"max {max(hand) * 1000:.2f} ms (p95 < {TARGET_HANDOVER_MS} ms: "
           f"{verdict(percentile(hand, 0.95) * 1000 < TARGET_HANDOVER_MS)})")
