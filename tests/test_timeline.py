@@ -123,3 +123,12 @@ def test_a_drawing_failure_never_fails_the_run(tmp_path):
     shared = {"plan": PLAN, "results": {"a": result("a", "w", 1, 0, 1)}, "meta": {}}
     assert write_pictures(shared, tmp_path / "missing-folder", "ok") == []
     assert "pictures_error" in shared["meta"]
+
+
+def test_a_late_start_with_a_free_slot_is_a_delay_not_a_slot_wait():
+    plan = plan_of(("x", "w", []), ("y", "w", ["x"]))
+    res = {"x": result("x", "w", 1, 0, 1), "y": result("y", "w", 1, 1.5, 2.5)}  # 0.5 s gap, 4 slots
+    tl = build(plan, res, workers=4)
+    assert tl.slot_wait == 0 and abs(tl.delay - 0.5) < 1e-6
+    assert "late" in tl.verdict()
+    assert "-" in timeline_lines(plan, res, workers=4, width=26)[1]

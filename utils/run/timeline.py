@@ -34,6 +34,12 @@ class Bar:
     retries: int = 0
     revision: int = 0
     critical: bool = False
+    slot_wait: bool = False  # its late start was a wait for a free slot (all busy), not a delay
+
+    @property
+    def late(self) -> float:
+        """Seconds between its inputs being ready and its start."""
+        return self.start - self.ready
 
 
 @dataclass
@@ -45,7 +51,8 @@ class Timeline:
     span: float           # first start to last end, seconds
     chain: float          # longest dependency chain by measured durations
     work: float           # total task time
-    slot_wait: float      # total time ready tasks waited for a slot
+    slot_wait: float      # total time ready tasks waited for a slot (every slot busy)
+    delay: float          # total time ready tasks started late with a slot free (engine, I/O, a busy loop)
     not_run: list[str] = field(default_factory=list)
     origin: float = 0.0   # epoch seconds of the first start
 
@@ -58,6 +65,8 @@ class Timeline:
             return "no task ran"
         if self.slot_wait > EPS and self.work / self.workers >= self.chain:
             return "tasks waited for a worker slot: more workers would help"
+        if self.delay > 0.1 * self.span:
+            return f"ready tasks started {self.delay:.2f} s late in all with a slot free (engine or I/O)"
         return "the longest dependency chain sets the pace: more workers would not help"
 
 
@@ -72,7 +81,7 @@ def build(plan: dict | None, results: dict[str, dict], workers: int | None = Non
            if isinstance(r, dict) and r.get("started") and r.get("finished") and r.get("worker")}
     not_run = [tid for tid in (deps or results) if tid not in ran]
     if not ran:
-        return Timeline([], [], max(workers or 1, 1), 0.0, 0.0, 0.0, 0.0, 0.0, not_run)
+        return Timeline([], [], max(workers or 1, 1), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, not_run)
     origin = min(float(r["started"]) for r in ran.values())
     bars = {}
     for tid, r in ran.items():
@@ -86,9 +95,21 @@ def build(plan: dict | None, results: dict[str, dict], workers: int | None = Non
     work = sum(b.end - b.start for b in bars.values())
     span = max(b.end for b in bars.values())
     _mark_critical(bars, deps)
+    _mark_slot_waits(bars, workers)
     order = sorted(bars.values(), key=lambda b: (b.lane, b.start))
     return Timeline(order, lanes, workers, max(chain, work / workers), span, chain, work,
-                    sum(b.start - b.ready for b in bars.values()), not_run, origin)
+                    sum(b.late for b in bars.values() if b.slot_wait),
+                    sum(b.late for b in bars.values() if not b.slot_wait and b.late > EPS), not_run, origin)
+
+
+def _mark_slot_waits(bars: dict[str, Bar], workers: int) -> None:
+    """A late start is a slot wait when every slot was busy halfway through the wait; otherwise the
+    task was held up by something else (the event loop busy saving or drawing, a slow client)."""
+    spans = [(b.start, b.end) for b in bars.values()]
+    for b in bars.values():
+        if b.late > EPS:
+            mid = (b.ready + b.start) / 2
+            b.slot_wait = sum(1 for s, e in spans if s <= mid < e) >= workers
 
 
 def _longest_chain(bars: dict[str, Bar], deps: dict[str, list[str]]) -> float:
@@ -137,8 +158,8 @@ def timeline_lines(plan: dict | None, results: dict[str, dict], *, workers: int 
     """The timeline as a few lines of plain text (the shell decides where and whether to show them).
 
     Each lane is `width` characters; a task fills its span with its role's letter, in capitals
-    when it is on the critical path; `.` is a ready task waiting for a slot (shown in its lane),
-    `!` a failed task.
+    when it is on the critical path; `.` is a ready task waiting for a slot, `-` one that started
+    late with a slot free (both shown in the lane it then ran in), `!` a failed task.
     """
     tl = build(plan, results, workers)
     if not tl.bars:
@@ -151,7 +172,7 @@ def timeline_lines(plan: dict | None, results: dict[str, dict], *, workers: int 
         lo, hi = int(b.start * scale), max(int(b.end * scale), int(b.start * scale))
         for i in range(int(b.ready * scale), lo):
             if row[i] == " ":
-                row[i] = "."
+                row[i] = "." if b.slot_wait else "-"
         ch = "!" if b.state in FAILED_STATES else letters[b.role]
         for i in range(lo, hi + 1):
             row[i] = ch.upper() if b.critical else ch
@@ -164,7 +185,7 @@ def timeline_lines(plan: dict | None, results: dict[str, dict], *, workers: int 
     if len(tl.lanes) > max_lanes:
         lines.append(f"  ({len(tl.lanes) - max_lanes} more lanes in timeline.png)")
     key = ", ".join(f"{ch} {role}" for role, ch in letters.items())
-    lines.append(f"  {key}; CAPITALS critical path; . waiting for a slot; ! failed")
+    lines.append(f"  {key}; CAPITALS critical path; . waiting for a slot; - started late, slot free; ! failed")
     return lines
 
 
@@ -237,9 +258,10 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
         ax.barh(y, max(b.end - b.start, 1e-3), left=b.start, height=height, color=colors[b.role],
                 edgecolor="#D62728" if b.critical else "white", linewidth=2.2 if b.critical else 0.6,
                 hatch="xx" if failed else None, alpha=0.55 if failed else 0.95, zorder=3)
-        if b.start - b.ready > EPS:  # waited for a slot: a thin hatched band under the bar
-            ax.barh(y + height / 2 + 0.08, b.start - b.ready, left=b.ready, height=0.12, color="none",
-                    edgecolor="#888888", hatch="////", linewidth=0.4, zorder=2)
+        if b.late > EPS:  # waited: a thin band under the bar, hatched for a slot, dotted for a delay
+            ax.barh(y + height / 2 + 0.08, b.late, left=b.ready, height=0.12, color="none",
+                    edgecolor="#888888" if b.slot_wait else "#E17C05", hatch="////" if b.slot_wait else "....",
+                    linewidth=0.4, zorder=2)
         marks = ("!" if failed else "") + (f" ↻{b.retries}" if b.retries else "") + (f" r{b.revision}" if b.revision else "")
         label = b.id + marks
         if (b.end - b.start) >= tl.span * 0.04 * max(len(label), 3) / 6:
@@ -257,7 +279,7 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
                             linewidth=1.2 if hot else 0.5, zorder=1 if not hot else 2)
     if tl.bars:
         ax.axvline(tl.bound, color="black", linestyle="--", linewidth=1, zorder=5)
-        ax.text(tl.bound, n - 0.4, f" lower bound {tl.bound:.2f} s", fontsize=8, va="bottom")
+        ax.text(tl.bound, -1.15, f" lower bound {tl.bound:.2f} s", fontsize=8, va="top")
     ax.set_yticks(range(n), [f"worker {lane}" for lane in tl.lanes] or ["-"])
     ax.set_ylim(n - 0.4 + 0.5, -1.4)
     ax.set_xlabel("seconds from the first task start")
@@ -269,6 +291,7 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
     handles = [Patch(color=colors[r], label=r) for r in roles]
     handles += [Patch(facecolor="white", edgecolor="#D62728", linewidth=2, label="critical path"),
                 Patch(facecolor="white", edgecolor="#888888", hatch="////", label="waiting for a slot"),
+                Patch(facecolor="white", edgecolor="#E17C05", hatch="....", label="started late, slot free"),
                 Patch(facecolor="#CCCCCC", hatch="xx", label="failed")]
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18 if n < 6 else -0.08),
               ncol=min(len(handles), 6), fontsize=7, frameon=False)
