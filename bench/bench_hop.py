@@ -28,7 +28,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (ROOT, RunFailed, chain, check_ok, handovers, header, main_guard, make_llm,  # noqa: E402
+from common import (ROOT, RunFailed, WarmFlow, chain, check_ok, handovers, header, main_guard, make_llm,  # noqa: E402
                     make_shared, median, open_server, percentile, run_graph, scratch, table, verdict,
                     worker_phase)
 
@@ -70,7 +70,7 @@ def run_api_store(sh, server) -> float:
 
     store = TimedStore(RunStore(scratch("run")))
     shared = make_shared(sh.plan(), make_llm(server.base_url), emit=store, max_workers=4)
-    outcome = execute(shared, build_flow("dependency"), store.store, meta={})
+    outcome = execute(shared, WarmFlow(build_flow("dependency"), shared["runtime"]["llm"]), store.store, meta={})
     check_ok(shared)
     if outcome.exit_code != 0:
         raise RunFailed(f"execute() exited {outcome.exit_code}: {outcome.error}")

@@ -182,10 +182,30 @@ def make_shared(plan: dict | None, llm, *, emit: Callable | None = None, **optio
     return shared
 
 
+def warm_client(llm) -> None:
+    """Create the SDK client in the running loop now, as a CLI run's planning call does before the
+    worker phase (a preset plan skips that call, and the first worker would pay for it instead)."""
+    make = getattr(llm, "_client", None)
+    if callable(make):
+        make()
+
+
+class WarmFlow:
+    """A flow that warms the model client first (see warm_client); for runner.execute."""
+
+    def __init__(self, flow, llm) -> None:
+        self.flow, self.llm = flow, llm
+
+    async def run_async(self, shared: dict) -> Any:
+        warm_client(self.llm)
+        return await self.flow.run_async(shared)
+
+
 async def _run_graph(shared: dict) -> None:
     from flows import build_flow
 
     try:
+        warm_client(shared["runtime"]["llm"])
         await build_flow(shared["options"]["strategy"]).run_async(shared)
     finally:
         close = getattr(shared["runtime"]["llm"], "aclose", None)
