@@ -357,19 +357,24 @@ def plan_png(plan: dict) -> bytes:
     xy = {tid: (x, -y) for x, col in columns.items() for y, tid in enumerate(col)}
     by_id = {t["id"]: t for t in tasks}
     colors = role_colors([str(t.get("role")) for t in tasks])
-    for t in tasks:
-        for d in t.get("depends_on") or []:
-            if d in xy and d != t["id"]:
-                ax.annotate("", xy=xy[t["id"]], xytext=xy[d],
-                            arrowprops={"arrowstyle": "->", "color": "#999999", "lw": 0.8,
-                                        "shrinkA": 14, "shrinkB": 14})
+    boxes = {}
     for tid, (x, y) in xy.items():
         t = by_id[tid]
         title = str(t.get("title", ""))
         label = f"{tid}\n{title[:22] + ('…' if len(title) > 22 else '')}"
-        ax.text(x, y, label, ha="center", va="center", fontsize=7, zorder=3,
-                bbox={"boxstyle": "round,pad=0.3", "facecolor": colors[str(t.get("role"))], "alpha": 0.85,
-                      "edgecolor": "white"}, color="white")
+        boxes[tid] = ax.text(x, y, label, ha="center", va="center", fontsize=7, zorder=3, color="white",
+                             bbox={"boxstyle": "round,pad=0.3", "facecolor": colors[str(t.get("role"))],
+                                   "alpha": 0.9, "edgecolor": "white"})
+    for t in tasks:
+        for d in t.get("depends_on") or []:
+            if d in xy and d != t["id"]:
+                (x0, y0), (x1, y1) = xy[d], xy[t["id"]]
+                bend = 0.0 if x1 - x0 == 1 or y0 != y1 else 0.25  # arc over the boxes an edge skips
+                ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=4,
+                            arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 0.8, "mutation_scale": 12,
+                                        "connectionstyle": f"arc3,rad={bend}",
+                                        "patchA": boxes[d].get_bbox_patch(),
+                                        "patchB": boxes[t["id"]].get_bbox_patch()})
     ax.set_xlim(-0.7, max(columns, default=0) + 0.7)
     ax.set_ylim(-tall + 0.4, 0.6)
     ax.axis("off")
