@@ -210,19 +210,19 @@ def role_colors(roles: list[str]) -> dict[str, str]:
     return taken
 
 
-def _pyplot():
-    import matplotlib
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    """A Figure on its own Agg canvas, without pyplot (no global state, safe beside tool threads)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
 
 
 def _png(fig) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return buf.getvalue()
 
 
@@ -231,11 +231,10 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
     """The timeline as a PNG. `phases` (epoch seconds: run_started, run_ended) adds the planning
     span before the first task and the review/assembly span after the last."""
     tl = build(plan, results, workers)
-    plt = _pyplot()
     from matplotlib.patches import Patch
 
     n = max(len(tl.lanes), 1)
-    fig, ax = plt.subplots(figsize=(11, min(2.2 + 0.38 * n, 22)))
+    fig, ax = _figure(11, min(2.2 + 0.38 * n, 22))
     pos = {lane: i for i, lane in enumerate(tl.lanes)}
     height = 0.62
     before = after = 0.0
@@ -244,10 +243,10 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
         after = max(float(phases.get("run_ended") or 0.0) - tl.origin - tl.span, 0.0)
         if before:
             ax.axvspan(-before, 0, color="#EEEEEE", zorder=0)
-            ax.text(-before / 2, -0.9, "planning", ha="center", va="center", fontsize=8, color="#555555")
+            ax.text(-before / 2, n - 0.2, "planning", ha="center", va="center", fontsize=8, color="#555555")
         if after:
             ax.axvspan(tl.span, tl.span + after, color="#EEEEEE", zorder=0)
-            ax.text(tl.span + after / 2, -0.9, "review + assembly", ha="center", va="center", fontsize=8,
+            ax.text(tl.span + after / 2, n - 0.2, "review + assembly", ha="center", va="center", fontsize=8,
                     color="#555555")
     by_id = {b.id: b for b in tl.bars}
     deps = _deps(plan)
@@ -346,14 +345,13 @@ def plan_document(plan: dict) -> str:
 
 def plan_png(plan: dict) -> bytes:
     """The planned DAG as a PNG: columns by dependency depth, arrows from each dependency."""
-    plt = _pyplot()
     depth = _layers(plan)
     tasks = plan.get("tasks", [])
     columns: dict[int, list[str]] = {}
     for t in tasks:
         columns.setdefault(depth.get(t["id"], 0), []).append(t["id"])
     tall = max((len(c) for c in columns.values()), default=1)
-    fig, ax = plt.subplots(figsize=(min(2.4 * (len(columns) or 1) + 1, 30), min(0.6 * tall + 1.2, 30)))
+    fig, ax = _figure(min(2.4 * (len(columns) or 1) + 1, 30), min(0.6 * tall + 1.2, 30))
     xy = {tid: (x, -y) for x, col in columns.items() for y, tid in enumerate(col)}
     by_id = {t["id"]: t for t in tasks}
     colors = role_colors([str(t.get("role")) for t in tasks])
