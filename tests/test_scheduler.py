@@ -248,3 +248,28 @@ def test_a_cancelled_task_is_reported_pending_and_frees_its_slot():
 
     notes, sched = asyncio.run(scenario())
     assert notes == ["waiting", "ready", "pending"] and sched._in_use == 0  # noqa: SLF001
+
+
+def test_a_saved_plan_with_a_cycle_runs_to_the_end_through_the_graph(tmp_path):
+    """Issue 15: a resumed plan with a cycle hung forever. Through the real graph (offline model) the
+    cyclic tasks now end failed with the reason, the rest runs, and the document is assembled."""
+    from flows import build_flow
+    from utils.app.runner import DEFAULT_OPTIONS, new_shared
+    from utils.events import null_emit
+    from utils.model.client import LLMClient
+    from utils.model.settings import LLMSettings
+    from utils.run.spec import load_spec
+
+    llm = LLMClient(LLMSettings(provider="offline", cache=False), home=tmp_path)
+    shared = new_shared(goal="g", spec=load_spec("blog"), options={**DEFAULT_OPTIONS, "max_revisions": 0},
+                        inputs={"inputs": [], "data": None}, llm=llm, emit=null_emit)
+    shared["plan"] = {"goal": "g", "tasks": [
+        {"id": "a", "title": "A", "role": "writer", "depends_on": ["b"]},
+        {"id": "b", "title": "B", "role": "writer", "depends_on": ["a"]},
+        {"id": "c", "title": "C", "role": "writer", "depends_on": []}]}
+    asyncio.run(asyncio.wait_for(build_flow("dependency").run_async(shared), 60))
+    results = shared["results"]
+    assert results["c"]["state"] == "done"
+    for tid in ("a", "b"):
+        assert results[tid]["state"] == "failed" and "dependency cycle" in results[tid]["error"]
+    assert shared["document"] and shared["status"] != "ok"
