@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import struct
 
-from utils.run.timeline import (build, plan_document, plan_mermaid, plan_png, role_color, role_colors,
+from utils.run.plan_view import plan_document, plan_mermaid, plan_png
+from utils.run.timeline import (build, role_color, role_colors,
                                 timeline_lines,
                                 timeline_png, write_pictures)
 

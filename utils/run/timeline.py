@@ -1,4 +1,4 @@
-"""Where the time went: a run's worker timeline as a picture, as terminal lines, and the planned DAG.
+"""Where the time went: a run's worker timeline as a picture and as terminal lines.
 
 Pure functions of what a run records anyway (the plan and each task result's `worker` slot,
 `started`, `finished`, `state`), so the same view comes from a live run, a saved `run.json` or a
@@ -70,13 +70,13 @@ class Timeline:
         return "the longest dependency chain sets the pace: more workers would not help"
 
 
-def _deps(plan: dict | None) -> dict[str, list[str]]:
+def dependencies(plan: dict | None) -> dict[str, list[str]]:
     return {t["id"]: list(t.get("depends_on") or []) for t in (plan or {}).get("tasks", [])}
 
 
 def build(plan: dict | None, results: dict[str, dict], workers: int | None = None) -> Timeline:
     """Lay out the tasks that ran; compute the critical path, slot waits and the lower bound."""
-    deps = _deps(plan)
+    deps = dependencies(plan)
     ran = {tid: r for tid, r in results.items()
            if isinstance(r, dict) and r.get("started") and r.get("finished") and r.get("worker")}
     not_run = [tid for tid in (deps or results) if tid not in ran]
@@ -210,7 +210,7 @@ def role_colors(roles: list[str]) -> dict[str, str]:
     return taken
 
 
-def _figure(width: float, height: float) -> tuple[Any, Any]:
+def agg_figure(width: float, height: float) -> tuple[Any, Any]:
     """A Figure on its own Agg canvas, without pyplot (no global state, safe beside tool threads)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -220,7 +220,7 @@ def _figure(width: float, height: float) -> tuple[Any, Any]:
     return fig, fig.subplots()
 
 
-def _png(fig) -> bytes:
+def figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     return buf.getvalue()
@@ -234,7 +234,7 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
     from matplotlib.patches import Patch
 
     n = max(len(tl.lanes), 1)
-    fig, ax = _figure(11, min(2.2 + 0.38 * n, 22))
+    fig, ax = agg_figure(11, min(2.2 + 0.38 * n, 22))
     pos = {lane: i for i, lane in enumerate(tl.lanes)}
     height = 0.62
     before = after = 0.0
@@ -249,7 +249,7 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
             ax.text(tl.span + after / 2, n - 0.2, "review + assembly", ha="center", va="center", fontsize=8,
                     color="#555555")
     by_id = {b.id: b for b in tl.bars}
-    deps = _deps(plan)
+    deps = dependencies(plan)
     colors = role_colors([b.role for b in tl.bars])
     for b in tl.bars:
         y = pos[b.lane]
@@ -295,89 +295,7 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
     ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.18 if n < 6 else -0.08),
               ncol=min(len(handles), 6), fontsize=7, frameon=False)
     ax.grid(axis="x", color="#EEEEEE", zorder=0)
-    return _png(fig)
-
-
-def _layers(plan: dict) -> dict[str, int]:
-    """Depth of each task (0 for tasks without dependencies); a cycle's tasks get depth 0."""
-    deps = _deps(plan)
-    depth: dict[str, int] = {}
-    for _ in range(len(deps) + 1):  # relax until stable; bounded even on a cycle
-        changed = False
-        for tid, ds in deps.items():
-            d = max((depth.get(x, 0) + 1 for x in ds if x in deps and x != tid), default=0)
-            d = min(d, len(deps))
-            if depth.get(tid) != d:
-                depth[tid], changed = d, True
-        if not changed:
-            break
-    return depth
-
-
-def _mermaid_text(text: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in " .,:-_/()" else " " for ch in text)[:60].strip()
-
-
-def plan_mermaid(plan: dict) -> str:
-    """The planned DAG as a Mermaid `graph LR` (renders on GitHub and in most Markdown viewers)."""
-    lines = ["graph LR"]
-    ids = {t["id"]: f"n{i}" for i, t in enumerate(plan.get("tasks", []))}
-    for t in plan.get("tasks", []):
-        lines.append(f'  {ids[t["id"]]}["{_mermaid_text(t["id"])}: {_mermaid_text(t.get("title", ""))} '
-                     f'({_mermaid_text(t.get("role", ""))})"]')
-    for t in plan.get("tasks", []):
-        for d in t.get("depends_on") or []:
-            if d in ids:
-                lines.append(f"  {ids[d]} --> {ids[t['id']]}")
-    return "\n".join(lines)
-
-
-def plan_document(plan: dict) -> str:
-    """`output.md` of a `--plan-only` run: the tasks and their DAG."""
-    rows = ["| id | title | role | depends on | priority |", "|---|---|---|---|---|"]
-    for t in plan.get("tasks", []):
-        cell = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-        rows.append(f"| {cell(t['id'])} | {cell(t.get('title', ''))} | {cell(t.get('role', ''))} | "
-                    f"{cell(', '.join(t.get('depends_on') or []) or '-')} | {t.get('priority', 3)} |")
-    return (f"# Plan: {plan.get('goal', '')}\n\n" + "\n".join(rows)
-            + "\n\n```mermaid\n" + plan_mermaid(plan) + "\n```\n\n![planned DAG](plan.png)\n")
-
-
-def plan_png(plan: dict) -> bytes:
-    """The planned DAG as a PNG: columns by dependency depth, arrows from each dependency."""
-    depth = _layers(plan)
-    tasks = plan.get("tasks", [])
-    columns: dict[int, list[str]] = {}
-    for t in tasks:
-        columns.setdefault(depth.get(t["id"], 0), []).append(t["id"])
-    tall = max((len(c) for c in columns.values()), default=1)
-    fig, ax = _figure(min(2.4 * (len(columns) or 1) + 1, 30), min(0.6 * tall + 1.2, 30))
-    xy = {tid: (x, -y) for x, col in columns.items() for y, tid in enumerate(col)}
-    by_id = {t["id"]: t for t in tasks}
-    colors = role_colors([str(t.get("role")) for t in tasks])
-    boxes = {}
-    for tid, (x, y) in xy.items():
-        t = by_id[tid]
-        title = str(t.get("title", ""))
-        label = f"{tid}\n{title[:22] + ('…' if len(title) > 22 else '')}"
-        boxes[tid] = ax.text(x, y, label, ha="center", va="center", fontsize=7, zorder=3, color="white",
-                             bbox={"boxstyle": "round,pad=0.3", "facecolor": colors[str(t.get("role"))],
-                                   "alpha": 0.9, "edgecolor": "white"})
-    for t in tasks:
-        for d in t.get("depends_on") or []:
-            if d in xy and d != t["id"]:
-                (x0, y0), (x1, y1) = xy[d], xy[t["id"]]
-                bend = 0.0 if x1 - x0 == 1 or y0 != y1 else 0.25  # arc over the boxes an edge skips
-                ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=4,
-                            arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 0.8, "mutation_scale": 12,
-                                        "connectionstyle": f"arc3,rad={bend}",
-                                        "patchA": boxes[d].get_bbox_patch(),
-                                        "patchB": boxes[t["id"]].get_bbox_patch()})
-    ax.set_xlim(-0.7, max(columns, default=0) + 0.7)
-    ax.set_ylim(-tall + 0.4, 0.6)
-    ax.axis("off")
-    ax.set_title(f"Planned DAG: {len(tasks)} tasks, {len(columns)} levels", fontsize=9)
-    return _png(fig)
+    return figure_png(fig)
 
 
 # -- the runner's hook ------------------------------------------------------------------------------
@@ -388,6 +306,7 @@ def write_pictures(shared: dict, run_dir: Path, status: str) -> list[str]:
     `output.md` with the plan and its Mermaid graph. Drawing never fails a run: any error is
     recorded in `shared["meta"]["pictures_error"]` and the run goes on.
     """
+    from utils.run.plan_view import plan_document, plan_png
     from utils.run.runstore import atomic_write
 
     written: list[str] = []
