@@ -24,7 +24,7 @@ from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_mod
 from utils.run.plan import Plan, bounded_rerun
 from utils.run.planning import ask_for_plan, wire_spec_needs
 from utils.run.results import TaskResult, TaskState
-from utils.run.scheduler import Schedule, Stopped
+from utils.run.scheduler import Schedule
 from utils.tools import ToolInput, run_tool
 from utils.tools.sources import NO_SOURCES
 
@@ -117,29 +117,23 @@ class WorkerBatch(AsyncParallelBatchNode):
         task, sched, emit = item["task"], item["sched"], item["emit"]
         prev = item["prior"].get(task.id, {})
         result = TaskResult.start(task, prev).as_dict()
-        self._report(emit, result, "waiting")
-        unmet = await sched.wait_for_dependencies(task.id)
-        if unmet:
-            # After a stop (token budget) a task whose inputs never came is not started, not skipped.
-            state = PENDING if sched.stopped else SKIPPED
-            result.update(state=state, error=sched.stopped or "dependency did not finish: " + ", ".join(unmet))
-            sched.skip(task.id, state)
+
+        def note(state: str, error: str | None) -> None:  # the schedule says where the task stands
+            if error is not None:
+                result.update(state=state, error=error)
             self._report(emit, result, state)
-            return result
-        self._report(emit, result, "ready")
-        try:
-            slot = await sched.acquire(task.id)
-        except Stopped as stop:
-            result["error"] = str(stop)
-            sched.skip(task.id, PENDING)
-            self._report(emit, result, PENDING)
-            return result
+
+        await sched.run(task.id, lambda slot: self._attempt(item, result, slot), note)
+        return result
+
+    async def _attempt(self, item, result: dict, slot: int) -> tuple[str, dict]:
+        """One task in its worker slot; failures stay with this task (the summary reports them)."""
         result.update(worker=slot, started=time.time())
-        self._report(emit, result, "running")
+        self._report(item["emit"], result, "running")
         try:
             result.update(await self._work(item), state=DONE)
         except BudgetExceeded as exc:
-            sched.stop(str(exc))
+            item["sched"].stop(str(exc))
             result.update(state=PENDING, error=str(exc))
         except OrchError as exc:
             result.update(state=FAILED, error=str(exc))
@@ -148,10 +142,7 @@ class WorkerBatch(AsyncParallelBatchNode):
         finally:
             result["finished"] = time.time()
             result["elapsed_s"] = round(result["finished"] - result["started"], 3)
-            sched.finish(task.id, result["state"], result)  # wake dependents before freeing the slot
-            sched.release(slot)
-            self._report(emit, result, result["state"])
-        return result
+        return result["state"], result
 
     @staticmethod
     def _report(emit, result: dict, state: str) -> None:

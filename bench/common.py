@@ -38,8 +38,8 @@ for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ORCH_MODEL", "ORCH_PROVIDER"
     os.environ.pop(_name, None)
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
-from tests.fake_llm import FakeLLMServer, RecordedRequest, Reply  # noqa: E402
-from tests.scripted import Script, plan_json, request_kind  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fakes import BenchScript, FakeLLMServer, RecordedRequest, Reply, plan_json, request_kind, task_id  # noqa: E402
 
 LATENCY_S = 0.1          # the fixed per-call latency of the fixed-latency plans
 MIXED_LATENCIES_S = (0.05, 0.1, 0.15, 0.2)
@@ -62,10 +62,10 @@ def section_text(tid: str, chars: int = 0) -> str:
     return f"## Section {tid}\n\n{body}"
 
 
-def scripted(tasks: list[Task], latency: dict[str, float], *, reply_chars: int = 0, plan: bool = False) -> Script:
-    """A Script whose worker replies take each task's own latency; plan/review/cohesion answer at once."""
-    return Script(plans=[plan_json(tasks, goal="Benchmark goal")] if plan else None,
-                  worker=lambda tid, req: Reply(text=section_text(tid, reply_chars), latency=latency.get(tid, 0.0)))
+def scripted(tasks: list[Task], latency: dict[str, float], *, reply_chars: int = 0, plan: bool = False) -> BenchScript:
+    """Worker replies take each task's own latency; plan/review/cohesion answer at once."""
+    return BenchScript(plan=plan_json(tasks, goal="Benchmark goal") if plan else None,
+                       worker=lambda tid: Reply(text=section_text(tid, reply_chars), latency=latency.get(tid, 0.0)))
 
 
 # -- synthetic plans --------------------------------------------------------------------------------
@@ -182,10 +182,30 @@ def make_shared(plan: dict | None, llm, *, emit: Callable | None = None, **optio
     return shared
 
 
+def warm_client(llm) -> None:
+    """Create the SDK client in the running loop now, as a CLI run's planning call does before the
+    worker phase (a preset plan skips that call, and the first worker would pay for it instead)."""
+    make = getattr(llm, "_client", None)
+    if callable(make):
+        make()
+
+
+class WarmFlow:
+    """A flow that warms the model client first (see warm_client); for runner.execute."""
+
+    def __init__(self, flow, llm) -> None:
+        self.flow, self.llm = flow, llm
+
+    async def run_async(self, shared: dict) -> Any:
+        warm_client(self.llm)
+        return await self.flow.run_async(shared)
+
+
 async def _run_graph(shared: dict) -> None:
     from flows import build_flow
 
     try:
+        warm_client(shared["runtime"]["llm"])
         await build_flow(shared["options"]["strategy"]).run_async(shared)
     finally:
         close = getattr(shared["runtime"]["llm"], "aclose", None)
@@ -304,18 +324,28 @@ class StubLLM:
 
 def simulate(shape: Shape, workers: int) -> float:
     """Makespan of the dependency strategy's own list schedule with zero overhead: whenever a slot is
-    free, the best-ranked ready task starts (every synthetic task has priority 3, so plan order).
-    max(critical path, work / w) is not always reachable; this is what the scheduler aims for."""
+    free, the best-ranked ready task starts (the scheduler's rank: priority - all 3 here - then the
+    longest remaining chain by task count, then plan position). max(critical path, work / w) is not
+    always reachable; this is what the scheduler aims for."""
     import heapq
 
+    from utils.run.plan import Task as PlanTask
+    from utils.run.scheduler import remaining_path
+
+    remaining = remaining_path([PlanTask(id=t, title=t, role=r, depends_on=list(d)) for t, r, d in shape.tasks])
     deps = {tid: set(d) for tid, _, d in shape.tasks}
+    dependents: dict[str, list[str]] = {tid: [] for tid in deps}
+    for tid, d in deps.items():
+        for x in d:
+            dependents[x].append(tid)
     pos = {tid: i for i, (tid, _, _) in enumerate(shape.tasks)}
-    ready = sorted((pos[t], t) for t, d in deps.items() if not d)
+    rank = lambda t: (-remaining[t], pos[t], t)  # noqa: E731
+    ready = sorted(rank(t) for t, d in deps.items() if not d)
     running: list[tuple[float, str]] = []
     now, free, done = 0.0, workers, 0
     while done < len(deps):
         while free and ready:
-            _, tid = heapq.heappop(ready)
+            tid = heapq.heappop(ready)[-1]
             heapq.heappush(running, (now + shape.latency[tid], tid))
             free -= 1
         now, _ = running[0]
@@ -323,12 +353,40 @@ def simulate(shape: Shape, workers: int) -> float:
             _, tid = heapq.heappop(running)
             free += 1
             done += 1
-            for other, d in deps.items():
-                if tid in d:
-                    d.discard(tid)
-                    if not d:
-                        heapq.heappush(ready, (pos[other], other))
+            for other in dependents[tid]:
+                deps[other].discard(tid)
+                if not deps[other]:
+                    heapq.heappush(ready, rank(other))
     return now
+
+
+def handovers(records: list["Rec"], tasks: list[Task]) -> list[float]:
+    """From the server's record: for each task with dependencies, its request's arrival minus the
+    moment its last dependency's answer left the server (seconds)."""
+    by_task = {r.task: r for r in records if r.kind == "worker"}
+    return [by_task[tid].t_in - max(by_task[d].t_out for d in deps) for tid, _, deps in tasks if deps]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(len(ordered) * q), len(ordered) - 1)] if ordered else float("nan")
+
+
+def timeline_dir() -> Path:
+    """Where the benchmarks' timeline pictures go: $BENCH_OUT, else a fixed folder in the temp dir."""
+    path = Path(os.environ.get("BENCH_OUT") or Path(tempfile.gettempdir()) / "orch-bench-timelines")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def save_timeline(name: str, shared: dict, workers: int) -> Path:
+    """The run's timeline.png, as a CLI run folder gets it, under timeline_dir()."""
+    from utils.run.timeline import timeline_png
+
+    slug = "".join(ch if ch.isalnum() else "-" for ch in name.lower()).strip("-")
+    path = timeline_dir() / f"{slug}-w{workers}.png"
+    path.write_bytes(timeline_png(shared["plan"], shared["results"], workers=workers, title=name))
+    return path
 
 
 # -- output -----------------------------------------------------------------------------------------
@@ -387,13 +445,14 @@ class Rec:
     t_out: float | None
     status: int | None
     prompt_chars: int
+    prompt: str = ""  # the messages' text, system first (for the shared-prefix share)
 
 
 def _digest(req: RecordedRequest) -> Rec:
-    from tests.scripted import task_id
-
-    chars = sum(len(m.get("content") or "") for m in req.messages if isinstance(m.get("content"), str))
-    return Rec(request_kind(req), task_id(req), req.t_in, req.t_out, req.status, chars)
+    texts = [m.get("content") for m in req.messages if isinstance(m.get("content"), str)]
+    kind = request_kind(req)
+    return Rec(kind, task_id(req), req.t_in, req.t_out, req.status, sum(map(len, texts)),
+               "\n".join(texts) if kind == "worker" else "")
 
 
 def _serve(conn) -> None:

@@ -102,7 +102,8 @@ def test_plan_only_makes_no_worker_calls(fake_llm: FakeLLMServer, tmp_path: Path
     assert state["options"]["plan_only"] is True
     assert not state.get("results")
     assert state["status"] == "planned"
-    assert not (run_dir / "output.md").exists()
+    doc = (run_dir / "output.md").read_text(encoding="utf-8")  # the planned DAG (issue 14), no document
+    assert "```mermaid\ngraph LR" in doc and "--> " in doc and (run_dir / "plan.png").read_bytes()[:4] == b"\x89PNG"
     assert "t2 · Title t2 [writer] p2 ← t1" in run.stdout
 
 

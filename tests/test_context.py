@@ -1,5 +1,5 @@
 """Prompt assembly and the context budget."""
-from utils.run.context import SHORTENED, estimate_tokens, fit_outputs, worker_messages
+from utils.run.context import SHORTENED, estimate_tokens, fit_outputs, shared_prefix_chars, worker_messages
 from utils.run.plan import Plan, Task
 
 
@@ -26,7 +26,7 @@ def test_worker_messages_hold_goal_notes_outline_deps_and_feedback():
                                           feedback="FIX IT", previous="OLD")
     assert messages[0] == {"role": "system", "content": "SYS"}
     user = messages[1]["content"]
-    for part in ("GOAL", "NOTES", "[a] Alpha", "[b] Beta (w)  <- your task", "INSTR", "A-OUT", "FIX IT", "OLD"):
+    for part in ("GOAL", "NOTES", "[a] Alpha", "2. [b] Beta (w)  <- your task", "INSTR", "A-OUT", "FIX IT", "OLD"):
         assert part in user
     assert not shortened
 
@@ -37,3 +37,41 @@ def test_prompt_size_is_bounded_by_the_budget():
                                           dep_outputs={"a": "word " * 20_000}, budget_tokens=1_000)
     assert shortened and "shortened to fit the context budget" in messages[1]["content"]
     assert estimate_tokens(messages[1]["content"]) <= 1_100
+
+
+def _prefix(a: str, b: str) -> str:
+    i = 0
+    while i < min(len(a), len(b)) and a[i] == b[i]:
+        i += 1
+    return a[:i]
+
+
+def test_workers_share_a_prefix_through_the_outline_and_common_dependency():
+    """Prompt caching: goal, notes, the unmarked outline and a common dependency's output come before
+    anything task-specific, so two sibling tasks' prompts share all of it."""
+    plan = Plan(goal="GOAL", notes="NOTES", tasks=[
+        Task(id="base", title="Base", role="w"), Task(id="x", title="Ex", role="w", depends_on=["base"]),
+        Task(id="y", title="Why", role="w", depends_on=["base"], instructions="Y-ONLY")])
+    prompts = []
+    for t in plan.tasks[1:]:
+        messages, _ = worker_messages(system="SYS", plan=plan, task=t, dep_outputs={"base": "BASE-OUT"},
+                                      budget_tokens=5_000)
+        prompts.append("\n".join(m["content"] for m in messages))
+    common = _prefix(*prompts)
+    for part in ("SYS", "GOAL", "NOTES", "1. [base] Base (w)", "2. [x] Ex (w)", "3. [y] Why (w)", "BASE-OUT"):
+        assert part in common
+    assert "<- your task" not in common and "Y-ONLY" not in common
+    assert "3. [y] Why (w)  <- your task" in prompts[1]
+
+
+def test_dependency_outputs_are_listed_in_plan_order():
+    plan = Plan(goal="g", tasks=[Task(id="a", title="A", role="w"), Task(id="b", title="B", role="w"),
+                                 Task(id="c", title="C", role="w", depends_on=["b", "a"])])
+    messages, _ = worker_messages(system="s", plan=plan, task=plan.tasks[2],
+                                  dep_outputs={"b": "B-OUT", "a": "A-OUT"}, budget_tokens=5_000)
+    user = messages[1]["content"]
+    assert user.index("A-OUT") < user.index("B-OUT") < user.index("<- your task")
+
+
+def test_shared_prefix_chars_counts_what_a_prefix_cache_reuses():
+    assert shared_prefix_chars(["abcdef", "abcxyz", "abcdeQ", "zzz"]) == 0 + 3 + 5 + 0

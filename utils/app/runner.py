@@ -157,6 +157,8 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
             shared["document"] = partial_document(shared, error)
         store.save(shared)
     doc_path = store.write_document(shared["document"]) if shared.get("document") else None
+    from utils.run.timeline import write_pictures  # timeline.png / --plan-only plan.png (issue 14)
+    write_pictures(shared, store.dir, status)
     store.close()
     if crash is not None:
         shared["runtime"]["emit"](Event("notice", {

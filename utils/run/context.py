@@ -48,29 +48,69 @@ def fit_outputs(outputs: dict[str, str], budget_tokens: int) -> tuple[dict[str, 
 
 def worker_messages(*, system: str, plan: Plan, task: Task, dep_outputs: dict[str, str],
                     budget_tokens: int, feedback: str = "", previous: str = "") -> tuple[list[dict], bool]:
-    """Messages for one worker call, and whether dependency outputs had to be shortened."""
-    head = [f"# Goal\n{plan.goal}"]
+    """Messages for one worker call, and whether dependency outputs had to be shortened.
+
+    Laid out for prompt caching: everything every worker of the run sees alike comes first (the
+    role's system prompt, the goal, the notes, the whole outline unmarked), and only then the
+    task's own part (its dependencies' outputs, its place in the outline, its instructions,
+    feedback). Providers that discount a repeated prompt prefix (OpenAI prompt caching, vLLM
+    prefix caching) then bill the shared part once per role instead of once per task. Dependency
+    outputs come next, in plan order, before the task's own part: sections that all build on one
+    analysis share its text as well.
+    """
+    shared = [f"# Goal\n{plan.goal}"]
     if plan.notes:
-        head.append(f"# Notes for every worker\n{plan.notes}")
-    head.append(f"# Plan outline (the whole team's tasks)\n{outline(plan, task.id)}")
-    head.append(f"# Your task [{task.id}]: {task.title}\n{task.instructions or task.title}")
+        shared.append(f"# Notes for every worker\n{plan.notes}")
+    shared.append(f"# Plan outline (the whole team's tasks)\n{outline(plan)}")
+    own = [f"# Where you are in the outline\n{_outline_line(plan, task)}  <- your task",
+           f"# Your task [{task.id}]: {task.title}\n{task.instructions or task.title}"]
     tail = []
     if feedback:
         tail.append(f"# Reviewer feedback on your previous version\n{feedback}")
         if previous:
             tail.append(f"# Your previous version\n{previous}")
     tail.append("# Now\nWrite your part, in Markdown.")
-    fixed = estimate_tokens(system + "\n".join(head + tail)) + 50
+    fixed = estimate_tokens(system + "\n".join(shared + own + tail)) + 50
     known = {d: plan.tasks[i].title for d in dep_outputs if (i := plan.position(d)) is not None}
     titles = {d: known.get(d, d) for d in dep_outputs}
     fitted, shortened = fit_outputs(dep_outputs, budget_tokens - fixed)
-    deps = [f"## [{d}] {titles[d]}\n{text}" for d, text in fitted.items()]
-    body = list(head)
-    if deps:
+    end = len(plan.tasks)
+    in_plan_order = sorted(fitted, key=lambda d: p if (p := plan.position(d)) is not None else end)
+    deps = [f"## [{d}] {titles[d]}\n{fitted[d]}" for d in in_plan_order]
+    body = list(shared)
+    if deps:  # before the task's own part: workers that share a dependency share its text too
         note = ("\n(Note: these outputs were shortened to fit the context budget.)" if shortened else "")
         body.append("# Outputs of the tasks you depend on" + note + "\n\n" + "\n\n".join(deps))
-    body.extend(tail)
+    body += own + tail
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(body)}], shortened
+
+
+def _outline_line(plan: Plan, task: Task) -> str:
+    """The task's own line as the outline numbers it (it may lie past a long outline's window)."""
+    number = next((i for i, t in enumerate(plan.tasks, 1) if t.id == task.id), 0)
+    return f"{number}. [{task.id}] {task.title} ({task.role})"
+
+
+def shared_prefix_chars(prompts: list[str]) -> int:
+    """Characters of `prompts` a prefix cache could reuse: each prompt's longest common prefix with
+    any earlier one (the first prompt of each prefix pays in full)."""
+    total = 0
+    for i, text in enumerate(prompts):
+        best = 0
+        for other in prompts[:i]:
+            n = min(len(text), len(other))
+            if n <= best:
+                continue
+            lo, hi = best, n  # binary search on prefix equality: O(n log n) per pair, no Python loop per char
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if text[:mid] == other[:mid]:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            best = lo
+        total += best
+    return total
 
 
 def _roles_text(roles: dict[str, Any]) -> str:

@@ -1,0 +1,135 @@
+"""Per-hop overhead: what each dependency hop costs over the model's latency, and where it goes.
+
+A chain of 20 tasks, 50 ms a call on the fake server (in a child process), run four ways:
+
+- API: the graph on a shared store (flows.build_flow, plan preset), events to nowhere;
+- API + run store: utils.app.runner.execute with a RunStore listening to the events, as the CLI
+  saves run.json; the time the store's event handler holds the event loop is timed per task;
+- CLI --json: `python main.py --workflow-file examples/blog.yaml ... --json` (run store, no live display);
+- CLI: the same without --json (run store and the plain live display, stdout a pipe).
+
+Overhead per hop = (worker phase - sum of the tasks' latencies) / tasks, the worker phase from the
+server's record (first worker request in to last worker answer out); it holds the SDK, HTTP and
+server time of each call besides the engine's hand-over. Hand-over = a dependency's answer
+leaving the server -> its dependent's request arriving (server record). Goals: the CLI's overhead
+per hop <= 2 ms over the model's latency, hand-over p95 < 1 ms. Median of BENCH_REPEAT runs.
+
+    python bench/bench_hop.py
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (ROOT, RunFailed, WarmFlow, chain, check_ok, handovers, header, main_guard, make_llm,  # noqa: E402
+                    make_shared, median, open_server, percentile, run_graph, scratch, table, verdict,
+                    worker_phase)
+
+N, LAT = 20, 0.05
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+TARGET_MS = 2.0
+
+
+def shape():
+    s = chain(N)
+    return type(s)(f"chain {N} at {LAT * 1000:.0f} ms", s.tasks, {t: LAT for t, _, _ in s.tasks})
+
+
+def run_api(sh, server) -> None:
+    run_graph(make_shared(sh.plan(), make_llm(server.base_url), max_workers=4))
+
+
+class TimedStore:
+    """A RunStore whose event handling is timed (it runs on the event loop)."""
+
+    def __init__(self, store) -> None:
+        self.store, self.seconds, self.task_events = store, 0.0, 0
+
+    def __call__(self, event) -> None:
+        started = time.perf_counter()
+        self.store(event)
+        self.seconds += time.perf_counter() - started
+        self.task_events += event.kind == "task" and "result" in event.data
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def run_api_store(sh, server) -> float:
+    """Returns the store's event-loop time per finished task, ms."""
+    from flows import build_flow
+    from utils.app.runner import execute
+    from utils.run.runstore import RunStore
+
+    store = TimedStore(RunStore(scratch("run")))
+    shared = make_shared(sh.plan(), make_llm(server.base_url), emit=store, max_workers=4)
+    outcome = execute(shared, WarmFlow(build_flow("dependency"), shared["runtime"]["llm"]), store.store, meta={})
+    check_ok(shared)
+    if outcome.exit_code != 0:
+        raise RunFailed(f"execute() exited {outcome.exit_code}: {outcome.error}")
+    return store.seconds * 1000 / max(store.task_events, 1)
+
+
+def run_cli(sh, server, home: Path, as_json: bool) -> None:
+    env = {**os.environ, "ORCH_HOME": str(home), "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-bench",
+           "ORCH_MODEL": "fake-model", "PYTHONDONTWRITEBYTECODE": "1"}
+    args = [sys.executable, "main.py", "--workflow-file", str(ROOT / "examples" / "blog.yaml"), "Benchmark goal",
+            "--max-tasks", str(sh.n), "--max-revisions", "0", "--no-cache", "--output-dir", str(scratch("runs"))]
+    proc = subprocess.run(args + (["--json"] if as_json else []), cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RunFailed(f"main.py exited {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-300:]}")
+    if as_json and len(json.loads(proc.stdout).get("done", [])) != sh.n:
+        raise RunFailed("the CLI run did not finish every task")
+
+
+def main() -> None:
+    header("Per-hop overhead: API, run store, CLI")
+    sh = shape()
+    print(f"{sh.name}; worker phase and hand-overs from the server's record; median of {REPEAT} runs, modes interleaved")
+    home = scratch("home")
+    modes = ("API", "API + run store", "CLI --json", "CLI")
+    phases: dict[str, list[float]] = {m: [] for m in modes}
+    hand: dict[str, list[float]] = {m: [] for m in modes}
+    store_ms: list[float] = []
+    with open_server() as server:
+        for i in range(REPEAT + 1):  # round 0 warms up imports and the OS file cache
+            for mode in modes:
+                server.script(sh.tasks, sh.latency, plan=mode.startswith("CLI"))
+                if mode == "API":
+                    run_api(sh, server)
+                elif mode == "API + run store":
+                    ms = run_api_store(sh, server)
+                    if i:
+                        store_ms.append(ms)
+                else:
+                    run_cli(sh, server, home, as_json=mode == "CLI --json")
+                if i:
+                    records = server.records()
+                    phases[mode].append(worker_phase(records))
+                    hand[mode] += handovers(records, sh.tasks)
+    work = sum(sh.latency.values())
+    per_hop = {m: (median(phases[m]) - work) * 1000 / sh.n for m in modes}
+    rows = [[m, round(median(phases[m]) * 1000), f"{per_hop[m]:.2f}", f"{per_hop[m] - per_hop['API']:+.2f}",
+             f"{median(hand[m]) * 1000:.2f}", f"{percentile(hand[m], 0.95) * 1000:.2f}"] for m in modes]
+    table(["mode", "worker phase ms", "overhead per hop ms", "vs API ms", "hand-over median ms", "hand-over p95 ms"],
+          rows)
+    cli = per_hop["CLI"]
+    print(f"\nCLI overhead per hop over the model's latency: {cli:.2f} ms (goal <= {TARGET_MS} ms: "
+          f"{verdict(cli <= TARGET_MS)}). Where it goes, per hop: SDK + HTTP + server + engine (the API path) "
+          f"{per_hop['API']:.2f} ms; run store {per_hop['API + run store'] - per_hop['API']:+.2f} ms; "
+          f"CLI process and settings {per_hop['CLI --json'] - per_hop['API + run store']:+.2f} ms; "
+          f"live display {per_hop['CLI'] - per_hop['CLI --json']:+.2f} ms")
+    print(f"run store event handling on the event loop: {median(store_ms):.2f} ms per finished task (median)")
+    p95 = percentile(hand["CLI"], 0.95) * 1000
+    print(f"hand-over p95 through the CLI: {p95:.2f} ms (goal < 1 ms: {verdict(p95 < 1.0)})")
+
+
+if __name__ == "__main__":
+    main_guard(main)
