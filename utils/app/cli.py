@@ -19,7 +19,7 @@ from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Orc
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells expect; the run is saved and resumable like Ctrl-C
 WORKFLOWS = ("blog", "report", "analysis", "project")
-NOISY_LOGGERS = ("httpx", "httpcore", "openai", "urllib3", "asyncio", "matplotlib", "PIL")
+NOISY_LOGGERS = ("http", "openai", "urllib3", "asyncio", "matplotlib", "PIL")  # name prefixes
 
 
 def run_cli(flags: Mapping[str, Any], *, version: str) -> int:
@@ -117,6 +117,8 @@ class _StderrHandler(logging.StreamHandler):
     def __init__(self) -> None:
         super().__init__()
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        # HTTP and plotting libraries' chatter is not what --verbose is for (the `call` events are)
+        self.addFilter(lambda r: r.levelno >= logging.WARNING or not r.name.startswith(NOISY_LOGGERS))
 
     @property  # type: ignore[override]
     def stream(self):  # noqa: D401
@@ -139,8 +141,6 @@ def configure_logging(verbose: bool) -> None:
     if verbose:
         root.addHandler(_StderrHandler())
         root.setLevel(logging.INFO)
-        for name in NOISY_LOGGERS:
-            logging.getLogger(name).setLevel(logging.WARNING)
     else:
         root.addHandler(logging.NullHandler())  # no handler at all would fall back to stderr
         root.setLevel(logging.CRITICAL + 1)
