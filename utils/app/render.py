@@ -283,10 +283,10 @@ class Display:
                 return Group(header, spinner)
             # Sized for an 80-column terminal: the title takes what the fixed columns leave.
             table = Table(expand=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
-            table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=8)
-            table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=30)
-            table.add_column("role", no_wrap=True, overflow="ellipsis", max_width=10)
-            table.add_column("state", no_wrap=True, min_width=9, max_width=12)
+            table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=6)
+            table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=22)
+            table.add_column("role", no_wrap=True, overflow="ellipsis", max_width=9)
+            table.add_column("state", no_wrap=True, min_width=9, max_width=10)
             table.add_column("w", justify="right", no_wrap=True, max_width=3)
             table.add_column("time", justify="right", no_wrap=True, max_width=8)
             table.add_column("tokens", justify="right", no_wrap=True, max_width=7)
@@ -299,32 +299,48 @@ class Display:
                         spinner = self._spinners[r.id] = Spinner("dots", style="yellow")
                     spinner.update(text=Text(label, style=style))
                     state_cell: Any = spinner
-                    elapsed = fmt_seconds(now - r.started) if r.started is not None else ""
+                    elapsed = _short_seconds(now - r.started) if r.started is not None else ""
                 else:
                     self._spinners.pop(r.id, None)
                     state_cell = Text(label, style=style)
-                    elapsed = fmt_seconds(r.elapsed_s) if r.state in ("done", "failed") else ""
+                    elapsed = _short_seconds(r.elapsed_s) if r.state in ("done", "failed") else ""
                 table.add_row(Text(for_terminal(r.id)), Text(for_terminal(r.title)),
                               Text(for_terminal(r.role), style="dim"), state_cell,
                               "" if r.worker is None else str(r.worker), elapsed,
-                              fmt_int(r.tokens) if r.tokens and not self.offline else "")
+                              _short_int(r.tokens) if r.tokens and not self.offline else "")
             finished, total = b.counts()
             footer = Table.grid(padding=(0, 1))
             footer.add_row(ProgressBar(total=max(total, 1), completed=finished, width=20),
-                           Text(f"{finished}/{total} tasks", style="bold"),
-                           Text(self._totals_text(), style="dim", overflow="ellipsis", no_wrap=True))
-        return Group(header, table, footer)
+                           Text(f"{finished}/{total} tasks", style="bold"))
+            totals = Text(self._totals_text(), style="dim", overflow="ellipsis", no_wrap=True)
+        return Group(header, table, footer, totals)
 
     def _totals_text(self) -> str:
         b = self.board
         if self.offline:
             return "offline"
-        text = f"{fmt_int(b.calls)} calls · {fmt_int(b.tokens)} tokens"
+        text = f"{_short_int(b.calls)} calls · {_short_int(b.tokens)} tokens"
         if b.cached:
-            text += f" · {fmt_int(b.cached)} cached"
+            text += f" · {_short_int(b.cached)} cached"
         if b.retries:
             text += f" · {b.retries} retr{'y' if b.retries == 1 else 'ies'}"
         return text
+
+
+def _short_seconds(seconds: float) -> str:
+    """Live-table time: "4.2 s" under a minute, "20m34s" above, so the column stays narrow."""
+    if seconds < 60:
+        return fmt_seconds(seconds)
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 100 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _short_int(n: int) -> str:
+    """Live-table counts: "9,999", "12.3k", "4.5M" (the summary line keeps exact figures)."""
+    n = int(n or 0)
+    if n < 10_000:
+        return fmt_int(n)
+    return f"{n / 1000:.1f}k" if n < 1_000_000 else f"{n / 1_000_000:.1f}M"
 
 
 def all_table(rows: list[dict], *, quiet: bool = False, file: Any = None) -> None:

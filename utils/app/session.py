@@ -252,20 +252,24 @@ def summary_info(outcome, llm, options: dict) -> dict:
             "left": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") != "done"],
             "offline": llm.offline, "model": None if llm.offline else llm.settings.model, "resume_hint": None}
     if outcome.status in ("interrupted", "stopped"):
-        info["resume_hint"] = resume_command(outcome, options)
+        info["resume_hint"] = resume_command(outcome, options, len(info["left"]))
     return info
 
 
-def resume_command(outcome, options: dict) -> str:
+def resume_command(outcome, options: dict, left: int = 0) -> str:
     """The command that continues this run; after a budget stop it raises the budget, since resuming
-    with the same budget would stop again at once."""
+    with the same budget would stop again at once. The new budget covers what is spent plus, at the
+    run's own average per call, the tasks left and the review and cohesion passes."""
     from utils.app.runner import resume_hint
 
     hint = resume_hint(outcome.run_dir)
     budget = options.get("max_tokens_total")
     if outcome.status == "stopped" and budget:
-        used = int(outcome.totals.get("prompt_tokens", 0)) + int(outcome.totals.get("completion_tokens", 0))
-        hint += f" --max-tokens-total {max(2 * int(budget), used + int(budget))}"
+        t = outcome.totals
+        used = int(t.get("prompt_tokens", 0)) + int(t.get("completion_tokens", 0))
+        per_call = used / max(1, int(t.get("calls", 0))) or int(budget)
+        bigger = max(2 * int(budget), used + per_call * (left + 3))
+        hint += f" --max-tokens-total {int(-(-bigger // 1000) * 1000)}"
     return hint
 
 
