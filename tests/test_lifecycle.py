@@ -56,15 +56,20 @@ def test_example_all_json_prints_one_json_document_and_nothing_else(tmp_path):
                                   "interactive+resume"])
 def test_conflicting_or_ignored_flags_are_one_line_errors(case, tmp_path):
     csv_file = tmp_path / "d.csv"
-    csv_file.write_text("a,b\n1,2\n", encoding="utf-8")
+    csv_file.write_text("a,b\n1,2\n3,5\n4,4\n", encoding="utf-8")
+    saved = ""
+    if "resume" in case:  # a real run to resume, so only the conflict can be wrong
+        first, _ = offline(tmp_path / "first", "--example", "blog", "--plan-only")
+        assert first.code == 0, first.explain()
+        saved = str(only_run(tmp_path / "first" / "runs"))
     spec = tmp_path / "w.yaml"
     spec.write_text((ROOT / "examples" / "blog.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     args = {"topic+all": ["Some topic", "--example", "all"],
-            "topic+resume": ["Some topic", "--resume", "whatever"],
+            "topic+resume": ["Some topic", "--resume", saved],
             "data+blog": ["--example", "blog", "--data", str(csv_file)],
             "input+blog": ["--example", "blog", "--input", str(csv_file)],
             "file+example": ["--workflow-file", str(spec), "--example", "blog"],
-            "interactive+resume": ["--interactive", "--resume", "whatever"]}[case]
+            "interactive+resume": ["--interactive", "--resume", saved]}[case]
     done, out = offline(tmp_path, *args)
     one_line_error(done)
     assert run_dirs(out) == []
@@ -174,6 +179,28 @@ def test_a_second_ctrl_c_exits_130(fake_llm, tmp_path):
     proc, gate, run_dir = start_blocked(fake_llm, tmp_path)
     stdout, stderr = stop(proc, gate, signal.SIGINT, signal.SIGINT)
     assert proc.returncode == 130, stdout + stderr  # not -2 (killed by the signal)
+
+
+def test_an_interrupted_run_exits_130_at_once_even_with_a_tool_thread_still_busy(tmp_path):
+    """After Ctrl-C the state is saved: the process leaves with 130 at once instead of waiting at exit
+    for a worker thread (a long tool call) until the user presses Ctrl-C again."""
+    code = ("import threading, time, main\n"
+            "def interrupted():\n"
+            "    threading.Thread(target=time.sleep, args=(30,)).start()  # a tool still running\n"
+            "    print('saved', flush=True)\n"
+            "    return 130\n"
+            "main.main = interrupted\n"
+            "main.entry()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=cli_env(tmp_path, None, None),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        assert proc.stdout.readline().strip() == "saved"
+        proc.wait(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, proc.stderr.read()
 
 
 # ---------------------------------------------------------------- a budget stop's hint works
