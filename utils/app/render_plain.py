@@ -245,7 +245,7 @@ class PlainView:
                 self._out(line)
         elif self.mode == "quiet":  # the one line --quiet promises; failures were reported as they happened
             self._out(summary_line(info))
-            for line in summary_details(info, failures=False):
+            for line in summary_details(info, failures=False) if info.get("status") != "ok" else []:
                 write_line(self.err_file, line)
 
 
