@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 import re
 import statistics
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
