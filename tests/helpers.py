@@ -72,7 +72,13 @@ def only_run(out_dir: Path) -> Path:
 
 
 def read_state(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    """The run's state as `--resume` sees it: run.json, plus the journal after it where there is one."""
+    state = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    try:
+        from utils.run.runstore import JOURNAL, replay
+    except ImportError:  # a store without a journal: run.json is the whole state
+        return state
+    return replay(state, run_dir / JOURNAL)
 
 
 def done_ids(state: dict) -> set[str]:

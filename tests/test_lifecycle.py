@@ -443,3 +443,26 @@ def test_engine_logs_reach_stderr_only_with_verbose(tmp_path, fake_llm):
     assert quiet.code != 0 and len(lines) == 1 and lines[0].startswith("error: "), quiet.explain()
     loud = run_process([*common, "--verbose"], env)
     assert "WARNING" in loud.stderr and "failed" in loud.stderr, loud.explain()
+
+
+def test_stream_shows_text_as_it_arrives_on_a_terminal():
+    """`--stream`: the client's `delta` events appear live under the table, until the call ends."""
+    import io
+
+    from rich.console import Console
+
+    from utils.app.render import Display
+    from utils.events import Event
+
+    display = Display("rich", file=io.StringIO(), width=80)
+    display(Event("plan", {"plan": {"goal": "g", "tasks": [{"id": "t1", "title": "T", "role": "writer"}]}}))
+    for piece in ("Streaming ", "text ", f"arrives{CLEAR}"):
+        display(Event("delta", {"purpose": "task t1 (writer)", "text": piece}))
+    probe = Console(file=io.StringIO(), width=80, record=True)
+    probe.print(display._renderable())
+    text = probe.export_text()
+    assert "task t1 (writer): …Streaming text arrives" in text and "\x1b" not in text
+    display(Event("call", {"purpose": "task t1 (writer)"}))
+    probe = Console(file=io.StringIO(), width=80, record=True)
+    probe.print(display._renderable())
+    assert "Streaming" not in probe.export_text()

@@ -69,6 +69,7 @@ class Board:
         self.phase = ""
         self.calls = self.prompt_tokens = self.completion_tokens = self.cached = 0
         self.retry_events = self.llm_retries = 0
+        self.streaming: dict[str, str] = {}  # purpose -> the last characters streamed (--stream)
 
     @property
     def retries(self) -> int:
@@ -92,6 +93,11 @@ class Board:
             self.llm_retries = int(data.get("retries") or 0)
         elif kind == "retry":
             self.retry_events += 1
+        elif kind == "delta":  # a streamed piece of a reply; a call's end (its `call` event) clears it
+            purpose = str(data.get("purpose") or "model")
+            self.streaming[purpose] = (self.streaming.get(purpose, "") + str(data.get("text") or ""))[-400:]
+        elif kind == "call":
+            self.streaming.pop(str(data.get("purpose") or "model"), None)
         elif kind == "phase":
             self.phase = str(data.get("name") or "")
 
@@ -160,10 +166,16 @@ class Display:
 
     def __call__(self, event: Event) -> None:
         if event.kind == "call":  # a model call's prompt and reply: only when asked, on stderr
-            if self.show_calls:
-                with self._lock:
+            with self._lock:
+                self.board.apply(event)
+                if self.show_calls:
                     for line in call_lines(event.data or {}):
                         self.error_line(line)
+            return
+        if event.kind == "delta":  # streamed text: shown live on a terminal (rich), nowhere else
+            if self.mode == "rich":
+                with self._lock:
+                    self.board.apply(event)
             return
         with self._lock:
             self.board.apply(event)
@@ -313,7 +325,10 @@ class Display:
             footer.add_row(ProgressBar(total=max(total, 1), completed=finished, width=20),
                            Text(f"{finished}/{total} tasks", style="bold"))
             totals = Text(self._totals_text(), style="dim", overflow="ellipsis", no_wrap=True)
-        return Group(header, table, footer, totals)
+            streams = [Text(for_terminal(f"{purpose}: …{' '.join(tail.split())[-60:]}"), style="italic dim",
+                            overflow="ellipsis", no_wrap=True)
+                       for purpose, tail in list(b.streaming.items())[-3:]]
+        return Group(header, table, footer, totals, *streams)
 
     def _totals_text(self) -> str:
         b = self.board
