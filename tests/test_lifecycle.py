@@ -48,6 +48,7 @@ def test_example_all_json_prints_one_json_document_and_nothing_else(tmp_path):
     assert [r["workflow"] for r in data["runs"]] == ["blog", "report", "analysis", "project"]
     assert all(r["status"] == "ok" for r in data["runs"]) and data["exit_code"] == 0
     assert len(run_dirs(out)) == 4
+    assert done.stderr.count("Offline provider") == 1, done.stderr  # said once, not per workflow
 
 
 # ---------------------------------------------------------------- flags that conflict or would be ignored

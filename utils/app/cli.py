@@ -75,15 +75,17 @@ def run_all(settings: Settings) -> int:
     from utils.app.session import DATA_TOOLS, SOURCE_TOOLS, _uses, request_for, run_workflow
     from utils.run.spec import load_spec
 
-    rows, worst = [], EXIT_OK
+    rows, worst, offline_said = [], EXIT_OK, False
     for name in WORKFLOWS:
         spec = load_spec(name)
         sub = settings.replace(example=name, topic=None,
                                data=settings.data if (spec.sample_data or _uses(spec, DATA_TOOLS)) else None,
                                inputs=settings.inputs if (spec.sample_inputs or _uses(spec, SOURCE_TOOLS)) else ())
-        display = make_display(sub, mode="json" if settings.json else None)
+        # --json/--quiet: the one document or the table rows are the summary, so the runs stay silent
+        display = make_display(sub, mode="json" if settings.json or settings.quiet else None)
         try:
-            result = run_workflow(sub, request_for(sub, display), display, show_document=False)
+            result = run_workflow(sub, request_for(sub, display), display, show_document=False,
+                                  offline_note=not offline_said)
         except OrchError as exc:  # one workflow's bad input does not stop the others
             print(f"error: {name}: {exc}", file=sys.stderr)
             rows.append({"workflow": name, "status": "failed", "exit_code": exc.exit_code, "seconds": None,
@@ -91,6 +93,7 @@ def run_all(settings: Settings) -> int:
             worst = max(worst, EXIT_FAILED)
             continue
         outcome, t = result.outcome, result.outcome.totals
+        offline_said = offline_said or result.info["offline"]  # the offline note once, not four times
         rows.append({"workflow": name, "status": outcome.status, "exit_code": outcome.exit_code,
                      "seconds": outcome.elapsed_s, "calls": t.get("calls", 0),
                      "tokens": t.get("prompt_tokens", 0) + t.get("completion_tokens", 0),
