@@ -358,7 +358,8 @@ def test_bad_inputs_are_one_line_usage_errors(tmp_path, fake_llm):
              ["caf\udcff topic"],
              ["--example", "blog", "--output-dir", str(a_file / "runs")],
              ["--workflow-file", str(long_spec)],
-             ["--example", "report", "--input", str(ragged)]]
+             ["--example", "report", "--input", str(ragged)],
+             ["Summarise these sources", "--input", str(ragged)]]  # before the routing call too
     for args in cases:
         argv = [*args, "--no-cache"] + ([] if "--output-dir" in args else ["--output-dir", str(out)])
         one_line_error(run_main(argv, env))

@@ -82,29 +82,48 @@ def workflow_inputs(spec: Any, settings: Settings) -> dict:
     Checked before any model call, so a bad file costs nothing; a file the workflow would ignore
     is an error rather than silently unused.
     """
-    from utils.errors import ToolError
-    from utils.tools.sources import read_source
-    from utils.tools.table import load_csv, parse_csv
-
     if settings.data and not (spec.sample_data or _uses(spec, DATA_TOOLS)):
         raise UsageError(f"--data is not used by the {spec.name} workflow (it is for analysis)")
     if settings.inputs and not (spec.sample_inputs or _uses(spec, SOURCE_TOOLS)):
         raise UsageError(f"--input is not used by the {spec.name} workflow (it is for report)")
-    user_inputs = [str(check_readable(p, "input file")) for p in settings.inputs]
+    user_inputs = check_files(settings)
     inputs = user_inputs or [str(spec.example_path(p)) for p in spec.sample_inputs]
     data = settings.data or (str(spec.example_path(spec.sample_data)) if spec.sample_data else None)
+    if data and not settings.data:
+        check_csv(data)
+    return {"inputs": inputs, "data": data}
+
+
+def check_files(settings: Settings) -> list[str]:
+    """Read every file the user named (sources parsed, a CSV's rows checked): a bad one is a
+    one-line error now, before the routing or planning call. Returns the source paths."""
+    from utils.errors import ToolError
+    from utils.tools.sources import read_source
+    from utils.tools.table import parse_csv
+
+    paths = [str(check_readable(p, "input file")) for p in settings.inputs]
     try:
-        for path in user_inputs:
+        for path in paths:
             source = read_source(Path(path))
             if source.kind == "csv":  # a ragged table is found now, not after the planning call
                 parse_csv(source.text, source.name)
-        if data:
-            load_csv(check_readable(data, "data file"))
     except ToolError as exc:
         raise UsageError(str(exc)) from None
     except RecursionError:
         raise UsageError("an input file is nested too deeply to read") from None
-    return {"inputs": inputs, "data": data}
+    if settings.data:
+        check_csv(settings.data)
+    return paths
+
+
+def check_csv(path: str) -> None:
+    from utils.errors import ToolError
+    from utils.tools.table import load_csv
+
+    try:
+        load_csv(check_readable(path, "data file"))
+    except ToolError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def route_topic(settings: Settings, topic: str, emit) -> tuple[Any, str]:
@@ -151,9 +170,7 @@ def request_for(settings: Settings, display) -> RunRequest:
         inputs = workflow_inputs(spec, settings)
     else:
         goal = check_topic(settings.topic)
-        if settings.data or settings.inputs:  # cheap checks before the routing call
-            for path in [*settings.inputs, *([settings.data] if settings.data else [])]:
-                check_readable(path, "input file")
+        check_files(settings)  # before the routing call too
         spec, why = route_topic(settings, goal, display)
         display.notice(f"Workflow: {spec.name} ({why}; use --example to choose another)")
         inputs = workflow_inputs(spec, settings)
