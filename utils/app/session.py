@@ -48,12 +48,12 @@ class RunReport:
 
 # ---------------------------------------------------------------- building blocks
 
-def make_llm(settings: Settings, emit, *, budget: int | None = None):
+def make_llm(settings: Settings, emit, *, budget: int | None = None, workers: int | None = None):
     """The run's model client: flags > environment > config file > defaults (`settings_from_env`)."""
     from utils.model.client import LLMClient
     from utils.model.settings import settings_from_env
 
-    return LLMClient(settings_from_env(settings.llm_overrides(budget), settings.llm_config()), emit=emit,
+    return LLMClient(settings_from_env(settings.llm_overrides(budget, workers), settings.llm_config()), emit=emit,
                      home=home())
 
 
@@ -206,7 +206,7 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
 
     holder: dict[str, Any] = {"emit": display}
     llm = make_llm(settings, lambda event: holder["emit"](event),
-                   budget=request.options.get("max_tokens_total"))
+                   budget=request.options.get("max_tokens_total"), workers=request.options.get("max_workers"))
     if request.saved:
         carry_totals(llm, request.saved.get("totals"))
     try:

@@ -69,9 +69,10 @@ class Settings:
         check_workers(opts.get("max_workers"), "run.json options.max_workers")
         return opts
 
-    def llm_overrides(self, budget: int | None = None) -> dict[str, Any]:
-        """Flag values for the model client (`settings_from_env` puts them above env and config)."""
-        workers = int(self.options.get("max_workers") or 1)
+    def llm_overrides(self, budget: int | None = None, workers: int | None = None) -> dict[str, Any]:
+        """Flag values for the model client (`settings_from_env` puts them above env and config).
+        `budget`/`workers`: the run's own values where they differ (a resumed run's saved options)."""
+        workers = int(workers or self.options.get("max_workers") or 1)
         limit = self.config.max_concurrency or 8
         values = {"provider": self.provider, "model": self.model, "base_url": self.base_url,
                   "max_tokens_total": budget or self.options.get("max_tokens_total"),
