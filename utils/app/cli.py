@@ -53,14 +53,9 @@ def dispatch(settings: Settings) -> int:
 
 # ---------------------------------------------------------------- runs
 
-def make_display(settings: Settings, *, mode: str | None = None):
-    from utils.app.render import Display, choose_mode
-    return Display(mode or choose_mode(quiet=settings.quiet, json_out=settings.json), show_calls=settings.show_calls)
-
-
 def run_one(settings: Settings) -> int:
     """A single run: new, resumed or plan-only."""
-    from utils.app.session import json_summary, request_for, run_workflow
+    from utils.app.session import json_summary, make_display, request_for, run_workflow
 
     display = make_display(settings)
     result = run_workflow(settings, request_for(settings, display), display)
@@ -72,7 +67,7 @@ def run_one(settings: Settings) -> int:
 def run_all(settings: Settings) -> int:
     """`--example all`: the four workflows one after another (each with its own default topic, its
     `--data`/`--input` only where it uses them), then one table, or ONE JSON document with --json."""
-    from utils.app.session import DATA_TOOLS, SOURCE_TOOLS, _uses, request_for, run_workflow
+    from utils.app.session import DATA_TOOLS, SOURCE_TOOLS, _uses, make_display, request_for, run_workflow
     from utils.run.spec import load_spec
 
     rows, worst, offline_said = [], EXIT_OK, False

@@ -22,7 +22,8 @@ from typing import Any
 from utils.app.config import home
 from utils.app.render import plan_lines
 from utils.app.render_plain import notice_line, retry_line, write_line
-from utils.app.session import OFFLINE_NOTE, RunRequest, make_llm, route_topic, run_workflow, workflow_inputs
+from utils.app.session import (OFFLINE_NOTE, RunRequest, make_display, make_llm, route_topic, run_workflow,
+                               workflow_inputs)
 from utils.app.settings import Settings, check_topic, check_workers
 from utils.errors import OrchError, UsageError
 from utils.events import Event
@@ -277,8 +278,6 @@ class Session:
 
     def cmd_run(self, rest: str) -> None:
         """The one run function on the preset plan; whatever happens, the run folder keeps the state."""
-        from utils.app.cli import make_display
-
         plan = self.need_plan()
         options = {**self.options, "plan_only": False}
         request = RunRequest(spec=self.spec, goal=plan.goal, inputs=self.inputs, options=options,

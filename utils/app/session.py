@@ -57,6 +57,12 @@ def make_llm(settings: Settings, emit, *, budget: int | None = None, workers: in
                      home=home())
 
 
+def make_display(settings: Settings, *, mode: str | None = None):
+    """The run's display for these settings (`mode` forces one, e.g. silent runs inside --example all)."""
+    from utils.app.render import Display, choose_mode
+    return Display(mode or choose_mode(quiet=settings.quiet, json_out=settings.json), show_calls=settings.show_calls)
+
+
 def check_readable(path: str, what: str) -> Path:
     p = Path(path)
     if p.is_dir():
