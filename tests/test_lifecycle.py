@@ -468,3 +468,24 @@ def test_stream_shows_text_as_it_arrives_on_a_terminal():
     probe = Console(file=io.StringIO(), width=80, record=True)
     probe.print(display._renderable())
     assert "Streaming" not in probe.export_text()
+
+
+def test_one_precedence_rule_flags_env_config_saved_defaults(tmp_path, monkeypatch):
+    from utils.app.session import make_llm
+    from utils.app.settings import build_settings
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("max_workers: 3\nmodel: config-model\nbase_url: http://127.0.0.1:9/v1\n", encoding="utf-8")
+    saved = {"max_workers": 5, "max_revisions": 0, "strategy": "static"}
+    plain = build_settings({"config": str(cfg)})
+    assert plain.run_options(saved)["max_workers"] == 3          # config file beats the saved run
+    assert plain.run_options(saved)["max_revisions"] == 0        # saved run beats the defaults
+    assert plain.run_options()["max_revisions"] == 1             # defaults
+    flagged = build_settings({"config": str(cfg), "max_workers": 7})
+    assert flagged.run_options(saved)["max_workers"] == 7         # flags beat everything
+    monkeypatch.setenv("ORCH_MODEL", "env-model")
+    assert make_llm(plain, lambda e: None).settings.model == "env-model"        # environment beats config
+    assert make_llm(build_settings({"config": str(cfg), "model": "flag-model"}),
+                    lambda e: None).settings.model == "flag-model"            # flag beats environment
+    with pytest.raises(Exception):  # frozen: nothing downstream can change the settings
+        plain.quiet = True
