@@ -54,7 +54,7 @@ def test_example_all_json_prints_one_json_document_and_nothing_else(tmp_path):
 # ---------------------------------------------------------------- flags that conflict or would be ignored
 
 @pytest.mark.parametrize("case", ["topic+all", "topic+resume", "data+blog", "input+blog", "file+example",
-                                  "interactive+resume"])
+                                  "interactive+resume", "interactive+all", "json+quiet"])
 def test_conflicting_or_ignored_flags_are_one_line_errors(case, tmp_path):
     csv_file = tmp_path / "d.csv"
     csv_file.write_text("a,b\n1,2\n3,5\n4,4\n", encoding="utf-8")
@@ -70,7 +70,9 @@ def test_conflicting_or_ignored_flags_are_one_line_errors(case, tmp_path):
             "data+blog": ["--example", "blog", "--data", str(csv_file)],
             "input+blog": ["--example", "blog", "--input", str(csv_file)],
             "file+example": ["--workflow-file", str(spec), "--example", "blog"],
-            "interactive+resume": ["--interactive", "--resume", saved]}[case]
+            "interactive+resume": ["--interactive", "--resume", saved],
+            "interactive+all": ["--interactive", "--example", "all"],
+            "json+quiet": ["--example", "blog", "--json", "--quiet"]}[case]
     done, out = offline(tmp_path, *args)
     one_line_error(done)
     assert run_dirs(out) == []

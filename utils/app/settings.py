@@ -121,6 +121,8 @@ def check_conflicts(flags: Mapping[str, Any]) -> None:
          "--example all runs each workflow's own topic; drop the topic, or pick one workflow with --example NAME"),
         (f("topic") is not None and f("resume"), "--resume continues the saved goal; a topic cannot be given with it"),
         (f("plan_only") and f("interactive"), "--plan-only has no effect with --interactive (plans are shown there)"),
+        (f("interactive") and f("example") == "all", "--interactive works on one workflow: use --example NAME"),
+        (f("json") and f("quiet"), "give --json or --quiet, not both"),
     ]
     for broken, message in rules:
         if broken:
