@@ -180,6 +180,8 @@ def request_for(settings: Settings, display) -> RunRequest:
         spec, why = route_topic(settings, goal, display)
         display.notice(f"Workflow: {spec.name} ({why}; use --example to choose another)")
         inputs = workflow_inputs(spec, settings)
+    # Hook point for a workflow's own set-up of a NEW run (team, analysis target, web research):
+    # it reads `settings.flag(...)` and may adjust `inputs`/options before the run starts.
     return RunRequest(spec=spec, goal=goal, inputs=inputs, options=settings.run_options())
 
 
@@ -273,7 +275,8 @@ def summary_info(outcome, llm, options: dict) -> dict:
             "skipped": [k for k, r in results.items() if r.get("state") == "skipped"],
             "done": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") == "done"],
             "left": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") != "done"],
-            "offline": llm.offline, "model": None if llm.offline else llm.settings.model, "resume_hint": None}
+            "offline": llm.offline, "model": None if llm.offline else llm.settings.model, "resume_hint": None,
+            "reason": outcome.shared.get("status_reason")}
     if outcome.status in ("interrupted", "stopped"):
         info["resume_hint"] = resume_command(outcome, options, len(info["left"]))
     return info

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Mapping
 
 from utils.app.config import MAX_WORKERS, ConfigFile, load_config
@@ -56,6 +57,12 @@ class Settings:
     show_calls: bool = False
     config: ConfigFile = field(default_factory=ConfigFile)
     version: str | None = None
+    # every flag as parsed, read-only: for a workflow's own flags (e.g. --team, --target, --no-web)
+    flags: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def flag(self, name: str, default: Any = None) -> Any:
+        value = self.flags.get(name)
+        return default if value is None else value
 
     def replace(self, **changes: Any) -> "Settings":
         return dataclasses.replace(self, **changes)
@@ -156,4 +163,5 @@ def build_settings(flags: Mapping[str, Any], *, version: str | None = None) -> S
         inputs=tuple(flags.get("input") or ()), data=flags.get("data"),
         output_dir=Path(flags.get("output_dir") or cfg.output_dir or "runs"),
         quiet=bool(flags.get("quiet")), json=bool(flags.get("json")), verbose=bool(flags.get("verbose")),
-        show_calls=bool(flags.get("show_calls") or flags.get("verbose")), config=cfg, version=version)
+        show_calls=bool(flags.get("show_calls") or flags.get("verbose")), config=cfg, version=version,
+        flags=MappingProxyType(dict(flags)))
