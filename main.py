@@ -126,7 +126,7 @@ def entry() -> None:
     from utils.app.render_plain import SafeStdout
 
     verbose = "--verbose" in sys.argv
-    sys.stdout = SafeStdout(sys.stdout)
+    sys.stdout, sys.stderr = SafeStdout(sys.stdout), SafeStdout(sys.stderr)
     try:
         code = main()
     except KeyboardInterrupt:
