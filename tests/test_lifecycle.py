@@ -491,3 +491,15 @@ def test_one_precedence_rule_flags_env_config_saved_defaults(tmp_path, monkeypat
                     lambda e: None).settings.model == "flag-model"            # flag beats environment
     with pytest.raises(Exception):  # frozen: nothing downstream can change the settings
         plain.quiet = True
+
+
+def test_show_calls_shows_each_model_calls_prompt_and_reply(fake_llm, tmp_path):
+    """End to end once the client emits `call` events (the model boundary's call log)."""
+    pytest.importorskip("utils.model.calllog")
+    fake_llm.responder = Script(plans=[plan_json([("t1", "analyst", []), ("t2", "writer", ["t1"])])],
+                                worker=lambda tid, req: f"## Part {tid}\n\nReply text for {tid}.")
+    done = run_main(["--example", "blog", "--no-cache", "--show-calls", "--output-dir", str(tmp_path / "runs")],
+                    cli_env(tmp_path / "home", fake_llm.base_url))
+    assert done.code == 0, done.explain()
+    assert "Do t2" in done.stderr and "Reply text for t2." in done.stderr  # the prompt and the reply
+    assert "Do t2" not in done.stdout and "HTTP Request" not in done.stderr
