@@ -16,7 +16,6 @@ import sys
 
 __version__ = "0.1.0"
 WORKFLOWS = ("blog", "report", "analysis", "project")
-MAX_TOPIC_CHARS = 2000
 
 
 class Parser(argparse.ArgumentParser):
@@ -42,12 +41,21 @@ def whole_number(minimum: int):
 
 
 positive_int, non_negative_int = whole_number(1), whole_number(0)
+MAX_WORKERS = 256  # utils.app.config.MAX_WORKERS (not imported: --help must not load pydantic)
+
+
+def workers(text: str) -> int:
+    value = positive_int(text)
+    if value > MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_WORKERS}, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="main.py", description="Plan a task into subtasks, run them with parallel LLM workers, "
                "review and assemble the result.",
-               epilog="Exit codes: 0 ok, 1 run failed or partial, 2 bad usage or input, 130 interrupted (resumable).")
+               epilog="Exit codes: 0 ok, 1 run failed or partial, 2 bad usage or input, 130 interrupted (Ctrl-C), "
+                      "143 terminated (SIGTERM); both resumable.")
     what = p.add_argument_group("what to run")
     what.add_argument("topic", nargs="?", help="free-text goal; the best-fitting workflow is picked")
     what.add_argument("--example", choices=WORKFLOWS + ("all",), help="run a built-in workflow (all: the four)")
@@ -59,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     orch = p.add_argument_group("orchestration")
     orch.add_argument("--strategy", choices=("dependency", "static", "priority", "dynamic", "hybrid"),
                       help="how tasks are scheduled (default: dependency)")
-    orch.add_argument("--max-workers", type=positive_int, help="workers running at once (default 4)")
+    orch.add_argument("--max-workers", type=workers, help=f"workers running at once, 1..{MAX_WORKERS} (default 4; "
+                      "raises the run-wide model-call limit when above it)")
     orch.add_argument("--max-tasks", type=positive_int, help="most tasks a plan may have (default 12)")
     orch.add_argument("--max-revisions", type=non_negative_int, help="review-and-revise rounds (default 1)")
     orch.add_argument("--max-rounds", type=positive_int, help="planning rounds for dynamic/hybrid (default 6)")
@@ -71,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "offline: no model (default: openai when a key or base URL is set)")
     model.add_argument("--model", help="model name (env ORCH_MODEL)")
     model.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (env OPENAI_BASE_URL)")
-    model.add_argument("--config", metavar="PATH", help="YAML config; flags override it, it overrides defaults")
+    model.add_argument("--config", metavar="PATH", help="YAML config; flags and environment override it, it "
+                       "overrides a saved run and defaults")
     model.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
-    model.add_argument("--stream", action="store_true", help="stream model replies")
+    model.add_argument("--stream", action="store_true", help="stream model replies (shown as they arrive on a terminal)")
 
     io = p.add_argument_group("input and output")
     io.add_argument("--input", action="append", metavar="PATH", help="a source file for report (repeatable)")
@@ -83,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")
     io.add_argument("--quiet", action="store_true", help="only errors and the final summary line")
     io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")
-    io.add_argument("--verbose", action="store_true", help="show tracebacks and debug logs")
+    io.add_argument("--show-calls", action="store_true", help="show each model call's prompt and reply on stderr")
+    io.add_argument("--verbose", action="store_true", help="--show-calls, plus tracebacks and engine logs")
     io.add_argument("--version", action="store_true", help="show app, engine and openai versions")
     return p
 
@@ -107,11 +118,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from utils.app.cli import run_cli  # heavy imports only once we know there is work to do
 
-    return run_cli(args, version=__version__)
+    return run_cli(vars(args), version=__version__)  # a plain mapping: nothing downstream mutates flags
 
 
 def entry() -> None:
+    """The process: a stdout that survives a closed pipe, one line for a bug, and an exit that a
+    second Ctrl-C cannot turn into a signal death (-2): once interrupted, the state is saved, so
+    leave at once with 130 (or 143) instead of waiting for worker threads."""
+    from utils.app.render_plain import SafeStdout
+
     verbose = "--verbose" in sys.argv
+    sys.stdout, sys.stderr = SafeStdout(sys.stdout), SafeStdout(sys.stderr)
     try:
         code = main()
     except KeyboardInterrupt:
@@ -122,6 +139,15 @@ def entry() -> None:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (run with --verbose for details)", file=sys.stderr)
         code = 1
+    if code in (130, 143):
+        import signal
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
     sys.exit(code)
 
 

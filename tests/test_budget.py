@@ -12,8 +12,8 @@ import pytest
 
 from tests.fake_llm import Reply
 from tests.scripted import Script, request_kind
-from tests.test_resume import (SIX_SECTIONS, WRITERS, assert_complete_document, cli_env, done_ids, fast_config,
-                               only_run, read_state, run_main, section_text, worker_counts)
+from tests.helpers import cli_env, done_ids, fast_config, only_run, read_state, run_main, worker_counts
+from tests.test_resume import SIX_SECTIONS, WRITERS, assert_complete_document, section_text
 
 UNIT = {"prompt_tokens": 500, "completion_tokens": 500, "total_tokens": 1000}
 

@@ -1,4 +1,5 @@
-"""The command line as a user meets it: `main.py` in a subprocess, against the fake server or offline.
+"""The command line as a user meets it: `main.py` (in-process; a subprocess for the terminal, help and
+version), against the fake server or offline.
 
 Covers the entry points (`--example`, a free-text topic, `--plan-only`, `--json`, `--quiet`), what the
 terminal gets (no escape codes off a TTY or with NO_COLOR, the rich display on a real pseudo-terminal),
@@ -107,12 +108,14 @@ def test_plan_only_makes_no_worker_calls(fake_llm: FakeLLMServer, tmp_path: Path
     assert "t2 · Title t2 [writer] p2 ← t1" in run.stdout
 
 
-def test_quiet_prints_only_the_document_path(fake_llm: FakeLLMServer, tmp_path: Path):
+def test_quiet_prints_only_the_summary_line(fake_llm: FakeLLMServer, tmp_path: Path):
+    """--help promises "only errors and the final summary line": exactly that, on stdout."""
     fake_llm.responder = Script(plans=[SMALL_BLOG], worker=worker_text)
     run = run_main(["--example", "blog", "--quiet"], tmp_path, server=fake_llm)
     assert run.code == 0, run.explain()
     lines = [line for line in run.stdout.splitlines() if line.strip()]
-    assert lines == [str(run.run_dir() / "output.md")]
+    assert len(lines) == 1 and lines[0].startswith("ok · ") and str(run.run_dir()) in lines[0], lines
+    assert " calls · " in lines[0] and " tokens" in lines[0]
     assert run.stderr.strip() == ""
 
 
@@ -181,7 +184,8 @@ def test_rich_display_on_a_terminal(tmp_path: Path):
     assert "\x1b[" in raw  # the rich display really ran
     for tid in ("t1", "t2", "t3", "t4", "t5", "t6"):
         assert re.search(rf"\b{tid}\b", text), tid
-    assert re.search(r"^ok · .* calls · .* tokens", text, re.MULTILINE), text[-2000:]
+    assert re.search(r"^ok · .* · offline: no model called", text, re.MULTILINE), text[-2000:]
+    assert not re.search(r"\bcalls\b", text)  # offline: no call counts as if a model ran
     assert "Traceback" not in text
 
 

@@ -14,8 +14,9 @@ import pytest
 
 from tests.fake_llm import Reply
 from tests.scripted import Script, request_kind, task_id
-from tests.test_resume import (SIX_SECTIONS, WRITERS, cli_env, done_ids, fast_config, only_run, read_state,
-                               run_main, section_text, state_when, start_main, worker_counts)
+from tests.helpers import (cli_env, done_ids, fast_config, only_run, read_state, run_main, state_when, start_main,
+                           worker_counts)
+from tests.test_resume import SIX_SECTIONS, WRITERS, section_text
 
 MAX_RETRIES = 2
 ALL_TASKS = ("t1", *WRITERS)

@@ -1,8 +1,8 @@
-"""`main.py --interactive` driven through a pipe, as a user would type: plan, edit, replan, run, save.
+"""`main.py --interactive` driven as a user would type: plan, edit, replan, run, save.
 
-A subprocess (not an in-process call) because the prompt loop owns stdin/stdout and the exit code,
-and that is exactly what these tests check. Offline tests need no server; the last one points the
-app at the fake OpenAI-compatible server and reads its request record.
+In-process (`tests.helpers.run_main` with stdin text) except where a signal or raw bytes on stdin are
+the point. Offline tests need no server; the others point the app at the fake OpenAI-compatible
+server and read its request record.
 """
 from __future__ import annotations
 
@@ -10,25 +10,28 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
+from dataclasses import dataclass
+
 from tests.fake_llm import RecordedRequest, Reply
+from tests.helpers import cli_env, run_main, start_main
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def drive(lines: list[str], home: Path, out: Path, *extra: str, env: dict | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ORCH_"))}
-    base.update({"ORCH_HOME": str(home), "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"})
-    if "ORCH_ENGINE" in os.environ:
-        base["ORCH_ENGINE"] = os.environ["ORCH_ENGINE"]
-    base.update(env or {})
-    return subprocess.run([sys.executable, str(ROOT / "main.py"), "--interactive", "--output-dir", str(out), *extra],
-                          input="\n".join(lines) + "\n", capture_output=True, text=True, cwd=ROOT, env=base,
-                          timeout=timeout)
+@dataclass
+class Session:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def drive(lines: list[str], home: Path, out: Path, *extra: str, env: dict | None = None) -> Session:
+    done = run_main(["--interactive", "--output-dir", str(out), *extra], cli_env(home, None, None, **(env or {})),
+                    stdin="\n".join(lines) + "\n")
+    return Session(done.code, done.stdout, done.stderr)
 
 
 def test_offline_session_plans_edits_runs_and_saves(tmp_path: Path):
@@ -171,9 +174,7 @@ def test_ctrl_c_during_run_stops_it_and_returns_to_the_prompt(tmp_path: Path, fa
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ORCH_"))}
     env.update({"ORCH_HOME": str(home), "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8",
                 "OPENAI_BASE_URL": fake_llm.base_url, "OPENAI_API_KEY": "sk-test"})
-    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "--interactive", "--output-dir", str(out)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env=env)
+    proc = start_main(["--interactive", "--output-dir", str(out)], env, stdin=subprocess.PIPE)
     try:
         proc.stdin.write("/example blog\nWrite a guide to Python context managers\n/run\n/history\n/quit\n")
         proc.stdin.flush()  # communicate() closes it

@@ -15,7 +15,7 @@ from collections import Counter
 from flows import build_flow
 from tests.fake_llm import Reply
 from tests.scripted import Script, plan_json, request_kind, task_id
-from tests.test_resume import read_state
+from tests.helpers import read_state
 from utils.events import Collector
 from utils.model.client import LLMClient, LLMSettings
 from utils.app.runner import DEFAULT_OPTIONS, execute, fanout, new_shared

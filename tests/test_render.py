@@ -79,7 +79,7 @@ def test_summary_line_without_cost_and_partial():
 def test_summary_line_offline_label():
     info = dict(INFO, status="ok", failed=[], skipped=[], offline=True, cost_usd=0.0, output_dir=None)
     line = summary_line(info)
-    assert line.endswith("(offline: no model called)")
+    assert line == "ok · 12.3 s · offline: no model called"  # no calls or tokens as if a model ran
     assert "$" not in line
 
 
@@ -163,7 +163,7 @@ def test_plain_mode_lines():
     assert not STAMP.match(raw[0])
 
 
-def test_quiet_mode_only_warnings_and_failures_on_stderr():
+def test_quiet_mode_the_summary_line_on_stdout_warnings_and_failures_on_stderr():
     out, err = io.StringIO(), io.StringIO()
     d = Display("quiet", file=out, err_file=err)
     with d:
@@ -173,7 +173,7 @@ def test_quiet_mode_only_warnings_and_failures_on_stderr():
         d.notice("just info")
     d.show_document("# Doc", "runs/x/document.md")
     d.summary(dict(INFO, status="ok", failed=[], skipped=[]))
-    assert out.getvalue() == "runs/x/document.md\n"
+    assert out.getvalue() == summary_line(dict(INFO, status="ok", failed=[], skipped=[])) + "\n"
     assert err.getvalue().splitlines() == ["t3 failed: LLM call failed: boom", "warning: budget nearly spent"]
 
 

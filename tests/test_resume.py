@@ -2,33 +2,28 @@
 Ctrl-C in the middle of a run, `--resume` by folder or id, and an identical second run served from
 `$ORCH_HOME/cache`.
 
-`main.py` runs as a subprocess against the fake server. Slow workers are held on a `threading.Event`
+`main.py` runs in-process (`tests.helpers.run_main`), or as a subprocess where kill -9 and Ctrl-C are
+the point, against the fake server. Slow workers are held on a `threading.Event`
 (`Reply(wait_for=...)`), never on sleeps; the tests poll `run.json` (bounded) to know when to strike,
 and read the server's request record to prove what was (not) sent to the model twice.
-The helpers at the top are shared with the other reliability test files.
 """
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from tests.fake_llm import FakeLLMServer, RecordedRequest, Reply
+from tests.helpers import (cli_env, done_ids, fast_config, only_run, read_state, run_dirs, run_main, start_main,
+                           state_when, wait_until, worker_counts)
 from tests.scripted import Script, plan_json, request_kind, task_id
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_KEY = "sk-test-resume-0123456789"
-RUN_TIMEOUT_S = 60
 WRITERS = ("t2", "t3", "t4", "t5", "t6", "t7")
 # t1 analyses; t2..t4 need it; t5 builds on t2, t6 on t4, t7 on t3 (blog: only writers are sections).
 SIX_SECTIONS = plan_json([("t1", "analyst", [], 1), ("t2", "writer", ["t1"], 2), ("t3", "writer", ["t1"], 2),
@@ -36,118 +31,7 @@ SIX_SECTIONS = plan_json([("t1", "analyst", [], 1), ("t2", "writer", ["t1"], 2),
                           ("t7", "writer", ["t3"])], goal="Write about durable runs")
 
 
-# ---------------------------------------------------------------- helpers (shared with other files)
-
-def cli_env(home: Path, base_url: str | None, key: str | None = TEST_KEY, **extra: str) -> dict[str, str]:
-    """The inherited environment minus OPENAI_*/ORCH_* (ORCH_ENGINE stays), pointed at `base_url`."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("OPENAI_") and not (k.startswith("ORCH_") and k != "ORCH_ENGINE")}
-    env.update(PYTHONIOENCODING="utf-8", ORCH_HOME=str(home), NO_COLOR="1")
-    if base_url:
-        env["OPENAI_BASE_URL"] = base_url
-    if key:
-        env["OPENAI_API_KEY"] = key
-    env.update(extra)
-    return env
-
-
-def fast_config(path: Path, **settings) -> Path:
-    """A --config file with tiny backoffs so retries cost milliseconds."""
-    values = {"backoff_base_s": 0.001, "backoff_max_s": 0.01, "max_retries": 2, **settings}
-    path.write_text("".join(f"{k}: {json.dumps(v)}\n" for k, v in values.items()), encoding="utf-8")
-    return path
-
-
-@dataclass
-class Done:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def output(self) -> str:
-        return self.stdout + self.stderr
-
-    def explain(self) -> str:
-        return f"exit {self.code}\n--- stdout\n{self.stdout[-3000:]}\n--- stderr\n{self.stderr[-3000:]}"
-
-
-def main_cmd(*args: str) -> list[str]:
-    return [sys.executable, str(ROOT / "main.py"), *args]
-
-
-def run_main(args: list[str], env: dict[str, str], *, cwd: Path | None = None,
-             timeout: float = RUN_TIMEOUT_S) -> Done:
-    proc = subprocess.run(main_cmd(*args), cwd=cwd or ROOT, env=env, capture_output=True, text=True,
-                          encoding="utf-8", errors="replace", timeout=timeout, stdin=subprocess.DEVNULL)
-    return Done(proc.returncode, proc.stdout, proc.stderr)
-
-
-def start_main(args: list[str], env: dict[str, str], *, cwd: Path | None = None) -> subprocess.Popen:
-    return subprocess.Popen(main_cmd(*args), cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, encoding="utf-8", errors="replace",
-                            stdin=subprocess.DEVNULL)
-
-
-def run_dirs(out_dir: Path) -> list[Path]:
-    return sorted(p for p in out_dir.iterdir() if p.is_dir()) if out_dir.is_dir() else []
-
-
-def only_run(out_dir: Path) -> Path:
-    dirs = run_dirs(out_dir)
-    assert len(dirs) == 1, dirs
-    return dirs[0]
-
-
-def read_state(run_dir: Path) -> dict:
-    """The run's state as `--resume` sees it: the run.json checkpoint plus the journal after it."""
-    from utils.run.runstore import JOURNAL, replay
-
-    return replay(json.loads((run_dir / "run.json").read_text(encoding="utf-8")), run_dir / JOURNAL)
-
-
-def done_ids(state: dict) -> set[str]:
-    return {tid for tid, r in (state.get("results") or {}).items() if r.get("state") == "done"}
-
-
-def wait_until(check: Callable[[], object], *, timeout: float = 20.0, what: str = "condition") -> object:
-    """Poll `check` (bounded) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def state_when(out_dir: Path, predicate: Callable[[dict], bool], proc: subprocess.Popen | None = None,
-               timeout: float = 20.0) -> tuple[Path, dict]:
-    """Wait until the (single) run's run.json satisfies `predicate`; returns (run dir, state)."""
-    found: dict = {}
-
-    def check():
-        if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"main.py ended early (exit {proc.returncode})\n{out[-2000:]}\n{err[-2000:]}")
-        for run_dir in run_dirs(out_dir):
-            try:
-                state = read_state(run_dir)
-            except (OSError, ValueError):  # not there yet: never half-written (atomic rename)
-                continue
-            if predicate(state):
-                found.update(run_dir=run_dir, state=state)
-                return True
-        return False
-
-    wait_until(check, timeout=timeout, what="run.json to reach the expected state")
-    return found["run_dir"], found["state"]
-
-
-def worker_counts(server: FakeLLMServer, *, ok_only: bool = False) -> Counter:
-    return Counter(task_id(r) for r in list(server.requests)
-                   if request_kind(r) == "worker" and (not ok_only or r.status == 200))
-
+# ---------------------------------------------------------------- helpers (the shared ones live in tests/helpers.py)
 
 def section_text(tid: str) -> str:
     return f"Text for {tid}."

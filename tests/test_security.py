@@ -11,7 +11,7 @@ import pytest
 
 from tests.fake_llm import Reply
 from tests.scripted import Script, plan_json, request_kind, task_id
-from tests.test_resume import ROOT, cli_env, only_run, read_state, run_dirs, run_main
+from tests.helpers import ROOT, cli_env, only_run, read_state, run_dirs, run_main
 
 SECRET = "sk-live-ZQ7SECRETKEYmarker-9f8e7d6c5b4a"
 FRAGMENT = "ZQ7SECRETKEYmarker"  # the distinctive middle: catches partial echoes too
@@ -59,7 +59,8 @@ def test_the_api_key_never_appears_anywhere(fake_llm, tmp_path):
         assert done.code == code, done.explain()
         outputs += [done.stdout, done.stderr]
     assert "authentication failed" in outputs[7]
-    assert "DEBUG" in outputs[3] + outputs[7], "--verbose should have produced debug logs to check"
+    assert "error: planning: authentication failed" in outputs[7], "--verbose output should be there to check"
+    assert "HTTP Request" not in outputs[3] + outputs[7], "--verbose shows model calls, not HTTP-library logs"
     assert list((tmp_path / "home" / "cache").rglob("*.json")), "the cache should have been written"
     assert len(run_dirs(tmp_path / "runs")) == len(runs)
     assert leaks(tmp_path, *outputs) == []

@@ -1,4 +1,4 @@
-"""Configuration: flags override the config file, which overrides defaults.
+"""The config file: flags and environment override it, it overrides a saved run and defaults.
 
 The config file is YAML validated by a model class, so a typo or a wrong type is one clear line.
 API keys are read from the environment only, never from this file, so configs can be shared.
@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from utils.errors import UsageError
-from utils.app.runner import DEFAULT_OPTIONS
+
+
+MAX_WORKERS = 256   # the scheduler keeps one slot per worker: bounded so a typo cannot exhaust memory
 
 
 class Price(BaseModel):
@@ -28,7 +30,7 @@ class ConfigFile(BaseModel):
     model: str | None = None
     base_url: str | None = None
     strategy: Literal["dependency", "static", "priority", "dynamic", "hybrid"] | None = None
-    max_workers: int | None = Field(default=None, ge=1)
+    max_workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
     max_tasks: int | None = Field(default=None, ge=1)
     max_revisions: int | None = Field(default=None, ge=0)
     max_rounds: int | None = Field(default=None, ge=1)
@@ -36,8 +38,8 @@ class ConfigFile(BaseModel):
     max_tokens_total: int | None = Field(default=None, ge=1)
     output_dir: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
-    max_retries: int | None = Field(default=None, ge=0, le=20)
     retry_deadline_s: float | None = Field(default=None, gt=0, le=3600)
+    max_retries: int | None = Field(default=None, ge=0, le=20)
     backoff_base_s: float | None = Field(default=None, ge=0, le=600)
     backoff_max_s: float | None = Field(default=None, ge=0, le=3600)
     max_concurrency: int | None = Field(default=None, ge=1)
@@ -63,30 +65,17 @@ def load_config(path: str | None) -> ConfigFile:
         raise UsageError(f"cannot read config file {file}: {exc}") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"config file {file} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except RecursionError:  # a deeply nested document: no real config looks like that
+        raise UsageError(f"config file {file} is nested too deeply") from None
     if raw is None:
         return ConfigFile()
     if not isinstance(raw, dict):
         raise UsageError(f"config file {file} must be a mapping of settings, got {type(raw).__name__}")
     try:
         return ConfigFile.model_validate(raw)
+    except RecursionError:
+        raise UsageError(f"config file {file} is nested too deeply") from None
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
         raise UsageError(f"config file {file}: {where}: {err['msg']}") from None
-
-
-def resolve_options(args: Any, cfg: ConfigFile) -> dict[str, Any]:
-    """Orchestration options for the shared store: flag > config file > default."""
-    opts = dict(DEFAULT_OPTIONS)
-    for key in ("strategy", "max_workers", "max_tasks", "max_revisions", "max_rounds", "context_budget", "model",
-                "max_tokens_total"):
-        flag = getattr(args, key, None)
-        value = flag if flag is not None else getattr(cfg, key)
-        if value is not None:
-            opts[key] = value
-    opts["planner_model"] = cfg.models.get("planner")
-    opts["reviewer_model"] = cfg.models.get("reviewer")
-    opts["role_models"] = {k: v for k, v in cfg.models.items() if k not in ("planner", "reviewer")}
-    opts["plan_only"] = bool(getattr(args, "plan_only", False))
-    from utils.run.team import project_options  # issue 11 hook (project): --team/--start-date -> tool_params
-    return project_options(args, opts)

@@ -2,9 +2,9 @@
 
 Why a prompt: a plan is cheap and a run is not, so the user gets to look at the orchestrator's plan,
 fix it (drop, add, rename, rewire tasks) or ask for another one with feedback, and only then pay for
-the workers. Everything reuses the one-shot path: the same helpers from `utils/app/cli.py`, the same
-`flows` graphs, `utils.app.runner.execute` and `RunStore`, so an interactive run saves, reports and resumes
-exactly like `python main.py --example blog`. An edited plan is validated by `plan_problems`, the
+the workers. `/run` is the one-shot path itself (`utils.app.session.run_workflow`), and a typed topic
+is routed the same way as on the command line (`session.route_topic`), so an interactive run saves,
+reports and resumes exactly like `python main.py --example blog`. An edited plan is validated by `plan_problems`, the
 same check a model's plan must pass, and preset in the shared store, where the orchestrator node
 takes it without a model call.
 
@@ -14,25 +14,23 @@ which is how the tests drive it. No command ever ends the session with a traceba
 """
 from __future__ import annotations
 
-import copy
 import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
-from utils.run import plan_edit
-from utils.app.cli import check_topic, engine_name, make_llm, output_dir, summary_info, workflow_inputs
-from utils.app.config import home, resolve_options
-from utils.errors import OrchError, UsageError
-from utils.events import Event
-from utils.model.settings import safe_base_url
-from utils.run.plan import Plan, outline, plan_problems
+from utils.app.config import home
 from utils.app.render import plan_lines
 from utils.app.render_plain import notice_line, retry_line, write_line
+from utils.app.session import (OFFLINE_NOTE, RunRequest, make_display, make_llm, route_topic, run_workflow,
+                               workflow_inputs)
+from utils.app.settings import Settings, check_topic, check_workers
+from utils.errors import OrchError, UsageError
+from utils.events import Event
+from utils.run import plan_edit
+from utils.run.plan import Plan, outline, plan_problems
 
 HISTORY_MAX = 1000
-OFFLINE_NOTE = ("Offline provider: no model is called. Set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
-                "server (Ollama, vLLM, LM Studio...), or pass --base-url. See README.")
 
 # name -> (arguments, one-line description); /help prints them in this order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -112,9 +110,9 @@ def _load_readline() -> Any:
 class Session:
     """The state between prompts: workflow, topic, options, current plan and this session's runs."""
 
-    def __init__(self, args: Any, cfg: Any) -> None:
-        self.args, self.cfg = copy.copy(args), cfg  # a copy: /model must not change the caller's args
-        self.options = {**resolve_options(args, cfg), "plan_only": False}
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings  # frozen: /model derives a new one
+        self.options = {**settings.run_options(), "plan_only": False}
         self.spec: Any = None
         self.auto_spec = False          # picked from the topic: re-picked for the next topic
         self.inputs: dict = {}
@@ -130,7 +128,7 @@ class Session:
     def llm(self, emit) -> Any:
         """A fresh client per plan or run, so each run's totals are its own (the disk cache still
         makes repeated calls free)."""
-        llm = make_llm(self.args, self.cfg, emit)
+        llm = make_llm(self.settings, emit)
         if llm.offline and not self.offline_said:
             self.offline_said = True
             say(notice_line({"level": "warn", "message": OFFLINE_NOTE}))
@@ -145,7 +143,7 @@ class Session:
             say(notice_line(event.data))
 
     def use_spec(self, spec: Any, *, auto: bool) -> None:
-        inputs = workflow_inputs(spec, self.args)  # checks --input/--data before anything is planned
+        inputs = workflow_inputs(spec, self.settings)  # checks --input/--data before anything is planned
         if self.spec is not None and self.spec.name != spec.name and self.plan is not None:
             self.plan = None
             say("(plan cleared: it was made for another workflow)")
@@ -166,13 +164,12 @@ class Session:
     # ------------------------------------------------------------ planning
 
     def set_topic(self, text: str) -> None:
-        from utils.app.routing import route_topic  # issue 11: routed like the command line (model, reason)
-        from utils.run.spec import load_spec
         self.topic = check_topic(text)
-        if self.spec is None or self.auto_spec:
-            name, why = route_topic(self.llm(self.planning_emit), self.topic)
-            self.use_spec(load_spec(name), auto=True)
-            say(f"Workflow: {name} ({why}; /example NAME to choose another)")
+        if self.spec is None or self.auto_spec:  # routed exactly as on the command line
+            self.llm(self.planning_emit)  # says the offline note once, before anything else
+            spec, why = route_topic(self.settings, self.topic, self.planning_emit)
+            self.use_spec(spec, auto=True)
+            say(f"Workflow: {spec.name} ({why}; /example NAME to choose another)")
         self.plan_topic()
 
     def ask_planner(self, goal_text: str) -> tuple[Plan, bool]:
@@ -190,7 +187,7 @@ class Session:
         if self.spec is None:
             raise UsageError("choose a workflow with /example NAME, or type a topic")
         if not self.topic:
-            self.topic = self.spec.default_topic
+            self.topic = check_topic(self.spec.default_topic, "the workflow's default topic")
             say(f"Topic: {self.topic} (the {self.spec.name} workflow's default)")
         say(f"Planning: {self.topic} ...")
         plan, offline = self.ask_planner(self.topic)
@@ -221,15 +218,18 @@ class Session:
         say(f"Strategy: {rest}")
 
     def cmd_workers(self, rest: str) -> None:
-        if not rest.isdigit() or int(rest) < 1:
-            raise UsageError("usage: /workers N (a whole number, at least 1)")
+        if not rest.isdigit():
+            raise UsageError("usage: /workers N (a whole number)")
+        check_workers(int(rest), "/workers N")
         self.options["max_workers"] = int(rest)
+        self.settings = self.settings.replace(options={**self.settings.options, "max_workers": int(rest)})
         say(f"Workers: {rest}")
 
     def cmd_model(self, rest: str) -> None:
         if not rest or len(rest.split()) != 1:
             raise UsageError("usage: /model NAME")
-        self.args.model = self.options["model"] = rest
+        self.options["model"] = rest
+        self.settings = self.settings.replace(model=rest)
         say(f"Model: {rest}")
 
     def cmd_plan(self, rest: str) -> None:
@@ -277,47 +277,21 @@ class Session:
         self.show_plan()
 
     def cmd_run(self, rest: str) -> None:
-        """The full graph on the preset plan; whatever happens, the run folder keeps the state."""
-        from flows import build_flow
-
-        from utils.app.render import Display, choose_mode
-        from utils.app.runner import execute, new_shared, resume_hint
-        from utils.run.runstore import RunStore, new_run_dir
+        """The one run function on the preset plan; whatever happens, the run folder keeps the state."""
         plan = self.need_plan()
-        display = Display(choose_mode(quiet=bool(self.args.quiet), json_out=False))
-        run_dir = new_run_dir(output_dir(self.args, self.cfg), plan.goal, self.spec.name)
-        store = RunStore(run_dir)
-
-        def on_event(event: Event) -> None:
-            store(event)
-            display(event)
-
-        llm = self.llm(on_event)
         options = {**self.options, "plan_only": False}
-        shared = new_shared(goal=plan.goal, spec=self.spec, options=options, inputs=self.inputs, llm=llm,
-                            emit=on_event)
-        shared["plan"] = plan.model_dump()  # preset: the orchestrator node uses it, no model call
-        meta = {"version": getattr(self.args, "_version", None), "provider": llm.settings.provider,
-                "model": llm.settings.model, "base_url": safe_base_url(llm.settings.base_url), "engine": engine_name(),
-                "strategy": options["strategy"], "resumed": False, "interactive": True,
-                "plan_source": self.plan_source, "plan_note": self.plan_note}
-        say(f"Running {len(plan.tasks)} tasks ({options['strategy']}, {options['max_workers']} workers) "
-            f"-> {run_dir}")
-        with display:
-            outcome = execute(shared, build_flow(options["strategy"]), store, meta=meta)
-        info = summary_info(outcome, llm)
-        if outcome.status in ("interrupted", "stopped"):
-            info["resume_hint"] = resume_hint(outcome.run_dir)
-        if outcome.error and outcome.status == "failed":
-            say(f"error: {outcome.error}")
-        if outcome.document_path:
-            display.show_document(shared["document"], str(outcome.document_path))
-        display.summary(info)
+        request = RunRequest(spec=self.spec, goal=plan.goal, inputs=self.inputs, options=options,
+                             plan=plan.model_dump(),
+                             meta={"interactive": True, "plan_source": self.plan_source, "plan_note": self.plan_note})
+        say(f"Running {len(plan.tasks)} tasks ({options['strategy']}, {options['max_workers']} workers)")
+        result = run_workflow(self.settings, request, make_display(self.settings), offline_note=not self.offline_said)
+        self.offline_said = self.offline_said or result.info["offline"]
+        outcome = result.outcome
         if outcome.status == "interrupted":
             say("Run interrupted; its state is saved (resume command above). Back at the prompt.")
         self.runs.append({"status": outcome.status, "run_dir": outcome.run_dir,
-                          "document_path": outcome.document_path, "document": shared.get("document"),
-                          "artifacts": any(r.get("artifacts") for r in shared.get("results", {}).values())})
+                          "document_path": outcome.document_path, "document": outcome.shared.get("document"),
+                          "artifacts": any(r.get("artifacts") for r in outcome.shared.get("results", {}).values())})
 
     def cmd_save(self, rest: str) -> None:
         from utils.run.runstore import atomic_write
@@ -366,18 +340,18 @@ class Session:
         return True
 
 
-def run_interactive(args: Any, cfg: Any) -> int:
+def run_interactive(settings: Settings) -> int:
     """The prompt loop. Returns 0 when the user leaves (/quit or Ctrl-D), whatever the runs did."""
     from utils.run.spec import load_spec
+    if hasattr(sys.stdin, "reconfigure"):  # one non-UTF-8 line must not break every later one
+        sys.stdin.reconfigure(errors="replace")
     tty = sys.stdin.isatty()
     readline = _load_readline() if tty else None  # piped input never goes through readline
     history = History(home() / "history", readline)
-    session = Session(args, cfg)
-    if args.workflow_file or (args.example and args.example != "all"):
-        session.use_spec(load_spec(args.workflow_file or args.example), auto=False)
-    if args.resume:
-        say(f"note: --resume is not used at the prompt; run: python main.py --resume {args.resume}")
-    pending = [args.topic] if args.topic else []
+    session = Session(settings)
+    if settings.workflow_file or (settings.example and settings.example != "all"):
+        session.use_spec(load_spec(settings.workflow_file or settings.example), auto=False)
+    pending = [settings.topic] if settings.topic else []
     if tty:
         say("Interactive mode — type a topic to plan it, /help for commands, Ctrl-D to leave.")
     while True:
@@ -400,6 +374,6 @@ def run_interactive(args: Any, cfg: Any) -> int:
         except (OrchError, ValueError) as exc:
             say(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         except Exception as exc:  # a bug: report it, keep the session
-            if args.verbose:
+            if settings.verbose:
                 traceback.print_exc()
-            say(f"error: {type(exc).__name__}: {exc}" + ("" if args.verbose else " (--verbose shows details)"))
+            say(f"error: {type(exc).__name__}: {exc}" + ("" if settings.verbose else " (--verbose shows details)"))

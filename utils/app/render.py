@@ -15,10 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Mapping
 
+from utils.app.render_plain import (TERMINAL_STATES, PlainView, call_lines, fmt_int, fmt_seconds, notice_line,
+                                    plan_event_line, plan_lines, review_line, shorten, summary_details,
+                                    summary_line, task_label, task_line, write_line)
 from utils.events import Event
-from utils.app.render_plain import (TERMINAL_STATES, PlainView, fmt_int, fmt_seconds, notice_line, plan_event_line,
-                                plan_lines, review_line, shorten, summary_details, summary_line, task_label,
-                                task_line)
+from utils.text import for_terminal
 
 __all__ = ["Display", "choose_mode", "plan_lines", "summary_line", "MODES"]
 
@@ -68,6 +69,7 @@ class Board:
         self.phase = ""
         self.calls = self.prompt_tokens = self.completion_tokens = self.cached = 0
         self.retry_events = self.llm_retries = 0
+        self.streaming: dict[str, str] = {}  # purpose -> the last characters streamed (--stream)
 
     @property
     def retries(self) -> int:
@@ -91,6 +93,11 @@ class Board:
             self.llm_retries = int(data.get("retries") or 0)
         elif kind == "retry":
             self.retry_events += 1
+        elif kind == "delta":  # a streamed piece of a reply; a call's end (its `call` event) clears it
+            purpose = str(data.get("purpose") or "model")
+            self.streaming[purpose] = (self.streaming.get(purpose, "") + str(data.get("text") or ""))[-400:]
+        elif kind == "call":
+            self.streaming.pop(str(data.get("purpose") or "model"), None)
         elif kind == "phase":
             self.phase = str(data.get("name") or "")
 
@@ -138,10 +145,13 @@ class Display:
     us for the table (taking both in opposite orders would deadlock)."""
 
     def __init__(self, mode: str, *, file: IO[str] | None = None, err_file: IO[str] | None = None,
-                 width: int | None = None) -> None:
+                 width: int | None = None, show_calls: bool = False) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown display mode {mode!r} (expected one of {', '.join(MODES)})")
         self.mode = mode
+        self.show_calls = show_calls
+        self.offline = False   # set by the run: an offline run shows no call or token counts
+        self._err_file = err_file
         self.board = Board()
         self._lock = threading.RLock()
         self._live: Any = None
@@ -155,6 +165,18 @@ class Display:
     # ------------------------------------------------------------ the Emit
 
     def __call__(self, event: Event) -> None:
+        if event.kind == "call":  # a model call's prompt and reply: only when asked, on stderr
+            with self._lock:
+                self.board.apply(event)
+                if self.show_calls:
+                    for line in call_lines(event.data or {}):
+                        self.error_line(line)
+            return
+        if event.kind == "delta":  # streamed text: shown live on a terminal (rich), nowhere else
+            if self.mode == "rich":
+                with self._lock:
+                    self.board.apply(event)
+            return
         with self._lock:
             self.board.apply(event)
             if self._plain is not None:
@@ -163,6 +185,10 @@ class Display:
             out = self._rich_lines(event)
         for text, style in out:
             self._print(text, style)
+
+    def error_line(self, text: str) -> None:
+        """One line on stderr (errors, --show-calls), neutralised like everything else."""
+        write_line(self._err_file or sys.stderr, text)
 
     def notice(self, message: str, level: str = "info") -> None:
         """A message from main itself (config warnings, where the run folder is) with the same routing."""
@@ -193,11 +219,11 @@ class Display:
             return
         from rich.text import Text
         from rich.tree import Tree
-        tree = Tree(Text(f"Plan: {plan.get('goal', '')}", style="bold"))
+        tree = Tree(Text(for_terminal(f"Plan: {plan.get('goal', '')}"), style="bold"))
         if plan.get("notes"):
-            tree.add(Text(f"notes: {shorten(plan['notes'], 160)}", style="dim"))
+            tree.add(Text(for_terminal(f"notes: {shorten(plan['notes'], 160)}"), style="dim"))
         for t in plan.get("tasks") or []:
-            tree.add(Text(task_label(t)))
+            tree.add(Text(for_terminal(task_label(t))))
         self.console.print(tree)
 
     def show_document(self, markdown: str, path: str, *, max_lines: int = 120) -> None:
@@ -208,6 +234,7 @@ class Display:
         from rich.markdown import Markdown
         from rich.rule import Rule
         from rich.text import Text
+        markdown = for_terminal(markdown)
         lines = markdown.splitlines()
         self.console.print(Rule(Text(str(path), style="dim")))
         if len(lines) <= max_lines:
@@ -223,9 +250,10 @@ class Display:
                 self._plain.summary(info)
             return
         from rich.text import Text
-        self.console.print(Text(summary_line(info), style=STATUS_STYLES.get(str(info.get("status")), "bold")))
+        self.console.print(Text(for_terminal(summary_line(info)),
+                                style=STATUS_STYLES.get(str(info.get("status")), "bold")))
         for line in summary_details(info):
-            self.console.print(Text(line, style="red" if " failed: " in line else "dim"))
+            self.console.print(Text(for_terminal(line), style="red" if " failed: " in line else "dim"))
 
     # ------------------------------------------------------------ rich internals
 
@@ -244,7 +272,7 @@ class Display:
 
     def _print(self, text: str, style: str) -> None:
         from rich.text import Text
-        self.console.print(Text(text, style=style))
+        self.console.print(Text(for_terminal(text), style=style))
 
     def _renderable(self) -> Any:
         """Called by Live (its own thread) for every frame: snapshot the board under our lock and
@@ -260,15 +288,20 @@ class Display:
             now = time.monotonic()
             header = Text.assemble(("Phase: ", "bold"), (b.phase or "starting", "bold cyan"))
             if b.goal:
-                header.append(f"  ·  {shorten(b.goal, 80)}", style="dim")
-            table = Table(expand=False, header_style="bold", pad_edge=False, box=None)
-            table.add_column("id", no_wrap=True, min_width=3)
-            table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=42)
-            table.add_column("role", no_wrap=True, overflow="ellipsis", max_width=14)
-            table.add_column("state", no_wrap=True, min_width=10)
-            table.add_column("worker", justify="right", no_wrap=True)
-            table.add_column("time", justify="right", no_wrap=True)
-            table.add_column("tokens", justify="right", no_wrap=True)
+                header.append(f"  ·  {shorten(for_terminal(b.goal), 50)}", style="dim")
+            if not b.rows:  # planning: a spinner, not an empty "0/0 tasks" table
+                spinner = self._spinners.setdefault("", Spinner("dots", style="cyan"))
+                spinner.update(text=Text(f"{b.phase or 'planning'}… {self._totals_text()}".rstrip(), style="dim"))
+                return Group(header, spinner)
+            # Sized for an 80-column terminal: the title takes what the fixed columns leave.
+            table = Table(expand=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
+            table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=6)
+            table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=22)
+            table.add_column("role", no_wrap=True, overflow="ellipsis", max_width=9)
+            table.add_column("state", no_wrap=True, min_width=9, max_width=10)
+            table.add_column("w", justify="right", no_wrap=True, max_width=3)
+            table.add_column("time", justify="right", no_wrap=True, max_width=8)
+            table.add_column("tokens", justify="right", no_wrap=True, max_width=7)
             for r in b.rows.values():
                 style = STATE_STYLES.get(r.state, "")
                 label = r.state + (f" r{r.revision}" if r.revision else "")
@@ -278,29 +311,51 @@ class Display:
                         spinner = self._spinners[r.id] = Spinner("dots", style="yellow")
                     spinner.update(text=Text(label, style=style))
                     state_cell: Any = spinner
-                    elapsed = fmt_seconds(now - r.started) if r.started is not None else ""
+                    elapsed = _short_seconds(now - r.started) if r.started is not None else ""
                 else:
                     self._spinners.pop(r.id, None)
                     state_cell = Text(label, style=style)
-                    elapsed = fmt_seconds(r.elapsed_s) if r.state in ("done", "failed") else ""
-                table.add_row(Text(r.id), Text(r.title), Text(r.role, style="dim"), state_cell,
+                    elapsed = _short_seconds(r.elapsed_s) if r.state in ("done", "failed") else ""
+                table.add_row(Text(for_terminal(r.id)), Text(for_terminal(r.title)),
+                              Text(for_terminal(r.role), style="dim"), state_cell,
                               "" if r.worker is None else str(r.worker), elapsed,
-                              fmt_int(r.tokens) if r.tokens else "")
+                              _short_int(r.tokens) if r.tokens and not self.offline else "")
             finished, total = b.counts()
             footer = Table.grid(padding=(0, 1))
-            footer.add_row(ProgressBar(total=max(total, 1), completed=finished, width=30),
-                           Text(f"{finished}/{total} tasks", style="bold"),
-                           Text(self._totals_text(), style="dim"))
-        return Group(header, table, footer)
+            footer.add_row(ProgressBar(total=max(total, 1), completed=finished, width=20),
+                           Text(f"{finished}/{total} tasks", style="bold"))
+            totals = Text(self._totals_text(), style="dim", overflow="ellipsis", no_wrap=True)
+            streams = [Text(for_terminal(f"{purpose}: …{' '.join(tail.split())[-60:]}"), style="italic dim",
+                            overflow="ellipsis", no_wrap=True)
+                       for purpose, tail in list(b.streaming.items())[-3:]]
+        return Group(header, table, footer, totals, *streams)
 
     def _totals_text(self) -> str:
         b = self.board
-        text = f"{fmt_int(b.calls)} calls · {fmt_int(b.tokens)} tokens"
+        if self.offline:
+            return "offline"
+        text = f"{_short_int(b.calls)} calls · {_short_int(b.tokens)} tokens"
         if b.cached:
-            text += f" · {fmt_int(b.cached)} cached"
+            text += f" · {_short_int(b.cached)} cached"
         if b.retries:
             text += f" · {b.retries} retr{'y' if b.retries == 1 else 'ies'}"
         return text
+
+
+def _short_seconds(seconds: float) -> str:
+    """Live-table time: "4.2 s" under a minute, "20m34s" above, so the column stays narrow."""
+    if seconds < 60:
+        return fmt_seconds(seconds)
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 100 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _short_int(n: int) -> str:
+    """Live-table counts: "9,999", "12.3k", "4.5M" (the summary line keeps exact figures)."""
+    n = int(n or 0)
+    if n < 10_000:
+        return fmt_int(n)
+    return f"{n / 1000:.1f}k" if n < 1_000_000 else f"{n / 1_000_000:.1f}M"
 
 
 def all_table(rows: list[dict], *, quiet: bool = False, file: Any = None) -> None:
@@ -310,7 +365,8 @@ def all_table(rows: list[dict], *, quiet: bool = False, file: Any = None) -> Non
     lines = [header, "-" * len(header)]
     for r in rows:
         secs = f"{r['seconds']:.1f} s" if r.get("seconds") is not None else "-"
-        lines.append(f"{r['workflow']:<10} {r['status']:<12} {secs:>8} {r['calls']:>6} {r['tokens']:>9,}  "
+        calls, tokens = ("-", "-") if r.get("offline") else (r["calls"], f"{r['tokens']:,}")
+        lines.append(f"{r['workflow']:<10} {r['status']:<12} {secs:>8} {calls:>6} {tokens:>9}  "
                      f"{r.get('output') or '-'}")
     if quiet:
         lines = lines[2:]

@@ -7,9 +7,14 @@ without a terminal.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sys
 import time
 from typing import IO, Any, Callable
+
+from utils.text import for_terminal
 
 TERMINAL_STATES = ("done", "failed", "skipped")
 
@@ -57,16 +62,16 @@ def summary_line(info: dict) -> str:
     call_part = f"{fmt_int(calls)} call" + ("" if calls == 1 else "s")
     if cached:
         call_part += f" ({fmt_int(cached)} cached)"
-    parts = [_status_label(info), fmt_seconds(info.get("elapsed_s")), call_part, f"{fmt_int(tokens)} tokens"]
+    if info.get("offline"):  # no model was used: no calls, tokens or model name to report
+        parts = [_status_label(info), fmt_seconds(info.get("elapsed_s")), "offline: no model called"]
+    else:
+        parts = [_status_label(info), fmt_seconds(info.get("elapsed_s")), call_part, f"{fmt_int(tokens)} tokens"]
     cost = info.get("cost_usd")
     if cost is not None and not info.get("offline"):
         parts.append(f"${float(cost):.4f}")
     if info.get("output_dir"):
         parts.append(str(info["output_dir"]))
-    line = " · ".join(parts)
-    if info.get("offline"):
-        line += " (offline: no model called)"
-    return line
+    return " · ".join(parts)
 
 
 def summary_details(info: dict, *, failures: bool = True) -> list[str]:
@@ -143,6 +148,25 @@ def task_line(data: dict) -> str | None:
     return None
 
 
+def call_lines(data: dict, *, limit: int = 2000) -> list[str]:
+    """A model call for --show-calls/--verbose: what was asked and what came back (the `call` event)."""
+    head = (f"call: {data.get('purpose') or '?'} · {data.get('model') or '?'} · "
+            f"{fmt_int(data.get('prompt_tokens'))}+{fmt_int(data.get('completion_tokens'))} tokens · "
+            f"{float(data.get('latency_s') or 0):.2f} s" + (" · cached" if data.get("cached") else "")
+            + (f" · {data['retries']} retries" if data.get("retries") else ""))
+    lines = [head]
+    for m in data.get("messages") or []:
+        text = str(m.get("content") if isinstance(m, dict) else m)
+        lines.append(f"  [{m.get('role', '?') if isinstance(m, dict) else '?'}] "
+                     + (text if len(text) <= limit else text[:limit] + f"… ({len(text)} chars)"))
+    if data.get("error"):
+        lines.append(f"  [error] {data['error']}")
+    elif data.get("reply") is not None:
+        reply = str(data["reply"])
+        lines.append("  [reply] " + (reply if len(reply) <= limit else reply[:limit] + f"… ({len(reply)} chars)"))
+    return lines
+
+
 def plan_event_line(data: dict) -> str:
     tasks = (data.get("plan") or {}).get("tasks") or []
     return f"plan ({data.get('source', '?')}, round {data.get('round', 0)}): {len(tasks)} tasks"
@@ -151,7 +175,9 @@ def plan_event_line(data: dict) -> str:
 # ---------------------------------------------------------------- writer
 
 def write_line(stream: IO[str], text: str) -> None:
-    """One whole line per write, flushed, surviving consoles that cannot encode "·" or "…"."""
+    """One whole line per write, flushed, surviving consoles that cannot encode "·" or "…". Control
+    characters are neutralised here, so no model-written text reaches the terminal raw."""
+    text = for_terminal(text)
     try:
         stream.write(text + "\n")
     except UnicodeEncodeError:
@@ -167,7 +193,7 @@ class PlainView:
     """Line-by-line output for plain, quiet and json modes. The caller (Display) holds the lock.
 
     plain: everything worth a line, timestamped, on `file`. quiet/json: only warnings and failures, on
-    `err_file`, so stdout stays clean for the document path (quiet) or the JSON (json).
+    `err_file`, so stdout stays clean for the summary line (quiet) or the JSON (json).
     """
 
     def __init__(self, mode: str, file: IO[str] | None, err_file: IO[str] | None,
@@ -214,14 +240,53 @@ class PlainView:
     def show_document(self, path: str) -> None:
         if self.mode == "plain":
             self._out(f"Document: {path}")
-        elif self.mode == "quiet":
-            self._out(str(path))
 
     def summary(self, info: dict) -> None:
         if self.mode == "plain":
             for line in [summary_line(info), *summary_details(info)]:
                 self._out(line)
-        elif self.mode == "quiet" and info.get("status") not in (None, "ok"):
-            # failures were already reported one by one as they happened
-            for line in [summary_line(info), *summary_details(info, failures=False)]:
+        elif self.mode == "quiet":  # the one line --quiet promises; failures were reported as they happened
+            self._out(summary_line(info))
+            for line in summary_details(info, failures=False) if info.get("status") != "ok" else []:
                 write_line(self.err_file, line)
+
+
+class SafeStdout:
+    """stdout that survives its reader going away (`main.py ... | head -3`): the first broken pipe
+    points the file descriptor at /dev/null and every later write is dropped, so the run finishes
+    and saves quietly instead of aborting after paid calls."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self.broken = stream, False
+
+    def _guard(self, fn, *args: Any) -> Any:
+        if self.broken:
+            return None
+        try:
+            return fn(*args)
+        except (BrokenPipeError, ValueError) as exc:  # ValueError: written after close
+            self._detach(exc)
+        except OSError as exc:
+            if exc.errno not in (errno.EPIPE, errno.EINVAL):
+                raise
+            self._detach(exc)
+        return None
+
+    def _detach(self, exc: BaseException) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def write(self, text: str) -> int:
+        return self._guard(self._stream.write, text) or len(text)
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+    def isatty(self) -> bool:
+        return not self.broken and bool(self._guard(self._stream.isatty))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)

@@ -44,14 +44,14 @@ def parse_start_date(text: str) -> str:
         raise UsageError(f"--start-date must be a date YYYY-MM-DD, got {text!r}") from None
 
 
-def project_options(args: Any, options: dict) -> dict:
+def project_options(team: str | None, start_date: str | None, options: dict) -> dict:
     """`options` with `--team` / `--start-date` in its `tool_params` (a flag given now overrides a
     resumed run's saved value)."""
     params = dict(options.get("tool_params") or {})
-    if getattr(args, "team", None):
-        params.update(team=parse_team(args.team), team_source="--team")
-    if getattr(args, "start_date", None):
-        params["start"] = parse_start_date(args.start_date)
+    if team:
+        params.update(team=parse_team(team), team_source="--team")
+    if start_date:
+        params["start"] = parse_start_date(start_date)
     return {**options, "tool_params": params} if params else dict(options)
 
 

@@ -1,0 +1,346 @@
+"""Run one workflow, the one way: a single run, each run of `--example all` and the interactive `/run`.
+
+Why one function: the interactive session used to re-implement the CLI's run path (its own meta dict,
+its own offline notice), so the two drifted. Both now describe what to run as a `RunRequest` and call
+`run_workflow`, which builds the client, the run store and the shared store, runs the graph through
+`utils.app.runner.execute` and reports the outcome the same way.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from utils.app.config import home
+from utils.app.settings import Settings, check_topic
+from utils.errors import OrchError, UsageError
+from utils.events import Event
+from utils.model.settings import safe_base_url
+
+OFFLINE_NOTE = ("Offline provider: no model is called. Set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                "server (Ollama, vLLM, LM Studio...), or pass --base-url. See README.")
+DATA_TOOLS, SOURCE_TOOLS = {"load_data"}, {"extract_facts"}
+
+
+@dataclass
+class RunRequest:
+    """What one run is: the workflow, the goal, its checked inputs and options; optionally a run to
+    resume (`saved`, `run_dir`) or a plan the user already edited (`plan`)."""
+
+    spec: Any
+    goal: str
+    inputs: dict
+    options: dict
+    saved: dict | None = None
+    run_dir: Path | None = None
+    plan: dict | None = None
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    outcome: Any
+    info: dict
+
+    @property
+    def exit_code(self) -> int:
+        return self.outcome.exit_code
+
+
+# ---------------------------------------------------------------- building blocks
+
+def make_llm(settings: Settings, emit, *, budget: int | None = None, workers: int | None = None):
+    """The run's model client: flags > environment > config file > defaults (`settings_from_env`)."""
+    from utils.model.client import make_model
+    from utils.model.settings import settings_from_env
+
+    return make_model(settings_from_env(settings.llm_overrides(budget, workers), settings.llm_config()), emit=emit,
+                     home=home())
+
+
+def make_display(settings: Settings, *, mode: str | None = None):
+    """The run's display for these settings (`mode` forces one, e.g. silent runs inside --example all)."""
+    from utils.app.render import Display, choose_mode
+    return Display(mode or choose_mode(quiet=settings.quiet, json_out=settings.json), show_calls=settings.show_calls)
+
+
+def check_readable(path: str, what: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what} {path} is a folder, not a file")
+    if not p.is_file():
+        raise UsageError(f"{what} not found: {path}")
+    try:
+        with p.open("rb") as fh:
+            fh.read(1)
+    except OSError as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    return p
+
+
+def _uses(spec: Any, tools: set[str]) -> bool:
+    return any(getattr(r, "kind", "") == "tool" and getattr(r, "tool", None) in tools
+               for r in (getattr(spec, "roles", None) or {}).values())
+
+
+def workflow_inputs(spec: Any, settings: Settings) -> dict:
+    """Files a workflow's tools read: `--input` sources (report) and the `--data` CSV (analysis).
+
+    Checked before any model call, so a bad file costs nothing; a file the workflow would ignore
+    is an error rather than silently unused.
+    """
+    if settings.data and not (spec.sample_data or _uses(spec, DATA_TOOLS)):
+        raise UsageError(f"--data is not used by the {spec.name} workflow (it is for analysis)")
+    if settings.inputs and not (spec.sample_inputs or _uses(spec, SOURCE_TOOLS)):
+        raise UsageError(f"--input is not used by the {spec.name} workflow (it is for report)")
+    user_inputs = check_files(settings)
+    demo = settings.example == spec.name and settings.topic is None  # the sample sources are for the demo only
+    inputs = user_inputs or ([str(spec.example_path(p)) for p in spec.sample_inputs] if demo else [])
+    data = settings.data or (str(spec.example_path(spec.sample_data)) if spec.sample_data else None)
+    if data and not settings.data:
+        check_csv(data)
+    return {"inputs": inputs, "data": data}
+
+
+def check_files(settings: Settings) -> list[str]:
+    """Read every file the user named (sources parsed, a CSV's rows checked): a bad one is a
+    one-line error now, before the routing or planning call. Returns the source paths."""
+    from utils.errors import ToolError
+    from utils.tools.sources import check_source
+
+    paths = [str(check_readable(p, "input file")) for p in settings.inputs]
+    try:
+        for path in paths:
+            check_source(Path(path))  # a ragged table or broken JSON is found now, not after planning
+    except ToolError as exc:
+        raise UsageError(str(exc)) from None
+    except RecursionError:
+        raise UsageError("an input file is nested too deeply to read") from None
+    if settings.data:
+        check_csv(settings.data)
+    return paths
+
+
+def check_csv(path: str) -> None:
+    from utils.errors import ToolError
+    from utils.tools.table import load_csv
+
+    try:
+        load_csv(check_readable(path, "data file"))
+    except ToolError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def route_topic(settings: Settings, topic: str, emit) -> tuple[Any, str]:
+    """The workflow for a free-text topic, the same way everywhere (CLI and interactive): the model
+    chooses (`utils.app.routing.choose_workflow`); offline, a keyword score. Returns (spec, why)."""
+    from utils.app.routing import choose_workflow
+    from utils.app.runner import run_closing
+    from utils.run.spec import load_spec
+
+    llm = make_llm(settings, emit)
+    name, why = run_closing(llm, lambda: choose_workflow(llm, topic))
+    return load_spec(name), why
+
+
+def carry_totals(llm, saved: dict | None) -> None:
+    """A resumed run goes on counting from where it stopped: totals (and so the token budget,
+    `--max-tokens-total`) cover the whole run, not just this invocation."""
+    from dataclasses import fields
+
+    if not isinstance(saved, dict):
+        return
+    for f in fields(llm.totals):
+        value = saved.get(f.name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(llm.totals, f.name, float(value) if f.name in ("seconds", "cost_usd") else int(value))
+
+
+def engine_name() -> str:
+    from utils.engine import ENGINE_NAME, ENGINE_VERSION
+    return f"{ENGINE_NAME} {ENGINE_VERSION}".strip()
+
+
+# ---------------------------------------------------------------- what to run (CLI)
+
+def request_for(settings: Settings, display) -> RunRequest:
+    """A new run (example, workflow file or routed topic) or a resumed one, inputs checked first."""
+    from utils.run.spec import load_spec
+
+    if settings.resume:
+        return resume_request(settings)
+    if settings.workflow_file or settings.example:
+        spec = load_spec(settings.workflow_file or settings.example)
+        goal = settings.topic or check_topic(spec.default_topic, "the workflow's default topic")
+        inputs = workflow_inputs(spec, settings)
+    else:
+        goal = check_topic(settings.topic)
+        check_files(settings)  # before the routing call too
+        spec, why = route_topic(settings, goal, display)
+        display.notice(f"Workflow: {spec.name} ({why}; use --example to choose another)")
+        inputs = workflow_inputs(spec, settings)
+    options = prepare_new_run(settings, spec, goal, inputs, settings.run_options(), display)
+    return RunRequest(spec=spec, goal=goal, inputs=inputs, options=options)
+
+
+def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, options: dict, display) -> dict:
+    """A workflow's own set-up of a new run, before the graph starts: the project's team and start
+    date, a report with no sources said plainly. Returns the run's options."""
+    from utils.app.runner import run_closing
+    from utils.run.team import project_options, propose_team
+    from utils.tools.sources import NO_SOURCES
+
+    options = project_options(settings.flag("team"), settings.flag("start_date"), options)
+    if spec.assembly.cite_inputs and not inputs.get("inputs"):
+        display.notice(NO_SOURCES, "warn")
+    llm = make_llm(settings, display)
+    options, notice = run_closing(llm, lambda: propose_team(llm, spec, goal, options))
+    if notice:
+        display.notice(notice, "info")
+    return options
+
+
+def resume_request(settings: Settings) -> RunRequest:
+    """`--resume`: the saved goal, workflow and inputs; options by the one precedence rule."""
+    from utils.run.runstore import find_run, load_run
+    from utils.run.spec import load_spec
+    from utils.run.team import project_options
+
+    run_dir = find_run(settings.resume, settings.output_dir)
+    saved = load_run(run_dir)
+    if settings.example and settings.example != saved.get("workflow"):
+        raise UsageError(f"--resume: {run_dir} is a '{saved.get('workflow')}' run, not '{settings.example}'")
+    if not saved.get("workflow") or not isinstance(saved.get("goal"), str) or not isinstance(saved.get("options"), dict):
+        raise UsageError(f"--resume: {run_dir}/run.json is incomplete (no workflow, goal or options)")
+    goal = check_topic(saved["goal"], "the saved goal")
+    spec = load_spec(saved.get("workflow_file") or saved["workflow"])
+    return RunRequest(spec=spec, goal=goal, inputs=saved.get("inputs") or {}, saved=saved, run_dir=run_dir,
+                      options=project_options(settings.flag("team"), settings.flag("start_date"),
+                                              settings.run_options(saved["options"])))
+
+
+# ---------------------------------------------------------------- the run
+
+def run_workflow(settings: Settings, request: RunRequest, display, *, offline_note: bool = True,
+                 show_document: bool = True) -> RunReport:
+    """Set up, run and report one run. Whatever happens, the run folder keeps the state."""
+    from flows import build_flow, build_plan_flow
+
+    from utils.app.runner import execute, new_shared
+    from utils.run.runstore import RunStore, new_run_dir
+
+    holder: dict[str, Any] = {"emit": display}
+    llm = make_llm(settings, lambda event: holder["emit"](event),
+                   budget=request.options.get("max_tokens_total"), workers=request.options.get("max_workers"))
+    if request.saved:
+        carry_totals(llm, request.saved.get("totals"))
+    try:
+        run_dir = request.run_dir or new_run_dir(settings.output_dir, request.goal, request.spec.name)
+    except OSError as exc:
+        raise UsageError(f"cannot create a run folder in {settings.output_dir}: {exc.strerror or exc}") from None
+    store = RunStore(run_dir, request.saved)
+
+    def on_event(event: Event) -> None:
+        store(event)
+        if event.kind == "plan":
+            display.show_plan(event.data["plan"])
+        display(event)
+
+    holder["emit"] = on_event
+    display.offline = llm.offline
+    if llm.offline and offline_note:
+        display.notice(OFFLINE_NOTE, "warn")
+    shared = new_shared(goal=request.goal, spec=request.spec, options=request.options, inputs=request.inputs,
+                        llm=llm, emit=on_event, saved=request.saved)
+    if request.plan is not None:
+        shared["plan"] = request.plan  # preset (an edited plan): the orchestrator node takes it as is
+    flow = build_plan_flow() if request.options.get("plan_only") else build_flow(request.options["strategy"])
+    meta = {"version": settings.version, "provider": llm.settings.provider,
+            "model": None if llm.offline else llm.settings.model,
+            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url), "engine": engine_name(),
+            "strategy": request.options["strategy"], "resumed": bool(request.saved), **request.meta}
+    with display:
+        outcome = execute(shared, flow, store, meta=meta)
+    info = summary_info(outcome, llm, request.options)
+    report(settings, display, outcome, info, show_document=show_document)
+    return RunReport(outcome, info)
+
+
+def saved_results(outcome) -> dict:
+    """Task results as saved in run.json (the source of truth: after Ctrl-C the shared store may not
+    have seen the tasks that finished), with anything newer from the shared store on top."""
+    from utils.run.runstore import load_run
+
+    try:
+        results = dict(load_run(outcome.run_dir).get("results") or {})
+    except OrchError:
+        results = {}
+    for tid, r in (outcome.shared.get("results") or {}).items():
+        if isinstance(r, dict) and (r.get("state") == "done" or tid not in results):
+            results[tid] = r
+    return results
+
+
+def summary_info(outcome, llm, options: dict) -> dict:
+    results = saved_results(outcome)
+    plan_tasks = (outcome.shared.get("plan") or {}).get("tasks") or []
+    t = outcome.totals
+    info = {"status": outcome.status, "elapsed_s": outcome.elapsed_s, "calls": t.get("calls", 0),
+            "prompt_tokens": t.get("prompt_tokens", 0), "completion_tokens": t.get("completion_tokens", 0),
+            "cached": t.get("cached", 0), "cost_usd": t.get("cost_usd"), "output_dir": str(outcome.run_dir),
+            "failed": [{"id": k, "error": r.get("error")} for k, r in results.items() if r.get("state") == "failed"],
+            "skipped": [k for k, r in results.items() if r.get("state") == "skipped"],
+            "done": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") == "done"],
+            "left": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") != "done"],
+            "offline": llm.offline, "model": None if llm.offline else llm.settings.model, "resume_hint": None,
+            "reason": outcome.shared.get("status_reason")}
+    if outcome.status in ("interrupted", "stopped"):
+        info["resume_hint"] = resume_command(outcome, options, len(info["left"]))
+    return info
+
+
+def resume_command(outcome, options: dict, left: int = 0) -> str:
+    """The command that continues this run; after a budget stop it raises the budget, since resuming
+    with the same budget would stop again at once. The new budget covers what is spent plus, at the
+    run's own average per call, the tasks left and the review and cohesion passes."""
+    from utils.app.runner import resume_hint
+
+    hint = resume_hint(outcome.run_dir)
+    budget = options.get("max_tokens_total")
+    if outcome.status == "stopped" and budget:
+        t = outcome.totals
+        used = int(t.get("prompt_tokens", 0)) + int(t.get("completion_tokens", 0))
+        per_call = used / max(1, int(t.get("calls", 0))) or int(budget)
+        bigger = max(2 * int(budget), used + per_call * (left + 3))
+        hint += f" --max-tokens-total {int(-(-bigger // 1000) * 1000)}"
+    return hint
+
+
+def report(settings: Settings, display, outcome, info: dict, *, show_document: bool = True) -> None:
+    """The end of a run on screen: what stopped it and what is done, errors, document, summary."""
+    if outcome.status in ("interrupted", "stopped") and not settings.json:
+        done, left = info["done"], info["left"]
+        why = outcome.shared.get("stopped")
+        why = f" ({why})" if why and why != outcome.status else ""
+        display.notice(f"run {outcome.status}{why}: {len(done)} of {len(done) + len(left)} tasks done"
+                       + (f"; not done yet: {', '.join(left)}" if left else ""), "warn")
+    if outcome.error and outcome.status == "failed":
+        display.error_line(f"error: {outcome.error}")
+    if settings.json:
+        return
+    if outcome.document_path and show_document:
+        display.show_document(outcome.shared["document"], str(outcome.document_path))
+    display.summary(info)
+
+
+def json_summary(outcome, info: dict) -> dict:
+    """`--json`: one document that says what the run did (read from run.json where it matters)."""
+    shared = outcome.shared
+    plan = shared.get("plan") or {"tasks": []}
+    results = saved_results(outcome)
+    return {**info, "workflow": shared.get("workflow"), "goal": shared.get("goal"), "exit_code": outcome.exit_code,
+            "error": outcome.error, "document": str(outcome.document_path) if outcome.document_path else None,
+            "run_json": str(outcome.run_dir / "run.json"), "title": shared.get("title"),
+            "tasks": [{"id": t["id"], "title": t["title"], "role": t["role"],
+                       "state": results.get(t["id"], {}).get("state", "pending")} for t in plan["tasks"]],
+            "reviews": shared.get("reviews", [])}
