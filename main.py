@@ -78,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     io = p.add_argument_group("input and output")
     io.add_argument("--input", action="append", metavar="PATH", help="a source file for report (repeatable)")
     io.add_argument("--data", metavar="PATH", help="CSV for analysis (default: the shipped sample)")
+    io.add_argument("--target", metavar="COLUMN", help="analysis: the column to explain (default: the model chooses)")
     io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")
     io.add_argument("--quiet", action="store_true", help="only errors and the final summary line")
     io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")

@@ -70,7 +70,7 @@ def workflow_inputs(spec, args: Any) -> dict:
     Checked before any model call, so a bad file costs nothing.
     """
     from utils.tools.sources import read_source
-    from utils.tools.table import load_csv
+    from utils.tools.dataset import open_dataset  # analysis: DuckDB loads and profiles the CSV once
     from utils.errors import ToolError
 
     user_inputs = [str(check_readable(p, "input file")) for p in (args.input or [])]
@@ -80,7 +80,7 @@ def workflow_inputs(spec, args: Any) -> dict:
         for path in user_inputs:
             read_source(Path(path))
         if data and (args.data or spec.name == "analysis"):
-            load_csv(check_readable(data, "data file"))
+            open_dataset(check_readable(data, "data file"))
     except ToolError as exc:
         raise UsageError(str(exc)) from None
     return {"inputs": inputs, "data": data}
@@ -163,7 +163,7 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
     from flows import build_flow, build_plan_flow
 
     from utils.app.render import Display, choose_mode
-    from utils.app.runner import execute, new_shared
+    from utils.app.runner import execute, new_shared, run_closing
     from utils.run.runstore import RunStore, new_run_dir
     from utils.run.spec import load_spec
 
@@ -184,6 +184,13 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
     else:
         spec, goal = choose_workflow(args, args.topic, llm, display)
         inputs = workflow_inputs(spec, args)
+        # --- analysis target: --target, the model's choice or the offline rule (utils/run/target.py) ---
+        from utils.run.target import choose_target, needs_target, target_notice
+        if inputs.get("data") and needs_target(spec):
+            choice = run_closing(llm, lambda: choose_target(llm, inputs["data"], goal, getattr(args, "target", None)))
+            inputs["target"] = choice.column
+            display(Event("notice", {"level": "info", "message": target_notice(choice)}))
+        # --- end analysis target ---
         run_dir = new_run_dir(output_dir(args, cfg), goal, spec.name)
     store = RunStore(run_dir, saved)
 
