@@ -38,8 +38,8 @@ NULLS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "na", "n/a", "None"]
 MAX_CATEGORIES = 50          # more distinct values than this: free text, not a category
 MAX_TARGET_CLASSES = 20      # a categorical target with more classes is not modelled
 MOSTLY_EMPTY = 0.5           # share of missing values above which a column is left out
-MAX_COLUMNS = 200            # columns profiled in detail and cleaned; the rest are listed only
-EXACT_ROWS = 1_000_000     # up to this many rows distinct counts are exact, above it HyperLogLog
+MAX_COLUMNS = 200            # columns cleaned and analysed (file order); the rest are listed only
+EXACT_CELLS = 5_000_000    # up to this many cells distinct counts are exact, above it HyperLogLog
 HUGE = 1e100                 # values beyond this are divided by a power of ten before arithmetic
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key)$|^(id|uuid|guid)([_\s.-]|$)|[a-z0-9](ID|Id)$", re.I)
 _DEC_COMMA = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?$")
@@ -198,10 +198,11 @@ def _one_line(exc: Exception, name: str) -> str:
     return f"CSV file {name} could not be read: " + (f"line {line.group(1)}: " if line else "") + first[:300]
 
 
-def _number_format(cur: Any, src: str, base: dict, delim: str) -> dict:
+def _number_format(cur: Any, src: str, base: dict, delim: str, sniffed: list[dict]) -> dict:
     """Decimal comma / thousands separators, judged from the text columns of the first rows."""
-    typed = cur.execute(f"DESCRIBE SELECT * FROM read_csv({src}, {_opts(**base)})").fetchall()
-    text_cols = {r[0] for r in typed if r[1] == "VARCHAR"}
+    text_cols = {c["name"] for c in sniffed if c["type"] == "VARCHAR"}
+    if not text_cols:
+        return {}
     cur.execute(f"SELECT * FROM read_csv({src}, {_opts(**base, all_varchar=True)}) LIMIT 2000")
     names = [d[0] for d in cur.description]
     rows = cur.fetchall()
@@ -233,7 +234,7 @@ def _load(p: Path) -> Dataset:
         if len(sniffed) == 1:
             _check_single_column(p, encoding)
         base["delim"] = delim
-        fmt = _number_format(cur, src, base, delim)
+        fmt = _number_format(cur, src, base, delim, sniffed)
         with _LOCK:
             _STATE["n"] += 1
             table = f"t{_STATE['n']}"
@@ -305,22 +306,29 @@ def _kind_of(sql_type: str) -> str:
 
 
 def _profile(cur: Any, table: str, names: list[str], types: list[str], n_rows: int) -> list[Column]:
-    """One scan (in chunks of columns): non-missing count, distinct count, min and max per column."""
-    columns: list[Column] = []
-    chunk = 250
-    distinct = "count(DISTINCT {})" if n_rows <= EXACT_ROWS else "approx_count_distinct({})"
-    for start in range(0, len(names), chunk):
-        part = list(zip(names[start:start + chunk], types[start:start + chunk]))
-        exprs = []
-        for n, t in part:
-            numeric = _kind_of(t) == NUMERIC
-            exprs += [f"count({q(n)})", distinct.format(q(n)),
-                      f"min({q(n)})" if numeric else "NULL", f"max({q(n)})" if numeric else "NULL"]
-        row = cur.execute(f"SELECT {', '.join(exprs)} FROM {table}").fetchone()
-        for i, (n, t) in enumerate(part):
-            present, distinct, lo, hi = row[4 * i: 4 * i + 4]
-            columns.append(_classify(n, t, n_rows, int(present), int(distinct), lo, hi))
-    return columns
+    """Non-missing count, distinct count, min and max per column. A small table (rows × columns up to
+    EXACT_CELLS) is counted exactly in one UNPIVOT query, which stays fast at 2,000 columns; a large
+    one with HyperLogLog distinct counts, a chunk of columns per scan."""
+    nums = [n for n, t in zip(names, types) if _kind_of(t) == NUMERIC]
+    counts: dict[str, tuple[int, int]] = {}
+    if n_rows * len(names) <= EXACT_CELLS:
+        rows = cur.execute(f"SELECT name, count(value), count(DISTINCT value) FROM (UNPIVOT (SELECT "
+                           f"COLUMNS(*)::VARCHAR FROM {table}) ON COLUMNS(*) INTO NAME name VALUE value) "
+                           "GROUP BY name").fetchall()
+        counts = {r[0]: (int(r[1]), int(r[2])) for r in rows}
+    else:
+        for start in range(0, len(names), 100):
+            part = names[start:start + 100]
+            exprs = ", ".join(f"count({q(n)}), approx_count_distinct({q(n)})" for n in part)
+            row = cur.execute(f"SELECT {exprs} FROM {table}").fetchone()
+            counts.update({n: (int(row[2 * i]), int(row[2 * i + 1])) for i, n in enumerate(part)})
+    ranges: dict[str, tuple] = {}
+    for start in range(0, len(nums), 500):
+        part = nums[start:start + 500]
+        row = cur.execute("SELECT " + ", ".join(f"min({q(n)}), max({q(n)})" for n in part) + f" FROM {table}").fetchone()
+        ranges.update({n: (row[2 * i], row[2 * i + 1]) for i, n in enumerate(part)})
+    return [_classify(n, t, n_rows, *counts.get(n, (0, 0)), *ranges.get(n, (None, None)))
+            for n, t in zip(names, types)]
 
 
 def _classify(name: str, sql_type: str, n_rows: int, present: int, distinct: int, lo: Any, hi: Any) -> Column:
@@ -341,6 +349,8 @@ def _classify(name: str, sql_type: str, n_rows: int, present: int, distinct: int
         col.kind, col.note = ID, "text with every value distinct (a label)"
     elif kind == CATEGORICAL and distinct > MAX_CATEGORIES:
         col.kind, col.note = TEXT, f"free text ({distinct:,} distinct values)"
+    if col.kind == DATE:
+        col.note = "dates: range reported, not modelled"
     if col.kind == NUMERIC:
         biggest = max(abs(float(lo)), abs(float(hi)))
         if biggest > HUGE and math.isfinite(biggest):
@@ -356,7 +366,7 @@ TARGET_RULE = ("the last numeric column that is not ID-like, a date or mostly em
 
 def target_candidates(ds: Dataset) -> list[Column]:
     """Columns a model can predict: numeric, or categorical/boolean with 2..MAX_TARGET_CLASSES values."""
-    return [c for c in ds.columns if c.kind == NUMERIC
+    return [c for c in ds.analysed() if c.kind == NUMERIC
             or (c.kind in (CATEGORICAL, BOOLEAN) and 2 <= c.distinct <= MAX_TARGET_CLASSES)]
 
 
@@ -372,7 +382,8 @@ def check_target(ds: Dataset, name: str) -> Column:
     """The named column, if a model can predict it; otherwise a ToolError that says why not."""
     col = ds.column(name)
     if col not in target_candidates(ds):
-        why = col.note or (f"{col.distinct} distinct values (at most {MAX_TARGET_CLASSES} for a "
+        beyond = col.usable and col not in ds.analysed()
+        why = f"beyond the {MAX_COLUMNS}-column cap" if beyond else col.note or (f"{col.distinct} distinct values (at most {MAX_TARGET_CLASSES} for a "
                            "categorical target)" if col.kind in (CATEGORICAL, BOOLEAN) else col.kind)
         ok = ", ".join(c.name for c in target_candidates(ds)[:30]) or "none"
         raise ToolError(f"column {name!r} in {ds.name} cannot be a target ({why}); candidates: {ok}")

@@ -54,7 +54,7 @@ def cleaning(ds: Dataset) -> dict[str, dict]:
             iqr = q3 - q1
             lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
             plan[c.name] = {"type": NUMERIC, "imputed": c.missing, "fill": med * c.scale, "scale": c.scale,
-                            "lower_fence": lo * c.scale, "upper_fence": hi * c.scale, "lo": lo, "hi": hi,
+                            "lower_fence": _num(lo, c.scale), "upper_fence": _num(hi, c.scale), "lo": lo, "hi": hi,
                             "clipping": "applied" if iqr > 0 else "skipped (IQR is 0)",
                             "clipped_low": 0, "clipped_high": 0}
             if iqr > 0:
