@@ -21,6 +21,8 @@ def request_kind(req: RecordedRequest) -> str:
     text = "\n".join(str(m.get("content", "")) for m in req.messages)
     if name == "WorkflowChoice" or "You route a user's request" in text:
         return "route"
+    if name == "TargetChoice" or "You choose the target column" in text:
+        return "target"
     if name == "Plan" or "Answer with JSON matching the schema: {goal" in text:
         return "plan"
     if name == "ReviewResult" or "# Review round" in text:
@@ -55,8 +57,9 @@ class Script:
 
     def __init__(self, plans: list[dict] | None = None, reviews: list[dict] | None = None,
                  worker: Callable[[str, RecordedRequest], Any] | None = None,
-                 cohesion: dict | None = None, route: str | None = None) -> None:
-        self.route = route  # workflow the "model" picks for a free-text topic (default: keyword fit)
+                 cohesion: dict | None = None, route: str | None = None, target: str | None = None) -> None:
+        self.route = route
+        self.target = target  # analysis target column the "model" picks (default: the last offered)  # workflow the "model" picks for a free-text topic (default: keyword fit)
         self.plans = plans or []
         self.reviews = reviews or []
         self.worker = worker
@@ -77,6 +80,12 @@ class Script:
             from utils.run.spec import pick_workflow
             topic = req.last_user().split("# Request\n", 1)[-1].split("\n\n# Workflows")[0]
             return Reply(text=json.dumps({"workflow": self.route or pick_workflow(topic), "reason": "scripted"}))
+        if kind == "target":  # the column named by `target`, else the last column the schema offers
+            enum = json.dumps(req.response_format or {})
+            offered = re.findall(r'"enum": \[(.*?)\]', enum)
+            names = json.loads("[" + offered[0] + "]") if offered else []
+            pick = self.target if self.target in names or not names else names[-1]
+            return Reply(text=json.dumps({"column": pick, "reason": "scripted"}))
         if kind == "plan":
             return Reply(text=json.dumps(self._next("plan", self.plans)))
         if kind == "review":

@@ -10,13 +10,14 @@ MAX_CORR_COLUMNS, models and charts on at most MODEL_ROWS sampled rows.
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from pathlib import Path
 from typing import Callable
 
 from utils.errors import ToolError
 from utils.tools import ToolInput, ToolResult
-from utils.tools.data_charts import bars, heatmap, histograms, numeric_first, plain, scatter
+from utils.tools.data_charts import MAX_HEATMAP, bars, heatmap, histograms, numeric_first, plain, scatter
 from utils.tools.dataset import (MAX_COLUMNS, NUMERIC, TARGET_RULE, Dataset, check_target, default_target,
                                  open_dataset)
 from utils.tools.stats import (MAX_CORR_COLUMNS, MODEL_ROWS, cleaning, correlation_columns, correlation_matrix,
@@ -36,6 +37,17 @@ def quiet(fn: Callable[[ToolInput], ToolResult]) -> Callable[[ToolInput], ToolRe
         with np.errstate(all="ignore"):
             return fn(inp)
     return run
+
+
+def finite(value):
+    """inf and NaN become None, so run.json stays strict JSON and tables show a dash."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    return value
 
 
 def _md_table(header: list[str], rows: list[list]) -> str:
@@ -168,6 +180,10 @@ def regression(inp: ToolInput) -> ToolResult:
                "so no model was fitted.")
         return ToolResult(markdown=why, data={"file": ds.name, "skipped": why})
     t = ds.column(target)
+    if t.scale != 1.0:
+        why = (f"No model for **{target}**: its values (up to {plain(max(abs(t.minimum), abs(t.maximum)))}) are "
+               "too large to model; near the float limit least squares overflows.")
+        return ToolResult(markdown=why, data={"file": ds.name, "target": target, "skipped": why})
     features, excluded, strength = choose_features(ds, t)
     base = {"file": ds.name, "target": target, "target_choice": how, "excluded": excluded}
     if not features:
@@ -178,7 +194,7 @@ def regression(inp: ToolInput) -> ToolResult:
     if len(y) < 2 * (len(labels) + 2) or len(y) < 10:
         why = f"No model for **{target}**: {len(y)} rows are too few for {len(labels)} feature columns."
         return ToolResult(markdown=why, data={**base, "skipped": why})
-    fit = fit_regression(X, y, labels) if t.kind == NUMERIC else fit_classifier(X, y, labels)
+    fit = finite(fit_regression(X, y, labels) if t.kind == NUMERIC else fit_classifier(X, y, labels))
     res = {**base, **fit, "sampled": ds.n_rows > MODEL_ROWS}
     head = (f"Model of **{target}** ({how}) on {', '.join(f.name for f in features)}: "
             f"{fit['n_train']:,} training rows, {fit['n_test']:,} held-out rows"
@@ -220,9 +236,9 @@ def charts(inp: ToolInput) -> ToolResult:
     md: list[str] = []
     data: dict = {"file": ds.name, "target": target}
     nums = numeric_first(ds, target)
-    png = histograms(ds, nums, f"Distributions ({ds.name}, after cleaning)")
-    if png:
-        artifacts["histograms.png"] = png
+    drawn_hist = histograms(ds, nums, f"Distributions ({ds.name}, after cleaning)")
+    if drawn_hist:
+        artifacts["histograms.png"], data["histogram_columns"] = drawn_hist
         md.append("![Histograms of the numeric columns](histograms.png)")
     cats = describe_categorical(ds)
     if target in cats:
@@ -235,6 +251,7 @@ def charts(inp: ToolInput) -> ToolResult:
     if len(cols) >= 2:
         m = correlation_matrix(ds, cols)
         png = heatmap([c.name for c in cols], m)
+        data["heatmap_columns"] = [c.name for c in cols][:MAX_HEATMAP]
         if png:
             artifacts["correlations.png"] = png
             md.append("![Correlation heatmap](correlations.png)")

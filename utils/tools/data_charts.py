@@ -49,7 +49,7 @@ def _grid(n: int) -> tuple[int, int]:
     return (n + ncols - 1) // ncols, ncols
 
 
-def histograms(ds: Dataset, cols: list[Column], title: str) -> bytes | None:
+def histograms(ds: Dataset, cols: list[Column], title: str) -> tuple[bytes, list[str]] | None:
     """One histogram per column (at most MAX_PANELS); columns without finite variation are skipped."""
     import numpy as np
 
@@ -76,7 +76,7 @@ def histograms(ds: Dataset, cols: list[Column], title: str) -> bytes | None:
             lab.set_rotation(30)
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    return png_bytes(fig)
+    return png_bytes(fig), [c.name for c, _ in panels]
 
 
 def heatmap(names: list[str], matrix: list[list[float | None]]) -> bytes | None:

@@ -342,11 +342,11 @@ def _classify(name: str, sql_type: str, n_rows: int, present: int, distinct: int
     elif distinct <= 1:
         col.kind, col.note = CONSTANT, "a single value"
     elif kind in (NUMERIC, CATEGORICAL) and _ID_NAME.search(name) and nearly_all:
-        col.kind, col.note = ID, "ID-like name, values (nearly) all distinct"
+        col.kind, col.note = ID, "ID-like: its name, and values (nearly) all distinct"
     elif integer and nearly_all and present >= 10 and hi - lo + 1 <= 1.03 * present:
-        col.kind, col.note = ID, "a sequence of distinct integers"
+        col.kind, col.note = ID, "ID-like: a sequence of distinct integers"
     elif kind == CATEGORICAL and nearly_all and present >= 20:
-        col.kind, col.note = ID, "text with every value distinct (a label)"
+        col.kind, col.note = ID, "ID-like: text with every value distinct"
     elif kind == CATEGORICAL and distinct > MAX_CATEGORIES:
         col.kind, col.note = TEXT, f"free text ({distinct:,} distinct values)"
     if col.kind == DATE:
