@@ -20,7 +20,7 @@ from utils.tools import ToolInput, ToolResult
 from utils.tools.data_charts import MAX_HEATMAP, bars, heatmap, histograms, numeric_first, plain, scatter
 from utils.tools.dataset import (MAX_COLUMNS, NUMERIC, TARGET_RULE, Dataset, check_target, default_target,
                                  open_dataset)
-from utils.tools.stats import (MAX_CORR_COLUMNS, MODEL_ROWS, cleaning, correlation_columns, correlation_matrix,
+from utils.tools.stats import (EXACT_QUANTILE_ROWS, MAX_CORR_COLUMNS, MODEL_ROWS, cleaning, correlation_columns, correlation_matrix,
                                describe_categorical, describe_dates, describe_numeric)
 
 MAX_TABLE_ROWS = 40   # markdown tables list at most this many columns; `data` holds the rest
@@ -115,9 +115,11 @@ def preprocess(inp: ToolInput) -> ToolResult:
                          clip, f"[{plain(ch['lower_fence'])}, {plain(ch['upper_fence'])}]"])
     n_imp = sum(ch["imputed"] for ch in changes.values())
     n_clip = sum(ch.get("clipped_low", 0) + ch.get("clipped_high", 0) for ch in changes.values())
+    approx = (f" Quartiles are t-digest estimates (more than {EXACT_QUANTILE_ROWS:,} rows)."
+              if ds.n_rows > EXACT_QUANTILE_ROWS else "")
     md = (f"Cleaned **{ds.name}** ({ds.n_rows:,} rows): {n_imp:,} missing values imputed "
           "(numeric: median, categorical: most frequent value), "
-          f"{n_clip:,} outliers clipped to the 1.5×IQR fences.\n\n"
+          f"{n_clip:,} outliers clipped to the 1.5×IQR fences.{approx}\n\n"
           + (_md_table(["column", "type", "imputed", "fill", "clipped", "fences"], rows) if rows
              else "No column is fit for statistics, so nothing was cleaned."))
     public = {k: {kk: vv for kk, vv in v.items() if kk not in ("lo", "hi", "scale")} for k, v in changes.items()}
@@ -130,7 +132,8 @@ def describe(inp: ToolInput) -> ToolResult:
     ds = _dataset(inp)
     numeric, categorical, dates = describe_numeric(ds), describe_categorical(ds), describe_dates(ds)
     keys = ["count", "mean", "std", "min", "q1", "median", "q3", "max"]
-    parts = [f"Summary of **{ds.name}** after cleaning ({ds.n_rows:,} rows)."]
+    parts = [f"Summary of **{ds.name}** after cleaning ({ds.n_rows:,} rows)."
+             + (" Quartiles and medians are t-digest estimates." if ds.n_rows > EXACT_QUANTILE_ROWS else "")]
     if numeric:
         parts.append(_md_table(["column"] + keys, [[c] + [plain(s[k]) for k in keys] for c, s in numeric.items()]))
     for col, info in list(categorical.items())[:MAX_TABLE_ROWS]:

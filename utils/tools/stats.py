@@ -16,6 +16,7 @@ MAX_CORR_COLUMNS = 30     # correlations: the target and the 29 columns most cor
 TOP_CATEGORIES = 20
 MODEL_ROWS = 100_000      # models and charts use at most this many rows (a fixed hash-ordered sample)
 _ONE_QUERY_CELLS = 5_000_000
+EXACT_QUANTILE_ROWS = 2_000_000  # quartiles above this many rows are t-digest estimates (said in the output)
 
 
 def _scaled(col: Column, expr: str | None = None) -> str:
@@ -24,14 +25,16 @@ def _scaled(col: Column, expr: str | None = None) -> str:
 
 
 def _quartiles(cur: Any, source: str, cols: list[Column], n_rows: int) -> dict[str, tuple]:
-    """(q1, median, q3) in scaled units; one query for small files, one per column for large ones
-    (an exact quantile keeps the column's values in memory, so a 10-million-row file goes one at a time)."""
+    """(q1, median, q3) in scaled units: exact (linear interpolation) up to EXACT_QUANTILE_ROWS rows, one
+    query for a small file and one per column for a larger one (an exact quantile holds the column's
+    values in memory); above that DuckDB's t-digest `approx_quantile`, whose memory does not grow."""
     out: dict[str, tuple] = {}
     if not cols:
         return out
     groups = [cols] if n_rows * len(cols) <= _ONE_QUERY_CELLS else [[c] for c in cols]
+    fn = "quantile_cont" if n_rows <= EXACT_QUANTILE_ROWS else "approx_quantile"
     for group in groups:
-        exprs = ", ".join(f"quantile_cont({_scaled(c)}, [0.25, 0.5, 0.75])" for c in group)
+        exprs = ", ".join(f"{fn}({_scaled(c)}, [0.25, 0.5, 0.75])" for c in group)
         row = cur.execute(f"SELECT {exprs} FROM {source}").fetchone()
         for c, qs in zip(group, row):
             out[c.name] = tuple(float(x) for x in qs) if qs else (math.nan,) * 3
