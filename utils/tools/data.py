@@ -66,7 +66,7 @@ def _dataset(inp: ToolInput) -> Dataset:
 
 def _target(inp: ToolInput, ds: Dataset) -> tuple[str | None, str]:
     """(target column, how it was chosen): the run's choice, a spec param, or the stated rule."""
-    name = getattr(inp, "target", None) or inp.params.get("target")
+    name = inp.target or inp.params.get("target")
     if name:
         check_target(ds, name)
         return name, "chosen for this run"
@@ -198,7 +198,8 @@ def regression(inp: ToolInput) -> ToolResult:
         why = f"No model for **{target}**: {len(y)} rows are too few for {len(labels)} feature columns."
         return ToolResult(markdown=why, data={**base, "skipped": why})
     fit = finite(fit_regression(X, y, labels) if t.kind == NUMERIC else fit_classifier(X, y, labels))
-    res = {**base, **fit, "sampled": ds.n_rows > MODEL_ROWS}
+    res = {**base, **fit, "sampled": ds.n_rows > MODEL_ROWS,
+           "feature_strength": {f.name: strength.get(f.name) for f in features}}  # |r| or η² with the target
     head = (f"Model of **{target}** ({how}) on {', '.join(f.name for f in features)}: "
             f"{fit['n_train']:,} training rows, {fit['n_test']:,} held-out rows"
             + (f" from a fixed sample of {MODEL_ROWS:,} of the {ds.n_rows:,} rows" if res["sampled"] else "") + ".")

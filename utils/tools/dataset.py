@@ -115,7 +115,8 @@ def connection() -> Any:
             db = duckdb.connect(os.path.join(folder, "data.duckdb"), config={
                 "memory_limit": os.environ.get("ORCH_DUCKDB_MEMORY", "512MB"),
                 "threads": max(1, min(4, os.cpu_count() or 1)),
-                "preserve_insertion_order": False, "temp_directory": os.path.join(folder, "spill")})
+                "preserve_insertion_order": False, "enable_progress_bar": False,
+                "temp_directory": os.path.join(folder, "spill")})
             _STATE.update(db=db, folder=folder, n=0)
             atexit.register(_close)
         return _STATE["db"].cursor()
