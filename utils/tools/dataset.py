@@ -115,11 +115,12 @@ def connection() -> Any:
             db = duckdb.connect(os.path.join(folder, "data.duckdb"), config={
                 "memory_limit": os.environ.get("ORCH_DUCKDB_MEMORY", "512MB"),
                 "threads": max(1, min(4, os.cpu_count() or 1)),
-                "preserve_insertion_order": False, "enable_progress_bar": False,
-                "temp_directory": os.path.join(folder, "spill")})
+                "preserve_insertion_order": False, "temp_directory": os.path.join(folder, "spill")})
             _STATE.update(db=db, folder=folder, n=0)
             atexit.register(_close)
-        return _STATE["db"].cursor()
+        cur = _STATE["db"].cursor()
+    cur.execute("SET enable_progress_bar = false")  # a long query must not draw on the user's terminal
+    return cur
 
 
 def _close() -> None:
