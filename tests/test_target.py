@@ -125,6 +125,11 @@ def test_cli_bad_target_is_one_line_exit_2(tmp_path: Path):
     assert run.run_dirs() == []
 
 
+def test_cli_target_with_a_workflow_without_data_is_an_error(tmp_path: Path):
+    run = run_main(["--example", "blog", "--target", "price"], tmp_path)
+    assert run.code == 2 and "--target applies to" in run.stderr and run.run_dirs() == [], run.explain()
+
+
 def test_cli_offline_states_the_rule(tmp_path: Path):
     run = run_main(["--example", "analysis", "--data", str(shop_csv(tmp_path))], tmp_path)
     _, state, _ = check_run(run, "analysis", provider="offline")

@@ -190,6 +190,8 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
             choice = run_closing(llm, lambda: choose_target(llm, inputs["data"], goal, getattr(args, "target", None)))
             inputs["target"] = choice.column
             display(Event("notice", {"level": "info", "message": target_notice(choice)}))
+        elif getattr(args, "target", None):
+            raise UsageError(f"--target applies to a workflow that models a --data CSV (analysis), not {spec.name}")
         # --- end analysis target ---
         run_dir = new_run_dir(output_dir(args, cfg), goal, spec.name)
     store = RunStore(run_dir, saved)
