@@ -244,7 +244,7 @@ def charts(inp: ToolInput) -> ToolResult:
     if drawn_hist:
         artifacts["histograms.png"], data["histogram_columns"] = drawn_hist
         md.append("![Histograms of the numeric columns](histograms.png)")
-    cats = describe_categorical(ds)
+    cats = {k: v for k, v in describe_categorical(ds).items() if v["n_unique"] <= 20}  # bars show it all
     if target in cats:
         cats = {target: cats[target], **cats}
     png = bars(cats, "Most frequent values")
