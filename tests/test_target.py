@@ -98,9 +98,9 @@ def test_explicit_target_is_checked(tmp_path: Path):
 
 def test_schema_enum_is_exactly_the_names():
     schema = choice_schema(["a b", "c"])
-    assert schema(column="a b").column == "a b"
+    assert schema(column="a b", reason="r").column == "a b"
     with pytest.raises(ValidationError):
-        schema(column="d")
+        schema(column="d", reason="r")
 
 
 def test_only_the_analysis_workflow_needs_a_target():

@@ -47,7 +47,7 @@ def target_messages(goal: str, ds: Dataset, names: list[str]) -> list[dict]:
 def choice_schema(names: list[str]) -> type[BaseModel]:
     """A model class whose `column` is an enum of exactly these names."""
     return create_model("TargetChoice", column=(Literal[tuple(names)], ...),
-                        reason=(str, Field(default="", max_length=300)))
+                        reason=(str, Field(max_length=300)))
 
 
 def rule_choice(ds: Dataset, why: str = "") -> TargetChoice:
