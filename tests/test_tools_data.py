@@ -105,6 +105,8 @@ def test_ids_dates_booleans_and_mostly_empty_columns(tmp_path: Path):
     model = run_tool("regression", tin(p)).data
     assert model["target"] == "y" and "row" not in model["features"] and "customer_id" not in model["features"]
     assert "ID-like" in model["excluded"]["customer_id"] and "missing" in model["excluded"]["comment"]
+    charts = run_tool("charts", tin(p)).data  # no panel for an ID, a date or an empty column
+    assert charts["histogram_columns"] == ["y", "x"] and set(charts["charts"]) >= {"histograms.png", "scatter.png"}
 
 
 @pytest.mark.parametrize("content, message", [
