@@ -69,7 +69,7 @@ def _target(inp: ToolInput, ds: Dataset) -> tuple[str | None, str]:
     name = inp.target or inp.params.get("target")
     if name:
         check_target(ds, name)
-        return name, "chosen for this run"
+        return name, "the run's target"
     return default_target(ds), f"by rule: {TARGET_RULE}"
 
 
