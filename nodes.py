@@ -183,8 +183,8 @@ class WorkerBatch(AsyncParallelBatchNode):
         tool_in = ToolInput(task=task.model_dump(), data_path=Path(data_path) if data_path else None,
                             input_paths=[Path(p) for p in inputs.get("inputs", [])],
                             deps={d: {"data": r.get("data"), "output": r.get("output", "")} for d, r in deps.items()},
-                            params={**role.params, **item["options"].get("tool_params", {})},  # issue 11: --team etc.
-                            goal=item["plan"].goal)
+                            params={**role.params, **item["options"].get("tool_params", {})},  # --team etc.
+                            goal=item["plan"].goal, target=inputs.get("target"))
         res = run_tool(role.tool, tool_in)
         markdown = res.markdown
         artifacts = {}

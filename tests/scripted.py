@@ -23,6 +23,8 @@ def request_kind(req: RecordedRequest) -> str:
         return "route"
     if name == "TeamProposal":  # issue 11: the project team proposed for the topic
         return "team"
+    if name == "TargetChoice" or "You choose the target column" in text:
+        return "target"
     if name == "Plan" or "Answer with JSON matching the schema: {goal" in text:
         return "plan"
     if name == "ReviewResult" or "# Review round" in text:
@@ -57,11 +59,13 @@ class Script:
 
     def __init__(self, plans: list[dict] | None = None, reviews: list[dict] | None = None,
                  worker: Callable[[str, RecordedRequest], Any] | None = None,
-                 cohesion: dict | None = None, route: str | None = None, team: dict | None = None) -> None:
+                 cohesion: dict | None = None, route: str | None = None, team: dict | None = None,
+                 target: str | None = None) -> None:
         self.team = team or {"members": [{"role": r, "people": n} for r, n in
                                          {"pm": 1, "designer": 1, "backend": 2, "frontend": 1, "qa": 1}.items()],
                              "reason": "scripted"}
         self.route = route  # workflow the "model" picks for a free-text topic (default: keyword fit)
+        self.target = target  # analysis target column the "model" picks (default: the last offered)
         self.plans = plans or []
         self.reviews = reviews or []
         self.worker = worker
@@ -84,6 +88,12 @@ class Script:
             return Reply(text=json.dumps({"workflow": self.route or pick_workflow(topic), "reason": "scripted"}))
         if kind == "team":
             return Reply(text=json.dumps(self.team))
+        if kind == "target":  # the column named by `target`, else the last column the schema offers
+            enum = json.dumps(req.response_format or {})
+            offered = re.findall(r'"enum": \[(.*?)\]', enum)
+            names = json.loads("[" + offered[0] + "]") if offered else []
+            pick = self.target if self.target in names or not names else names[-1]
+            return Reply(text=json.dumps({"column": pick, "reason": "scripted"}))
         if kind == "plan":
             return Reply(text=json.dumps(self._next("plan", self.plans)))
         if kind == "review":

@@ -313,16 +313,16 @@ def test_workflow_offline(name: str, tmp_path: Path):
 def test_analysis_regression_recovers_a_known_relation(tmp_path: Path):
     rng = random.Random(7)
     data = tmp_path / "linear.csv"
-    rows = ["x,revenue"]
+    rows = ["x,z,revenue"]  # two drivers: one alone would be a near-copy of the target (a leakage guard)
     for _ in range(80):
-        x = rng.uniform(0, 100)
-        rows.append(f"{x:.4f},{3 * x + 2 + rng.gauss(0, 0.05):.4f}")
+        x, z = rng.uniform(0, 100), rng.uniform(0, 100)
+        rows.append(f"{x:.4f},{z:.4f},{3 * x + 2 * z + 2 + rng.gauss(0, 0.05):.4f}")
     data.write_text("\n".join(rows) + "\n", encoding="utf-8")
     run = run_main(["--example", "analysis", "--data", str(data)], tmp_path)
     run_dir, state, doc = check_run(run, "analysis", provider="offline")
     assert state["inputs"]["data"] == str(data)
     model = result_of(state, "modeller")["data"]
-    assert model["target"] == "revenue" and model["features"] == ["x"]
+    assert model["target"] == "revenue" and model["features"] == ["x", "z"]
     assert model["r2_test"] > 0.99
     assert model["coefficients"]["x"] == pytest.approx(3, abs=0.01)
     assert model["intercept"] == pytest.approx(2, abs=0.1)

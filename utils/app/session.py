@@ -123,10 +123,10 @@ def check_files(settings: Settings) -> list[str]:
 
 def check_csv(path: str) -> None:
     from utils.errors import ToolError
-    from utils.tools.table import load_csv
+    from utils.tools.dataset import open_dataset  # DuckDB loads and profiles the CSV once
 
     try:
-        load_csv(check_readable(path, "data file"))
+        open_dataset(check_readable(path, "data file"))
     except ToolError as exc:
         raise UsageError(str(exc)) from None
 
@@ -184,17 +184,31 @@ def request_for(settings: Settings, display) -> RunRequest:
 
 
 def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, options: dict, display) -> dict:
-    """A workflow's own set-up of a new run, before the graph starts: the project's team and start
-    date, a report with no sources said plainly. Returns the run's options."""
+    """A workflow's own set-up of a new run, before the graph starts: the analysis target (sets
+    `inputs["target"]`), the project's team and start date, a report with no sources said plainly.
+    Returns the run's options."""
     from utils.app.runner import run_closing
+    from utils.run.target import choose_target, needs_target, target_notice
     from utils.run.team import project_options, propose_team
     from utils.tools.sources import NO_SOURCES
 
     options = project_options(settings.flag("team"), settings.flag("start_date"), options)
     if spec.assembly.cite_inputs and not inputs.get("inputs"):
         display.notice(NO_SOURCES, "warn")
+    target = settings.flag("target")
+    wants_target = bool(inputs.get("data")) and needs_target(spec)
+    if target and not wants_target:
+        raise UsageError(f"--target applies to a workflow that models a --data CSV (analysis), not {spec.name}")
     llm = make_llm(settings, display)
-    options, notice = run_closing(llm, lambda: propose_team(llm, spec, goal, options))
+
+    async def set_up() -> tuple[Any, dict, str | None]:  # one event loop for the set-up calls
+        choice = await choose_target(llm, inputs["data"], goal, target) if wants_target else None
+        return (choice, *await propose_team(llm, spec, goal, options))
+
+    choice, options, notice = run_closing(llm, set_up)
+    if choice is not None:
+        inputs["target"] = choice.column
+        display.notice(target_notice(choice), "info")
     if notice:
         display.notice(notice, "info")
     return options

@@ -23,6 +23,7 @@ class ToolInput:
     deps: dict[str, dict]             # dependency task results (their `data` dicts and `output`)
     params: dict                      # from the role spec in YAML (e.g. team, target column)
     goal: str
+    target: str | None = None         # the analysis target column chosen for the run (utils/run/target.py)
 
 
 @dataclass

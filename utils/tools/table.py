@@ -1,4 +1,7 @@
-"""CSV loading with type inference, shared by the analysis and report tools.
+"""Small-CSV parsing with line numbers, for the report's source files (`sources.py`).
+
+The analysis tools load `--data` with DuckDB instead (`dataset.py`): any size, any dialect, no Python
+lists per column. This parser stays for sources, whose facts need a `file:line` pointer per row.
 
 A user's CSV is the most common bad input, so every failure becomes one ToolError line that says what
 is wrong and where (the first ragged line, the non-UTF-8 byte), instead of a traceback or, worse, a

@@ -1,0 +1,157 @@
+"""Charts that adapt to the data: only panels that have something to show, at most MAX_PANELS per
+figure, labels shortened to fit, plain tick numbers (12,440 rather than 1.244e+04).
+
+Drawn from the same fixed sample the model uses (at most MODEL_ROWS rows), so a 10-million-row file
+charts as fast as a small one. Values near the float limit are drawn in units of a power of ten (the
+axis says which), because a histogram's bin width overflows there.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from utils.tools import new_figure, png_bytes
+from utils.tools.dataset import NUMERIC, Column, Dataset
+from utils.tools.stats import MODEL_ROWS, sample
+
+MAX_PANELS = 12
+MAX_HEATMAP = 12
+MAX_SCATTER_POINTS = 5_000
+LABEL_CHARS = 22
+
+
+def short(label: str, limit: int = LABEL_CHARS) -> str:
+    label = str(label)
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def plain(x: float, digits: int = 4) -> str:
+    """A tick or table number without scientific notation below 1e15: 12,440 · 0.0312 · 3.5."""
+    if x is None or not isinstance(x, (int, float)):
+        return "—"
+    if x == 0 or not math.isfinite(x):
+        return "0" if x == 0 else str(x)
+    if abs(x) >= 1e15 or abs(x) < 1e-4:
+        return f"{x:.3g}"
+    decimals = max(digits - 1 - math.floor(math.log10(abs(x))), 0)
+    text = f"{round(x, decimals):,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if decimals else text
+
+
+def _plain_axis(axis: Any) -> None:
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: plain(v, 3)))
+
+
+def _grid(n: int) -> tuple[int, int]:
+    ncols = min(4, n)
+    return (n + ncols - 1) // ncols, ncols
+
+
+def histograms(ds: Dataset, cols: list[Column], title: str) -> tuple[bytes, list[str]] | None:
+    """One histogram per column (at most MAX_PANELS); columns without finite variation are skipped."""
+    import numpy as np
+
+    cols = cols[:MAX_PANELS]
+    data = sample(ds, [c.name for c in cols], MODEL_ROWS) if cols else {}
+    panels = []
+    for c in cols:
+        v = np.asarray(data[c.name], dtype=float) / c.scale
+        v = v[np.isfinite(v)]
+        if v.size and np.ptp(v) > 0:
+            panels.append((c, v))
+    if not panels:
+        return None
+    nrows, ncols = _grid(len(panels))
+    fig = new_figure(3.6 * ncols, 2.8 * nrows + 0.6)
+    for i, (c, v) in enumerate(panels):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.hist(v, bins=min(30, max(5, int(math.sqrt(v.size)))), color="#4C72B0", edgecolor="white")
+        ax.set_title(short(c.name) + (f" (×{c.scale:.0e})" if c.scale != 1.0 else ""), fontsize=9)
+        _plain_axis(ax.xaxis)
+        _plain_axis(ax.yaxis)
+        ax.tick_params(labelsize=7)
+        for lab in ax.get_xticklabels():
+            lab.set_rotation(30)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return png_bytes(fig), [c.name for c, _ in panels]
+
+
+def heatmap(names: list[str], matrix: list[list[float | None]]) -> bytes | None:
+    import numpy as np
+
+    k = min(len(names), MAX_HEATMAP)
+    if k < 2:
+        return None
+    arr = np.array([[np.nan if x is None else x for x in row[:k]] for row in matrix[:k]])
+    fig = new_figure(0.7 * k + 3.5, 0.6 * k + 2.5)
+    ax = fig.add_subplot(1, 1, 1)
+    im = ax.imshow(arr, cmap="coolwarm", vmin=-1, vmax=1)
+    labels = [short(n, 18) for n in names[:k]]
+    ax.set_xticks(range(k), labels, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(k), labels, fontsize=8)
+    if k <= 10:
+        for i in range(k):
+            for j in range(k):
+                if np.isfinite(arr[i, j]):
+                    ax.text(j, i, f"{arr[i, j]:.2f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(im, ax=ax)
+    ax.set_title("Pearson correlation" + (f" (first {k} of {len(names)} columns)" if len(names) > k else ""))
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def scatter(ds: Dataset, target: Column, best: Column, slope_line: bool = True) -> tuple[bytes, dict] | None:
+    """Target against its strongest predictor, with a least-squares line (at most 5,000 points drawn)."""
+    import numpy as np
+
+    data = sample(ds, [best.name, target.name], MODEL_ROWS)
+    x = np.asarray(data[best.name], dtype=float) / best.scale
+    y = np.asarray(data[target.name], dtype=float) / target.scale
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 2 or np.ptp(x) == 0:
+        return None
+    slope, intercept = (float(v) for v in np.polyfit(x, y, 1))
+    step = max(1, x.size // MAX_SCATTER_POINTS)
+    fig = new_figure(7, 5)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.scatter(x[::step], y[::step], s=10, alpha=0.6)
+    xs = np.linspace(x.min(), x.max(), 50)
+    ax.plot(xs, slope * xs + intercept, color="#C44E52",
+            label=f"fit: y = {plain(slope)}·x {'−' if intercept < 0 else '+'} {plain(abs(intercept))}")
+    ax.set_xlabel(short(best.name, 40))
+    ax.set_ylabel(short(target.name, 40))
+    _plain_axis(ax.xaxis)
+    _plain_axis(ax.yaxis)
+    ax.legend()
+    ax.set_title(short(f"{target.name} vs {best.name}", 60))
+    fig.tight_layout()
+    return png_bytes(fig), {"best_predictor": best.name, "slope": slope, "intercept": intercept}
+
+
+def bars(counts: dict[str, dict[str, int]], title: str) -> bytes | None:
+    """Horizontal bars of the most frequent values, one panel per categorical column (at most 4)."""
+    items = [(k, v) for k, v in counts.items() if len(v["counts"]) >= 2][:4]
+    if not items:
+        return None
+    nrows, ncols = _grid(len(items))
+    fig = new_figure(4.2 * ncols, 3.2 * nrows + 0.6)
+    for i, (name, info) in enumerate(items):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        top = list(info["counts"].items())[:10][::-1]
+        ax.barh([short(k, 18) for k, _ in top], [v for _, v in top], color="#55A868")
+        ax.set_title(short(name), fontsize=9)
+        _plain_axis(ax.xaxis)
+        ax.tick_params(labelsize=7)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return png_bytes(fig)
+
+
+def numeric_first(ds: Dataset, target: str | None) -> list[Column]:
+    """Numeric columns to chart: the target first, then file order."""
+    nums = [c for c in ds.analysed() if c.kind == NUMERIC]
+    return sorted(nums, key=lambda c: c.name != target)
