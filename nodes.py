@@ -25,6 +25,7 @@ from utils.run.plan import Plan, dependents_closure, plan_problems
 from utils.run.scheduler import Schedule, Stopped
 from utils.run.standins import offline_cohesion, offline_next_step, offline_plan, offline_review
 from utils.tools import ToolInput, run_tool
+from utils.tools.web.cite import cite_web
 
 DONE, FAILED, SKIPPED, PENDING = "done", "failed", "skipped", "pending"
 PLANNING = {"full": "planning", "next": "planning the next step", "revise": "re-planning"}  # error prefixes
@@ -216,7 +217,7 @@ class WorkerBatch(AsyncParallelBatchNode):
         tool_in = ToolInput(task=task.model_dump(), data_path=Path(data_path) if data_path else None,
                             input_paths=[Path(p) for p in inputs.get("inputs", [])],
                             deps={d: {"data": r.get("data"), "output": r.get("output", "")} for d, r in deps.items()},
-                            params=dict(role.params), goal=item["plan"].goal)
+                            params=dict(role.params), goal=item["plan"].goal, web=inputs.get("web"))
         res = run_tool(role.tool, tool_in)
         markdown = res.markdown
         artifacts = {}
@@ -349,7 +350,8 @@ class AggregatorNode(AsyncNode):
         llm = _phase(shared, "assembling")
         return {"llm": llm, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
                 "results": shared.get("results", {}), "options": shared["options"],
-                "stopped": shared.get("stopped"), "inputs": _input_names(shared)}
+                "stopped": shared.get("stopped"), "inputs": _input_names(shared),
+                "web": shared.get("inputs", {}).get("web")}
 
     async def exec_async(self, p):
         spec, plan = p["spec"], p["plan"]
@@ -370,6 +372,7 @@ class AggregatorNode(AsyncNode):
             notes.append(f"Run stopped before all tasks ran: {p['stopped']}. Resume with --resume.")
         sources = [Path(x).name for x in p["inputs"]] if spec.assembly.cite_inputs else []
         doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes, sources=sources)
+        doc = cite_web(doc, [p["results"].get(t.id, {}) for t in plan.tasks], p["web"], len(sources))
         return {"document": doc, "title": cohesion.title if cohesion else plan.goal,
                 "meta_description": cohesion.meta_description if cohesion else "",
                 "status": run_status(plan, p["results"], p["stopped"])}

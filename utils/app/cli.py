@@ -163,6 +163,7 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
     from flows import build_flow, build_plan_flow
 
     from utils.app.render import Display, choose_mode
+    from utils.app.websetup import with_web
     from utils.app.runner import execute, new_shared
     from utils.run.runstore import RunStore, new_run_dir
     from utils.run.spec import load_spec
@@ -185,6 +186,7 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
         spec, goal = choose_workflow(args, args.topic, llm, display)
         inputs = workflow_inputs(spec, args)
         run_dir = new_run_dir(output_dir(args, cfg), goal, spec.name)
+    spec, inputs, web_note = with_web(spec, inputs, args, cfg)  # issue 12: web research on or off
     store = RunStore(run_dir, saved)
 
     def on_event(event: Event) -> None:
@@ -197,6 +199,8 @@ def start_run(args: Any, cfg, *, quiet_summary: bool = False):
     if llm.offline:
         display.notice("Offline provider: no model is called. Set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
                        "server (Ollama, vLLM, LM Studio...), or pass --base-url. See README.", "warn")
+    if web_note:
+        display.notice(web_note, "info")
     shared = new_shared(goal=goal, spec=spec, options=options, inputs=inputs, llm=llm, emit=on_event, saved=saved)
     flow = build_plan_flow() if options.get("plan_only") else build_flow(options["strategy"])
     meta = {"version": getattr(args, "_version", None), "provider": llm.settings.provider,

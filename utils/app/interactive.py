@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.run import plan_edit
+from utils.app.websetup import with_web
 from utils.app.cli import check_topic, engine_name, make_llm, output_dir, summary_info, workflow_inputs
 from utils.app.config import home, resolve_options
 from utils.errors import OrchError, UsageError
@@ -145,6 +146,7 @@ class Session:
 
     def use_spec(self, spec: Any, *, auto: bool) -> None:
         inputs = workflow_inputs(spec, self.args)  # checks --input/--data before anything is planned
+        spec, inputs, _ = with_web(spec, inputs, self.args, self.cfg)  # issue 12: web roles only when on
         if self.spec is not None and self.spec.name != spec.name and self.plan is not None:
             self.plan = None
             say("(plan cleared: it was made for another workflow)")

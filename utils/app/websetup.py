@@ -1,0 +1,26 @@
+"""Web research on or off for one run: the shell's half of the web tools (issue 12).
+
+Resolves the settings (`--no-web` > environment > config file; none by default) into the run's
+inputs, which are saved, so no API key goes in. With web research off, the workflow's web roles are
+taken out of the spec, so the planner never plans a search that cannot run.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def with_web(spec: Any, inputs: dict, args: Any, cfg: Any) -> tuple[Any, dict, str | None]:
+    """(spec, inputs with "web", a notice) for a workflow with web roles; unchanged otherwise."""
+    from utils.tools.web import WEB_TOOLS
+    from utils.tools.web.settings import resolve_web
+
+    web_roles = [name for name, role in spec.roles.items() if role.kind == "tool" and role.tool in WEB_TOOLS]
+    if not web_roles:
+        return spec, inputs, None
+    web = resolve_web(no_web=bool(getattr(args, "no_web", False)), no_cache=bool(getattr(args, "no_cache", False)),
+                      config=cfg.model_dump())
+    inputs = {**inputs, "web": web}
+    if web["enabled"]:
+        return spec, inputs, f"Web research: {web['provider']} at {web['url']}"
+    roles = {name: role for name, role in spec.roles.items() if name not in web_roles}
+    return spec.model_copy(update={"roles": roles}), inputs, f"No web research: {web['why']}"

@@ -1,0 +1,70 @@
+"""Web citations in the finished document: number the keys, list the pages, say what it drew on.
+
+Research tasks run in parallel, so each numbers its pages under its own task id (`[q1#2]`); once the
+document is assembled, every page that was used gets one number in plan order, each key in a bracket
+becomes that number (`[3]`), and the Sources section lists exactly those pages: title, URL, date
+accessed. Pure text in, text out, so it is tested without a model.
+"""
+from __future__ import annotations
+
+import re
+
+from utils.tools.web.research import quote_safe
+
+_BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]")
+_KEY = re.compile(r"[A-Za-z0-9_.-]+#\d+")
+
+
+def used_pages(results: list[dict]) -> list[dict]:
+    """Pages whose passages reached the writers, from done research tasks, in plan order."""
+    out = []
+    for r in results:
+        web = (r.get("data") or {}).get("web") if r.get("state") == "done" else None
+        if isinstance(web, dict):
+            out += [p for p in web.get("pages", []) if p.get("used") and p.get("key")]
+    return out
+
+
+def _renumber(text: str, numbers: dict[str, int]) -> str:
+    def one(m: re.Match[str]) -> str:
+        inner = _KEY.sub(lambda k: str(numbers[k.group(0)]) if k.group(0) in numbers else k.group(0), m.group(1))
+        return f"[{inner}]"
+    return _BRACKET.sub(one, text)
+
+
+def _drew_on(web: dict | None, pages: list[dict], results: list[dict], n_files: int) -> str:
+    files = f"{n_files} input file{'s' if n_files != 1 else ''}" if n_files else "no input files"
+    if not web or not web.get("enabled"):
+        why = (web or {}).get("why") or "web research is off"
+        return f"Drew on {files} only; no web research ({why})."
+    searches = [(r.get("data") or {}).get("web") for r in results]
+    searches = [w for w in searches if isinstance(w, dict) and w.get("enabled")]
+    failed = sum(w.get("failed", 0) for w in searches)
+    return (f"Drew on {files} and {len(pages)} web page{'s' if len(pages) != 1 else ''} from "
+            f"{len(searches)} search{'es' if len(searches) != 1 else ''} ({searches[0]['provider'] if searches else 'none'})"
+            + (f"; {failed} page{'s' if failed != 1 else ''} could not be used (see run.json)." if failed else "."))
+
+
+def cite_web(doc: str, results: list[dict], web: dict | None, n_files: int = 0) -> str:
+    """The document with web keys numbered, web pages added to Sources and a 'drew on' note.
+
+    `results` are the task results in plan order; `web` the run's web settings (None: the workflow
+    has no web research at all, and the document is returned unchanged)."""
+    if web is None:
+        return doc
+    pages = used_pages(results)
+    numbers = {p["key"]: i for i, p in enumerate(pages, 1)}
+    text = _renumber(doc, numbers) if numbers else doc
+    entries = [f"{i}. {quote_safe(p['title'])}. <{p['url']}> (accessed {p['accessed']})"
+               for i, p in enumerate(pages, 1)]
+    note = f"> {_drew_on(web, pages, results, n_files)}"
+    lines = text.rstrip("\n").split("\n")
+    if "## Sources" in lines:
+        at = lines.index("## Sources") + 1
+        while at < len(lines) and (not lines[at].strip() or lines[at].startswith("- ")):
+            at += 1
+        block = (["", "Web pages:", ""] + entries if entries else []) + ["", note, ""]
+        lines[at:at] = block
+    else:
+        lines += ["", "## Sources", ""] + entries + ["", note]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).rstrip() + "\n"
