@@ -8,7 +8,7 @@ Pages, each a trap the fetcher or extractor must handle:
   /loop/a <-> /loop/b (a redirect loop), /file.bin (application/octet-stream), /plain.txt (text/plain).
 Search APIs, in each provider's own response format: SearXNG `GET /searxng/search?q=..&format=json`,
 Tavily `POST /tavily/search`, Brave `GET /brave/res/v1/web/search`. Every request is counted in `hits`
-(path -> count) and search requests keep their headers in `search_headers`.
+(path -> count) and search requests keep their headers in `search_headers`; /flaky answers 503 once.
 """
 from __future__ import annotations
 
@@ -57,6 +57,9 @@ class FakeWeb:
         self.slow_s = slow_s
         self.hits: Counter[str] = Counter()
         self.search_headers: list[dict[str, str]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0      # most page requests handled at once (all pages share one host)
+        self.hold_s = 0.0           # every article waits this long first, so overlap is measurable
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
@@ -132,6 +135,17 @@ class FakeWeb:
         path, query = parts.path, parse_qs(parts.query)
         with self._lock:
             self.hits[path] += 1
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._route(h, method, path, query)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _route(self, h: BaseHTTPRequestHandler, method: str, path: str, query: dict) -> None:
+        if path.startswith("/article/") and self.hold_s:
+            time.sleep(self.hold_s)
         if path.startswith(("/searxng", "/tavily", "/brave")):
             with self._lock:
                 self.search_headers.append(dict(h.headers))
@@ -199,6 +213,10 @@ class FakeWeb:
         if path in ("/loop/a", "/loop/b"):
             other = "/loop/b" if path == "/loop/a" else "/loop/a"
             return self._send(h, 302, b"", "text/html", {"Location": other})
+        if path == "/flaky":  # 503 on the first request, the page after: a retry is worth it
+            if self.hits[path] == 1:
+                return self._send(h, 503, b"busy", "text/html", {"Retry-After": "0"})
+            return self._send(h, 200, article_html("Flaky but fine", ARTICLE_HEATPUMPS).encode(), "text/html")
         if path == "/file.bin":
             return self._send(h, 200, b"\x00\x01binary" * 100, "application/octet-stream")
         return self._send(h, 404, b"<html><body><h1>Not found</h1></body></html>", "text/html")
