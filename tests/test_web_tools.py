@@ -177,18 +177,21 @@ def test_injected_text_stays_inside_its_quotation(web):
 # ---------------------------------------------------------------- citations in the document
 
 def _done(key_pages: list[tuple[str, str]], failed: int = 0) -> dict:
-    pages = [{"key": k, "url": u, "title": f"Title {k}", "accessed": "2026-01-02", "used": True} for k, u in key_pages]
-    pages.append({"key": None, "url": "https://x.example/404", "title": "x", "accessed": "2026-01-02", "used": False})
-    return {"state": "done", "data": {"web": {"enabled": True, "provider": "searxng", "failed": failed, "pages": pages}}}
+    pages = [{"key": k, "url": u, "title": f"Title {k}", "accessed": "2026-01-02", "used": True, "status": "ok"}
+             for k, u in key_pages]
+    pages += [{"key": None, "url": "https://x.example/404", "title": "x", "accessed": "2026-01-02", "used": False,
+               "status": "http 404"}] * failed
+    return {"state": "done", "data": {"web": {"enabled": True, "provider": "searxng", "pages": pages}}}
 
 
 def test_cite_web_numbers_the_keys_and_lists_exactly_the_pages_used():
     results = [_done([("q1#1", "https://a.example/1"), ("q1#2", "https://a.example/2")], failed=1),
-               {"state": "done", "data": {"rows": 3}}, _done([("q2#1", "https://b.example/1")])]
-    doc = ("# T\n\n## Analysis\n\nGrowth [q1#2]. Prices [q2#1; q1#1]. File [notes.md:L3].\n\n"
+               {"state": "done", "data": {"rows": 3}},
+               _done([("q2#1", "https://b.example/1"), ("q2#2", "https://a.example/2")], failed=1)]
+    doc = ("# T\n\n## Analysis\n\nGrowth [q1#2]. Prices [q2#1; q1#1]. Same page [q2#2]. File [notes.md:L3].\n\n"
            "## Sources\n\n- `notes.md`\n\n> a note\n")
     out = cite_web(doc, results, {"enabled": True}, n_files=1)
-    assert "Growth [2]. Prices [3; 1]. File [notes.md:L3]." in out
+    assert "Growth [2]. Prices [3; 1]. Same page [2]. File [notes.md:L3]." in out
     listed = re.findall(r"^(\d+)\. Title (\S+)\. <(\S+)> \(accessed 2026-01-02\)$", out, re.M)
     assert listed == [("1", "q1#1", "https://a.example/1"), ("2", "q1#2", "https://a.example/2"),
                       ("3", "q2#1", "https://b.example/1")]

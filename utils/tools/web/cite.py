@@ -15,14 +15,26 @@ _BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]")
 _KEY = re.compile(r"[A-Za-z0-9_.-]+#\d+")
 
 
-def used_pages(results: list[dict]) -> list[dict]:
-    """Pages whose passages reached the writers, from done research tasks, in plan order."""
-    out = []
-    for r in results:
-        web = (r.get("data") or {}).get("web") if r.get("state") == "done" else None
-        if isinstance(web, dict):
-            out += [p for p in web.get("pages", []) if p.get("used") and p.get("key")]
-    return out
+def _searches(results: list[dict]) -> list[dict]:
+    webs = [(r.get("data") or {}).get("web") for r in results if r.get("state") == "done"]
+    return [w for w in webs if isinstance(w, dict) and w.get("enabled")]
+
+
+def used_pages(results: list[dict]) -> tuple[list[dict], dict[str, int]]:
+    """Pages whose passages reached the writers (one entry per URL, in plan order), and the source
+    number of every key: two questions that found the same page share its number."""
+    pages: list[dict] = []
+    numbers: dict[str, int] = {}
+    by_url: dict[str, int] = {}
+    for web in _searches(results):
+        for p in web.get("pages", []):
+            if not (p.get("used") and p.get("key")):
+                continue
+            if p["url"] not in by_url:
+                pages.append(p)
+                by_url[p["url"]] = len(pages)
+            numbers[p["key"]] = by_url[p["url"]]
+    return pages, numbers
 
 
 def _renumber(text: str, numbers: dict[str, int]) -> str:
@@ -37,9 +49,8 @@ def _drew_on(web: dict | None, pages: list[dict], results: list[dict], n_files: 
     if not web or not web.get("enabled"):
         why = (web or {}).get("why") or "web research is off"
         return f"Drew on {files} only; no web research ({why})."
-    searches = [(r.get("data") or {}).get("web") for r in results]
-    searches = [w for w in searches if isinstance(w, dict) and w.get("enabled")]
-    failed = sum(w.get("failed", 0) for w in searches)
+    searches = _searches(results)
+    failed = len({p.get("url") for w in searches for p in w.get("pages", []) if p.get("status") != "ok"})
     return (f"Drew on {files} and {len(pages)} web page{'s' if len(pages) != 1 else ''} from "
             f"{len(searches)} search{'es' if len(searches) != 1 else ''} ({searches[0]['provider'] if searches else 'none'})"
             + (f"; {failed} page{'s' if failed != 1 else ''} could not be used (see run.json)." if failed else "."))
@@ -52,8 +63,7 @@ def cite_web(doc: str, results: list[dict], web: dict | None, n_files: int = 0) 
     has no web research at all, and the document is returned unchanged)."""
     if web is None:
         return doc
-    pages = used_pages(results)
-    numbers = {p["key"]: i for i, p in enumerate(pages, 1)}
+    pages, numbers = used_pages(results)
     text = _renumber(doc, numbers) if numbers else doc
     entries = [f"{i}. {quote_safe(p['title'])}. <{p['url']}> (accessed {p['accessed']})"
                for i, p in enumerate(pages, 1)]

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator
 
 from utils.errors import ToolError
 from utils.text import for_file
@@ -55,12 +57,37 @@ async def _search(client: Any, web: dict, question: str) -> tuple[list[Hit], boo
     return hits, False
 
 
+_URL_LOCKS: dict[str, threading.Lock] = {}
+_URL_LOCKS_GUARD = threading.Lock()
+
+
+@asynccontextmanager
+async def _only_one_fetch(key: str) -> AsyncIterator[None]:
+    """Two questions finding the same page at once (each in its own thread and loop): the second
+    waits for the first and then reads its cache entry, so a page is fetched once per run."""
+    with _URL_LOCKS_GUARD:
+        lock = _URL_LOCKS.setdefault(key, threading.Lock())
+    while not lock.acquire(blocking=False):
+        await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 async def _page(client: Any, hit: Hit, web: dict) -> dict:
     """A page record from the cache, or fetched and extracted now (and then cached)."""
     key = cache.key_for("page", hit.url)
-    cached = cache.load("page", key) if web["cache"] else None
-    if cached is not None:
-        return {**cached, "from_cache": True}
+    if not web["cache"]:
+        return await _fetch_page(client, hit, web, key)
+    async with _only_one_fetch(key):
+        cached = cache.load("page", key)
+        if cached is not None:
+            return {**cached, "from_cache": True}
+        return await _fetch_page(client, hit, web, key)
+
+
+async def _fetch_page(client: Any, hit: Hit, web: dict, key: str) -> dict:
     deadline = web["connect_timeout_s"] + 2 * web["read_timeout_s"]  # a slow drip is a timeout too
     try:
         got = await asyncio.wait_for(fetch(client, hit.url, web), deadline)

@@ -44,13 +44,13 @@ def resolve_web(*, no_web: bool, no_cache: bool, config: Mapping[str, Any],
         return {"enabled": False, "why": "turned off with --no-web"}
     provider = (env.get("ORCH_SEARCH") or config.get("search") or "").strip().lower()
     if not provider or provider in ("none", "off"):
-        return {"enabled": False, "why": "no search provider configured (set ORCH_SEARCH, see README)"}
+        return {"enabled": False, "why": "no search provider configured: set ORCH_SEARCH, see README"}
     if provider not in PROVIDERS:
         return {"enabled": False, "why": f"unknown search provider {provider!r} (known: {', '.join(PROVIDERS)})"}
     url = env.get("ORCH_SEARCH_URL") or config.get("search_url") or (
         env.get("SEARXNG_URL") if provider == "searxng" else DEFAULT_URLS.get(provider))
     if not url:
-        return {"enabled": False, "why": "searxng needs SEARXNG_URL (e.g. http://localhost:8888)"}
+        return {"enabled": False, "why": "searxng needs SEARXNG_URL, e.g. http://localhost:8888"}
     if provider in KEY_VARS and not api_key(provider):
         return {"enabled": False, "why": f"{provider} needs {KEY_VARS[provider]} in the environment"}
     out = dict(DEFAULTS, enabled=True, provider=provider, url=url.rstrip("/"), cache=not no_cache)
