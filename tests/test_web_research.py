@@ -87,7 +87,9 @@ def test_report_researches_the_web_cites_fetched_pages_and_reruns_from_the_cache
     state = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     doc = (run_dir / "output.md").read_text(encoding="utf-8")
 
-    # Research tasks ran as tasks; each page is recorded with status, size and what was used.
+    # Research tasks ran as tasks, shown live with their failures named; run.json records each page
+    # with its status, size and what was used.
+    assert re.search(r"q1 done in .*web: 9 results, \d pages used, 5 failed \(http 404 ×1, timeout ×1", proc.stdout)
     research = [state["results"][t] for t in ("q1", "q2")]
     assert all(r["state"] == "done" and r["role"] == "researcher" for r in research)
     pages = [p for r in research for p in r["data"]["web"]["pages"]]

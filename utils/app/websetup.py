@@ -1,7 +1,7 @@
 """Web research on or off for one run: the shell's half of the web tools (issue 12).
 
 Resolves the settings (`--no-web` > environment > config file; none by default) into the run's
-inputs, which are saved, so no API key goes in. With web research off, the workflow's web roles are
+inputs, which are saved, so no API key goes in. `--input` files and web research combine. With web research off, the workflow's web roles are
 taken out of the spec, so the planner never plans a search that cannot run.
 """
 from __future__ import annotations
@@ -21,6 +21,10 @@ def with_web(spec: Any, inputs: dict, args: Any, cfg: Any) -> tuple[Any, dict, s
                       config=cfg.model_dump())
     inputs = {**inputs, "web": web}
     if web["enabled"]:
+        if getattr(args, "topic", None) and not getattr(args, "input", None):
+            # A topic of the user's own, researched on the web: the shipped sample files are about
+            # something else, so they are not mixed in. `--input` files are.
+            inputs["inputs"] = []
         return spec, inputs, f"Web research: {web['provider']} at {web['url']}"
     roles = {name: role for name, role in spec.roles.items() if name not in web_roles}
     return spec.model_copy(update={"roles": roles}), inputs, f"No web research: {web['why']}"

@@ -50,6 +50,8 @@ def _drew_on(web: dict | None, pages: list[dict], results: list[dict], n_files: 
         why = (web or {}).get("why") or "web research is off"
         return f"Drew on {files} only; no web research ({why})."
     searches = _searches(results)
+    if not searches:
+        return f"Drew on {files} only; web research was on ({web.get('provider')}) but no research task ran."
     failed = len({p.get("url") for w in searches for p in w.get("pages", []) if p.get("status") != "ok"})
     return (f"Drew on {files} and {len(pages)} web page{'s' if len(pages) != 1 else ''} from "
             f"{len(searches)} search{'es' if len(searches) != 1 else ''} ({searches[0]['provider'] if searches else 'none'})"

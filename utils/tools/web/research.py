@@ -173,3 +173,17 @@ def _markdown(question: str, web: dict, records: list[dict], blocks: list[str],
         return "\n".join(head + ["> No page gave usable text for this question."])
     first = next(r["key"] for r in records if r["used"])
     return "\n".join(head + [DATA_NOTE.format(key=first), ""] + ["\n\n".join(blocks)])
+
+
+def summary(web: dict) -> str:
+    """One line for the live display: what a research task found and what failed, by name."""
+    if not web.get("enabled"):
+        return "no web research"
+    if web.get("search_error"):
+        return f"search failed: {web['search_error']}"
+    line = f"{web.get('results', 0)} results, {web.get('used', 0)} pages used"
+    failures = web.get("failures") or {}
+    if failures:
+        named = ", ".join(f"{status} ×{len(urls)}" for status, urls in failures.items())
+        line += f", {sum(len(v) for v in failures.values())} failed ({named})"
+    return line + (f", {web['from_cache']} from cache" if web.get("from_cache") else "")
