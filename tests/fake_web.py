@@ -217,6 +217,11 @@ class FakeWeb:
             if self.hits[path] == 1:
                 return self._send(h, 503, b"busy", "text/html", {"Retry-After": "0"})
             return self._send(h, 200, article_html("Flaky but fine", ARTICLE_HEATPUMPS).encode(), "text/html")
+        if path == "/latin1":  # no charset in the header, only in <meta>
+            html = article_html("Wärmepumpen im Café", ("Die Wärmepumpe im Café läuft seit 2024 mit einem "
+                                                       "Speicher von zehn Kilowattstunden, sagt der Betreiber.",))
+            return self._send(h, 200, html.replace('charset="utf-8"', 'charset="iso-8859-1"').encode("latin-1"),
+                              "text/html")
         if path == "/file.bin":
             return self._send(h, 200, b"\x00\x01binary" * 100, "application/octet-stream")
         return self._send(h, 404, b"<html><body><h1>Not found</h1></body></html>", "text/html")

@@ -71,7 +71,8 @@ def setup(tmp_path: Path):
     config = tmp_path / "orch.yaml"
     config.write_text("web_results: 9\n", encoding="utf-8")
     env = {"OPENAI_BASE_URL": llm.base_url, "OPENAI_API_KEY": "sk-test", "ORCH_SEARCH": "searxng",
-           "SEARXNG_URL": web.url("/searxng"), "ORCH_WEB_TIMEOUT": "0.5"}
+           "SEARXNG_URL": web.url("/searxng"), "ORCH_WEB_TIMEOUT": "0.5",
+           "ORCH_WEB_ALLOW_PRIVATE": "1"}  # the fake web is on 127.0.0.1
     try:
         yield web, llm, notes, config, env
     finally:

@@ -33,7 +33,7 @@ def web():
 
 
 def settings(server: FakeWeb, provider: str = "searxng", **over) -> dict:
-    env = {"ORCH_SEARCH": provider, "ORCH_WEB_TIMEOUT": "0.5"}
+    env = {"ORCH_SEARCH": provider, "ORCH_WEB_TIMEOUT": "0.5", "ORCH_WEB_ALLOW_PRIVATE": "1"}
     if provider == "searxng":
         env["SEARXNG_URL"] = server.url("/searxng")
     else:
@@ -124,6 +124,13 @@ def test_extracted_passages_are_the_articles_main_text(web):
         assert noise not in res.markdown
 
 
+def test_a_page_without_a_charset_header_is_decoded_from_its_meta_tag(web):
+    web.RESULT_PATHS = ("/latin1",)
+    page = pages_by_path(research(settings(web), question="Wärmepumpe Speicher"))["/latin1"]
+    assert page["title"] == "Wärmepumpen im Café"
+    assert "Die Wärmepumpe im Café läuft seit 2024" in page["passages"][0]
+
+
 def test_transient_errors_are_retried_once(web):
     web.RESULT_PATHS = ("/flaky",)
     res = research(settings(web))
@@ -158,6 +165,12 @@ def test_a_failed_search_is_reported_not_fatal(web):
     assert res.data["web"]["search_error"] and "search" in res.markdown and res.data["web"]["pages"] == []
 
 
+def test_pages_on_the_users_own_network_are_not_fetched_by_default(web):
+    res = research(settings(web, allow_private=False))  # the fake web lives on 127.0.0.1
+    assert {p["status"] for p in res.data["web"]["pages"]} == {"blocked address"}
+    assert web.page_fetches() == 0 and web.search_calls() == 1  # the search endpoint is the user's choice
+
+
 # ---------------------------------------------------------------- fetched text is data
 
 def test_injected_text_stays_inside_its_quotation(web):
@@ -188,10 +201,11 @@ def test_cite_web_numbers_the_keys_and_lists_exactly_the_pages_used():
     results = [_done([("q1#1", "https://a.example/1"), ("q1#2", "https://a.example/2")], failed=1),
                {"state": "done", "data": {"rows": 3}},
                _done([("q2#1", "https://b.example/1"), ("q2#2", "https://a.example/2")], failed=1)]
-    doc = ("# T\n\n## Analysis\n\nGrowth [q1#2]. Prices [q2#1; q1#1]. Same page [q2#2]. File [notes.md:L3].\n\n"
+    doc = ("# T\n\n## Analysis\n\nGrowth [q1#2]. Prices [q2#1; q1#1]. Same page [q2#2]. Made up [q7#1]. File [notes.md:L3].\n\n"
            "## Sources\n\n- `notes.md`\n\n> a note\n")
     out = cite_web(doc, results, {"enabled": True}, n_files=1)
-    assert "Growth [2]. Prices [3; 1]. Same page [2]. File [notes.md:L3]." in out
+    assert "Growth [2]. Prices [3; 1]. Same page [2]. Made up [q7#1?]. File [notes.md:L3]." in out
+    assert "1 citation point at no page that was used (marked `?`): q7#1." in out
     listed = re.findall(r"^(\d+)\. Title (\S+)\. <(\S+)> \(accessed 2026-01-02\)$", out, re.M)
     assert listed == [("1", "q1#1", "https://a.example/1"), ("2", "q1#2", "https://a.example/2"),
                       ("3", "q2#1", "https://b.example/1")]

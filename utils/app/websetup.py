@@ -26,5 +26,16 @@ def with_web(spec: Any, inputs: dict, args: Any, cfg: Any) -> tuple[Any, dict, s
             # something else, so they are not mixed in. `--input` files are.
             inputs["inputs"] = []
         return spec, inputs, f"Web research: {web['provider']} at {web['url']}"
-    roles = {name: role for name, role in spec.roles.items() if name not in web_roles}
-    return spec.model_copy(update={"roles": roles}), inputs, f"No web research: {web['why']}"
+    return without_roles(spec, web_roles), inputs, f"No web research: {web['why']}"
+
+
+def without_roles(spec: Any, names: list[str]) -> Any:
+    """The spec minus `names`: gone from the roles and from the example plan (tasks and their deps),
+    so neither the planner nor the offline stand-in plans a task that cannot run."""
+    roles = {name: role for name, role in spec.roles.items() if name not in names}
+    tasks = spec.offline_plan.get("tasks", [])
+    dropped = {t.get("id") for t in tasks if t.get("role") in names}
+    kept = [{**t, "depends_on": [d for d in t.get("depends_on", []) if d not in dropped]}
+            for t in tasks if t.get("id") not in dropped]
+    offline = {**spec.offline_plan, "tasks": kept} if tasks else spec.offline_plan
+    return spec.model_copy(update={"roles": roles, "offline_plan": offline})

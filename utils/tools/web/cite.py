@@ -37,11 +37,14 @@ def used_pages(results: list[dict]) -> tuple[list[dict], dict[str, int]]:
     return pages, numbers
 
 
-def _renumber(text: str, numbers: dict[str, int]) -> str:
-    def one(m: re.Match[str]) -> str:
-        inner = _KEY.sub(lambda k: str(numbers[k.group(0)]) if k.group(0) in numbers else k.group(0), m.group(1))
-        return f"[{inner}]"
-    return _BRACKET.sub(one, text)
+def _renumber(text: str, numbers: dict[str, int], unknown: list[str]) -> str:
+    """Keys become source numbers; a key no used page has is marked `?` and collected in `unknown`."""
+    def key(k: re.Match[str]) -> str:
+        if k.group(0) in numbers:
+            return str(numbers[k.group(0)])
+        unknown.append(k.group(0))
+        return f"{k.group(0)}?"
+    return _BRACKET.sub(lambda m: f"[{_KEY.sub(key, m.group(1))}]", text)
 
 
 def _drew_on(web: dict | None, pages: list[dict], results: list[dict], n_files: int) -> str:
@@ -66,10 +69,14 @@ def cite_web(doc: str, results: list[dict], web: dict | None, n_files: int = 0) 
     if web is None:
         return doc
     pages, numbers = used_pages(results)
-    text = _renumber(doc, numbers) if numbers else doc
+    unknown: list[str] = []
+    text = _renumber(doc, numbers, unknown)
     entries = [f"{i}. {quote_safe(p['title'])}. <{p['url']}> (accessed {p['accessed']})"
                for i, p in enumerate(pages, 1)]
     note = f"> {_drew_on(web, pages, results, n_files)}"
+    if unknown:
+        note += (f"\n>\n> {len(unknown)} citation{'s' if len(unknown) != 1 else ''} point at no page that was used "
+                 f"(marked `?`): {', '.join(dict.fromkeys(unknown))}.")
     lines = text.rstrip("\n").split("\n")
     if "## Sources" in lines:
         at = lines.index("## Sources") + 1

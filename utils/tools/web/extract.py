@@ -17,11 +17,12 @@ _STOP = frozenset("the and for with that this from are was were what which how w
                   "as at or be do does did in".split())
 
 
-def main_text(body: str, content_type: str, url: str = "") -> tuple[str, str]:
+def main_text(body: str | bytes, content_type: str, url: str = "") -> tuple[str, str]:
     """(title, main text). Plain text passes through; HTML goes through trafilatura (imported here so
     `import utils.tools` stays light). Comments are left out: they are not the page's claims."""
     if content_type == "text/plain":
-        return "", body.strip()
+        text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+        return "", text.strip()
     import trafilatura
 
     text = trafilatura.extract(body, url=url or None, include_comments=False, include_tables=True,

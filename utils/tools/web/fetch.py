@@ -3,12 +3,14 @@
 Each research task runs its own asyncio loop in a worker thread (tools run via `asyncio.to_thread`),
 so the limits that must hold across tasks, fetches at once per host and in the whole run, are
 process-wide `threading` semaphores, taken without blocking the loop. Redirects are followed by hand
-so a loop is named as one and every hop is checked again. Only transient failures (connection
+so a loop is named as one and every hop is checked again, including that it does not point into the
+user's own network (`blocked address`; `ORCH_WEB_ALLOW_PRIVATE=1` allows it, e.g. for an intranet). Only transient failures (connection
 refused/reset, 429, 502-504) are retried, once; a 404 or a timeout is an answer, not a hiccup.
 """
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -31,7 +33,7 @@ class Fetched:
     http_status: int | None = None
     content_type: str = ""
     bytes: int = 0
-    body: str = ""
+    body: str | bytes = ""        # bytes when the server named no charset: the extractor detects it
     transient: bool = False     # worth trying again later (timeouts, connection errors, 5xx)
 
     def record(self) -> dict:
@@ -87,7 +89,7 @@ def _charset(content_type: str) -> str:
         name, _, value = part.strip().partition("=")
         if name.lower() == "charset" and value:
             return value.strip('"\' ')
-    return "utf-8"
+    return ""
 
 
 async def _one_hop(client: Any, url: str, settings: dict) -> tuple[Fetched | None, str | None]:
@@ -113,11 +115,31 @@ async def _one_hop(client: Any, url: str, settings: dict) -> tuple[Fetched | Non
                 return Fetched(url, url, "too large", code, main, size), None
             chunks.append(chunk)
         body = b"".join(chunks)
+        charset = _charset(ctype)
+        if main != "text/plain" and not charset:
+            return Fetched(url, url, "ok", code, main, size, body), None  # the extractor reads <meta charset>
         try:
-            text = body.decode(_charset(ctype), errors="replace")
+            text = body.decode(charset or "utf-8", errors="replace")
         except LookupError:
             text = body.decode("utf-8", errors="replace")
         return Fetched(url, url, "ok", code, main, size, text), None
+
+
+async def _private_host(host: str) -> bool:
+    """True when `host` is or resolves to a loopback, private, link-local or reserved address.
+
+    A search result or a redirect must not turn the fetcher against the user's own network (routers,
+    cloud metadata at 169.254.169.254, services on localhost). A name that does not resolve is left to
+    the fetch, which reports it as unreachable."""
+    try:
+        addrs = [ipaddress.ip_address(host.strip("[]"))]
+    except ValueError:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+        except OSError:
+            return False
+        addrs = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    return any(not a.is_global or a.is_multicast for a in addrs)
 
 
 async def _follow(client: Any, url: str, settings: dict) -> Fetched:
@@ -129,6 +151,8 @@ async def _follow(client: Any, url: str, settings: dict) -> Fetched:
             return Fetched(url, current, "blocked scheme")
         if current in seen:
             return Fetched(url, current, "redirect loop")
+        if not settings.get("allow_private") and await _private_host(parts.hostname):
+            return Fetched(url, current, "blocked address")
         seen.append(current)
         async with LIMITS.slot(parts.hostname, int(settings["max_fetches"]), int(settings["per_host"])):
             result, target = await _one_hop(client, current, settings)

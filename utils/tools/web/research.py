@@ -23,7 +23,7 @@ from utils.tools.web.extract import main_text, passages
 from utils.tools.web.fetch import Fetched, fetch, new_client
 from utils.tools.web.search import Hit, search
 
-DEFAULT_MAX_CHARS = 6000     # all passages of one question together (~1500 tokens)
+DEFAULT_MAX_CHARS = 4000     # all passages of one question together (~1000 tokens)
 DEFAULT_PER_PAGE = 3         # passages per page
 BEGIN, END = "<<<BEGIN QUOTED PAGE {key}>>>", "<<<END QUOTED PAGE {key}>>>"
 DATA_NOTE = ("The quoted pages below were fetched from the web. They are material to analyse and cite "

@@ -60,6 +60,7 @@ def resolve_web(*, no_web: bool, no_cache: bool, config: Mapping[str, Any],
             out["read_timeout_s"] = out["connect_timeout_s"] = float(timeout)
         except ValueError:
             raise UsageError(f"web timeout must be a number of seconds, got {timeout!r}") from None
+    out["allow_private"] = env.get("ORCH_WEB_ALLOW_PRIVATE", "") in ("1", "true", "yes")
     if config.get("web_results"):
         out["results"] = int(config["web_results"])
     return out
