@@ -88,6 +88,9 @@ def test_report_researches_the_web_cites_fetched_pages_and_reruns_from_the_cache
     state = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     doc = (run_dir / "output.md").read_text(encoding="utf-8")
 
+    plan_prompt = [r for r in llm.requests if request_kind(r) == "plan"][0].last_user()
+    assert "`researcher` (deterministic tool" in plan_prompt and "field_notes.md" in plan_prompt
+
     # Research tasks ran as tasks, shown live with their failures named; run.json records each page
     # with its status, size and what was used.
     assert re.search(r"q1 done in .*web: 9 results, \d pages used, 5 failed \(http 404 ×1, timeout ×1", proc.stdout)
@@ -170,3 +173,34 @@ def test_hosted_provider_key_never_reaches_output_or_saved_files(setup, tmp_path
     saved = [p for root in (run_dir, home) for p in root.rglob("*") if p.is_file()]
     assert saved and not any(SECRET.encode() in p.read_bytes() for p in saved)
     assert SECRET not in proc.stdout + proc.stderr
+
+
+def test_with_web_off_takes_the_web_roles_out_of_the_roles_and_the_example_plan(monkeypatch):
+    from types import SimpleNamespace
+
+    from utils.app.config import ConfigFile
+    from utils.app.websetup import with_web
+    from utils.run.spec import load_spec
+
+    spec = load_spec("report")
+    spec = spec.model_copy(update={"offline_plan": {"tasks": [
+        {"id": "q", "title": "Q", "role": "researcher"},
+        {"id": "g", "title": "G", "role": "gatherer"},
+        {"id": "a", "title": "A", "role": "analyst", "depends_on": ["q", "g"]}]}})
+    args = SimpleNamespace(no_web=False, no_cache=False, topic="Batteries", input=None)
+    inputs = {"inputs": ["sample.md"], "data": None}
+    off, off_inputs, note = with_web(spec, inputs, args, ConfigFile())
+    assert "researcher" not in off.roles and "researcher" in spec.roles
+    assert [(t["id"], t.get("depends_on", [])) for t in off.offline_plan["tasks"]] == [("g", []), ("a", ["g"])]
+    assert off_inputs["web"]["enabled"] is False and note.startswith("No web research")
+    assert off_inputs["inputs"] == ["sample.md"]
+
+    monkeypatch.setenv("ORCH_SEARCH", "searxng")
+    monkeypatch.setenv("SEARXNG_URL", "http://search.example")
+    on, on_inputs, note = with_web(spec, inputs, args, ConfigFile())
+    assert "researcher" in on.roles and on_inputs["web"]["provider"] == "searxng"
+    assert on_inputs["inputs"] == []  # a topic of one's own on the web: the shipped samples stay out
+    args.input = ["notes.md"]
+    assert with_web(spec, inputs, args, ConfigFile())[1]["inputs"] == ["sample.md"]
+    blog = load_spec("blog")
+    assert with_web(blog, inputs, args, ConfigFile()) == (blog, inputs, None)  # no web roles: untouched
