@@ -219,6 +219,9 @@ def test_cite_web_says_when_there_was_no_web_research():
     assert cite_web(doc, [], None) == doc  # a workflow without web roles is untouched
     out = cite_web(doc, [], {"enabled": False, "why": "turned off with --no-web"}, n_files=2)
     assert "Drew on 2 input files only; no web research (turned off with --no-web)." in out
+    assert "Drew on no input files; no web research (x)." in cite_web(doc, [], {"enabled": False, "why": "x"})
+    assert "web research was on (brave) but no research task ran" in cite_web(doc, [], {"enabled": True,
+                                                                                       "provider": "brave"})
 
 
 def test_importing_the_tools_does_not_import_the_http_or_extraction_libraries():

@@ -48,13 +48,15 @@ def _renumber(text: str, numbers: dict[str, int], unknown: list[str]) -> str:
 
 
 def _drew_on(web: dict | None, pages: list[dict], results: list[dict], n_files: int) -> str:
-    files = f"{n_files} input file{'s' if n_files != 1 else ''}" if n_files else "no input files"
+    files = f"{n_files} input file{'s' if n_files != 1 else ''}" if n_files else ""
+    only = f"Drew on {files} only" if files else "Drew on no input files"
     if not web or not web.get("enabled"):
         why = (web or {}).get("why") or "web research is off"
-        return f"Drew on {files} only; no web research ({why})."
+        return f"{only}; no web research ({why})."
     searches = _searches(results)
     if not searches:
-        return f"Drew on {files} only; web research was on ({web.get('provider')}) but no research task ran."
+        return f"{only}; web research was on ({web.get('provider')}) but no research task ran."
+    files = files or "no input files"
     failed = len({p.get("url") for w in searches for p in w.get("pages", []) if p.get("status") != "ok"})
     return (f"Drew on {files} and {len(pages)} web page{'s' if len(pages) != 1 else ''} from "
             f"{len(searches)} search{'es' if len(searches) != 1 else ''} ({searches[0]['provider'] if searches else 'none'})"
