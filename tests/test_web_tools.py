@@ -194,18 +194,19 @@ def _done(key_pages: list[tuple[str, str]], failed: int = 0) -> dict:
              for k, u in key_pages]
     pages += [{"key": None, "url": "https://x.example/404", "title": "x", "accessed": "2026-01-02", "used": False,
                "status": "http 404"}] * failed
-    return {"state": "done", "data": {"web": {"enabled": True, "provider": "searxng", "pages": pages}}}
+    tid = key_pages[0][0].split("#")[0]
+    return {"id": tid, "state": "done", "data": {"web": {"enabled": True, "provider": "searxng", "pages": pages}}}
 
 
 def test_cite_web_numbers_the_keys_and_lists_exactly_the_pages_used():
     results = [_done([("q1#1", "https://a.example/1"), ("q1#2", "https://a.example/2")], failed=1),
                {"state": "done", "data": {"rows": 3}},
                _done([("q2#1", "https://b.example/1"), ("q2#2", "https://a.example/2")], failed=1)]
-    doc = ("# T\n\n## Analysis\n\nGrowth [q1#2]. Prices [q2#1; q1#1]. Same page [q2#2]. Made up [q7#1]. File [notes.md:L3].\n\n"
+    doc = ("# T\n\n## Analysis\n\nGrowth [q1#2]. Prices [q2#1; q1#1]. Same page [q2#2]. Made up [q2#9]. C sharp [C#1]. File [notes.md:L3].\n\n"
            "## Sources\n\n- `notes.md`\n\n> a note\n")
     out = cite_web(doc, results, {"enabled": True}, n_files=1)
-    assert "Growth [2]. Prices [3; 1]. Same page [2]. Made up [q7#1?]. File [notes.md:L3]." in out
-    assert "1 citation point at no page that was used (marked `?`): q7#1." in out
+    assert "Growth [2]. Prices [3; 1]. Same page [2]. Made up [q2#9?]. C sharp [C#1]. File [notes.md:L3]." in out
+    assert "1 citation point at no page that was used (marked `?`): q2#9." in out
     listed = re.findall(r"^(\d+)\. Title (\S+)\. <(\S+)> \(accessed 2026-01-02\)$", out, re.M)
     assert listed == [("1", "q1#1", "https://a.example/1"), ("2", "q1#2", "https://a.example/2"),
                       ("3", "q2#1", "https://b.example/1")]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from utils.tools.web.research import quote_safe
+from utils.tools.web.research import key_prefix, quote_safe
 
 _BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]")
 _KEY = re.compile(r"[A-Za-z0-9_.-]+#\d+")
@@ -37,11 +37,14 @@ def used_pages(results: list[dict]) -> tuple[list[dict], dict[str, int]]:
     return pages, numbers
 
 
-def _renumber(text: str, numbers: dict[str, int], unknown: list[str]) -> str:
-    """Keys become source numbers; a key no used page has is marked `?` and collected in `unknown`."""
+def _renumber(text: str, numbers: dict[str, int], prefixes: set[str], unknown: list[str]) -> str:
+    """Keys become source numbers; a key of a research task that no used page has is marked `?` and
+    collected in `unknown` (other `x#1` text, say `[C#1]`, is left alone)."""
     def key(k: re.Match[str]) -> str:
         if k.group(0) in numbers:
             return str(numbers[k.group(0)])
+        if k.group(0).rsplit("#", 1)[0] not in prefixes:
+            return k.group(0)
         unknown.append(k.group(0))
         return f"{k.group(0)}?"
     return _BRACKET.sub(lambda m: f"[{_KEY.sub(key, m.group(1))}]", text)
@@ -72,7 +75,8 @@ def cite_web(doc: str, results: list[dict], web: dict | None, n_files: int = 0) 
         return doc
     pages, numbers = used_pages(results)
     unknown: list[str] = []
-    text = _renumber(doc, numbers, unknown)
+    prefixes = {key_prefix(r.get("id")) for r in results if isinstance((r.get("data") or {}).get("web"), dict)}
+    text = _renumber(doc, numbers, prefixes, unknown)
     entries = [f"{i}. {quote_safe(p['title'])}. <{p['url']}> (accessed {p['accessed']})"
                for i, p in enumerate(pages, 1)]
     note = f"> {_drew_on(web, pages, results, n_files)}"
