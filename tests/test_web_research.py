@@ -117,6 +117,12 @@ def test_report_researches_the_web_cites_fetched_pages_and_reruns_from_the_cache
     fenced = re.findall(r"<<<BEGIN QUOTED PAGE \S+>>>\n.*?<<<END QUOTED PAGE \S+>>>", a1, re.S)
     assert any(INJECTION in block for block in fenced)
     assert INJECTION not in re.sub(r"<<<BEGIN QUOTED PAGE \S+>>>\n.*?<<<END QUOTED PAGE \S+>>>", "", a1, flags=re.S)
+    # No prompt of the run (workers, reviewer, editor) carries the injected text outside a quotation.
+    for req in llm.requests:
+        text = "\n".join(str(m.get("content", "")) for m in req.messages)
+        assert text.count("<<<BEGIN QUOTED PAGE") == text.count("<<<END QUOTED PAGE")
+        outside = re.sub(r"<<<BEGIN QUOTED PAGE \S+>>>\n.*?<<<END QUOTED PAGE \S+>>>", "", text, flags=re.S)
+        assert "IGNORE ALL PREVIOUS" not in outside, request_kind(req)
     # ...and the gatherer's facts from the --input file alongside them.
     assert "field_notes.md:L3" in a1
 
