@@ -73,11 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (env OPENAI_BASE_URL)")
     model.add_argument("--config", metavar="PATH", help="YAML config; flags override it, it overrides defaults")
     model.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
-    model.add_argument("--no-web", action="store_true", help="no web research for this run (see README: Web research)")
     model.add_argument("--stream", action="store_true", help="stream model replies")
 
     io = p.add_argument_group("input and output")
     io.add_argument("--input", action="append", metavar="PATH", help="a source file for report (repeatable)")
+    io.add_argument("--no-web", action="store_true", help="no web research for this run (see README: Web research)")
     io.add_argument("--data", metavar="PATH", help="CSV for analysis (default: the shipped sample)")
     io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")
     io.add_argument("--quiet", action="store_true", help="only errors and the final summary line")
