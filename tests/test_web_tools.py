@@ -230,3 +230,14 @@ def test_importing_the_tools_does_not_import_the_http_or_extraction_libraries():
             "print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_shortened_research_output_never_leaves_a_quotation_open(web):
+    from utils.run.context import fit_outputs
+
+    md = research(settings(web)).markdown
+    for budget in range(150, 1200, 37):
+        fitted, shortened = fit_outputs({"q1": md, "other": "x" * 8000}, budget)
+        assert shortened
+        text = fitted["q1"]
+        assert text.count("<<<BEGIN QUOTED PAGE") == text.count("<<<END QUOTED PAGE"), budget
