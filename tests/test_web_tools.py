@@ -241,3 +241,15 @@ def test_a_shortened_research_output_never_leaves_a_quotation_open(web):
         assert shortened
         text = fitted["q1"]
         assert text.count("<<<BEGIN QUOTED PAGE") == text.count("<<<END QUOTED PAGE"), budget
+
+
+def test_the_live_display_names_a_research_tasks_failures(web):
+    from utils.app.render import Display
+    from utils.app.render_plain import task_line
+
+    res = research(settings(web))
+    data = {"id": "q1", "state": "done", "elapsed_s": 1.0, "tokens": 0, "result": {"data": res.data}}
+    line = task_line(data)
+    assert "web: 9 results, 4 pages used, 5 failed (http 404 ×1, timeout ×1, too large ×1" in line
+    from utils.events import Event
+    assert Display._rich_lines(None, Event("task", data)) == [(line, "dim")]
