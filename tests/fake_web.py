@@ -8,7 +8,8 @@ Pages, each a trap the fetcher or extractor must handle:
   /loop/a <-> /loop/b (a redirect loop), /file.bin (application/octet-stream), /plain.txt (text/plain).
 Search APIs, in each provider's own response format: SearXNG `GET /searxng/search?q=..&format=json`,
 Tavily `POST /tavily/search`, Brave `GET /brave/res/v1/web/search`. Every request is counted in `hits`
-(path -> count) and search requests keep their headers in `search_headers`; /flaky answers 503 once.
+(path -> count) and search requests keep their headers in `search_headers`; /flaky answers 503 once,
+/drip sends a byte every 0.2 s forever.
 """
 from __future__ import annotations
 
@@ -217,6 +218,19 @@ class FakeWeb:
             if self.hits[path] == 1:
                 return self._send(h, 503, b"busy", "text/html", {"Retry-After": "0"})
             return self._send(h, 200, article_html("Flaky but fine", ARTICLE_HEATPUMPS).encode(), "text/html")
+        if path == "/drip":  # headers at once, then a byte every 0.2 s: no read timeout ever fires
+            h.send_response(200)
+            h.send_header("Content-Type", "text/html")
+            h.send_header("Connection", "close")
+            h.end_headers()
+            try:
+                while not self._stop.wait(0.2):
+                    h.wfile.write(b" ")
+                    h.wfile.flush()
+            except OSError:
+                pass
+            h.close_connection = True
+            return None
         if path == "/latin1":  # no charset in the header, only in <meta>
             html = article_html("Wärmepumpen im Café", ("Die Wärmepumpe im Café läuft seit 2024 mit einem "
                                                        "Speicher von zehn Kilowattstunden, sagt der Betreiber.",))

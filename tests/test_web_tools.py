@@ -131,6 +131,16 @@ def test_a_page_without_a_charset_header_is_decoded_from_its_meta_tag(web):
     assert "Die Wärmepumpe im Café läuft seit 2024" in page["passages"][0]
 
 
+def test_a_page_that_drips_forever_is_a_timeout(web):
+    import time
+
+    web.RESULT_PATHS = ("/drip", "/article/batteries")
+    started = time.monotonic()
+    pages = pages_by_path(research(settings(web)))
+    assert pages["/drip"]["status"] == "timeout" and pages["/article/batteries"]["status"] == "ok"
+    assert time.monotonic() - started < 5  # the hop deadline (0.5 + 2 x 0.5 s), not forever
+
+
 def test_transient_errors_are_retried_once(web):
     web.RESULT_PATHS = ("/flaky",)
     res = research(settings(web))

@@ -154,8 +154,11 @@ async def _follow(client: Any, url: str, settings: dict) -> Fetched:
         if not settings.get("allow_private") and await _private_host(parts.hostname):
             return Fetched(url, current, "blocked address")
         seen.append(current)
+        # The whole hop has a deadline too (a page that drips a byte a second never hits the read
+        # timeout); waiting for a slot does not count against it.
+        deadline = settings["connect_timeout_s"] + 2 * settings["read_timeout_s"]
         async with LIMITS.slot(parts.hostname, int(settings["max_fetches"]), int(settings["per_host"])):
-            result, target = await _one_hop(client, current, settings)
+            result, target = await asyncio.wait_for(_one_hop(client, current, settings), deadline)
         if result is not None:
             result.url, result.final_url = url, current
             return result
@@ -170,7 +173,7 @@ async def fetch(client: Any, url: str, settings: dict) -> Fetched:
     for attempt in (1, 2):
         try:
             result = await _follow(client, url, settings)
-        except httpx2.TimeoutException:
+        except (httpx2.TimeoutException, asyncio.TimeoutError):
             return Fetched(url, url, "timeout", transient=True)
         except (httpx2.ConnectError, httpx2.RemoteProtocolError, httpx2.ReadError) as exc:
             result = Fetched(url, url, f"unreachable ({type(exc).__name__})", transient=True)
