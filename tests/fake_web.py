@@ -5,7 +5,8 @@ Pages, each a trap the fetcher or extractor must handle:
   and a footer around the main text);
 - /article/injection: an article with a prompt-injection paragraph (and a fake end-of-quote marker);
 - /missing (404), /slow (answers after `slow_s`), /huge (20 MB of HTML, streamed with no length),
-  /loop/a <-> /loop/b (a redirect loop), /file.bin (application/octet-stream), /plain.txt (text/plain).
+  /loop/a <-> /loop/b (a redirect loop), /file.bin (application/octet-stream), /plain.txt (text/plain),
+  /report.pdf (a real PDF with text).
 Search APIs, in each provider's own response format: SearXNG `GET /searxng/search?q=..&format=json`,
 Tavily `POST /tavily/search`, Brave `GET /brave/res/v1/web/search`. Every request is counted in `hits`
 (path -> count) and search requests keep their headers in `search_headers`; /flaky answers 503 once,
@@ -13,6 +14,7 @@ Tavily `POST /tavily/search`, Brave `GET /brave/res/v1/web/search`. Every reques
 """
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -33,6 +35,8 @@ ARTICLE_HEATPUMPS = ("Heat pump sales in Europe fell 23 percent in 2024 after tw
                      "subsidy changes in Germany and France unsettled buyers of home heating.",
                      "Manufacturers expect storage batteries and heat pumps to be sold together, since a "
                      "home battery lets a heat pump run on cheap solar power in the evening.")
+PDF_SENTENCES = ("Home battery storage in Spain grew 31 percent in 2024.",
+                 "Most new systems were installed with rooftop solar panels.")
 NOISE = ("Subscribe to our newsletter", "BUY CHEAP SOLAR PANELS TODAY, LIMITED OFFER",
          "Great article, visit my blog for free stuff", "Copyright 2026 Example News Group")
 
@@ -51,6 +55,24 @@ def article_html(title: str, paragraphs: tuple[str, ...]) -> str:
 <section id="comments" class="comments"><h3>Comments</h3>
 <div class="comment"><p>{NOISE[2]}</p></div></section>
 <footer><p>{NOISE[3]}</p><a href="/privacy">Privacy</a></footer></body></html>"""
+
+
+@functools.lru_cache(maxsize=4)
+def pdf_bytes(lines: tuple[str, ...]) -> bytes:
+    """A real one-page PDF with `lines` as text (drawn by matplotlib, no PDF library needed to make it).
+    Slow the first time (matplotlib): call it before a timed fetch."""
+    import io
+
+    from matplotlib.backends.backend_pdf import FigureCanvasPdf
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 3))
+    FigureCanvasPdf(fig)
+    for i, line in enumerate(lines):
+        fig.text(0.05, 0.8 - 0.15 * i, line)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="pdf", metadata={"Title": "Battery report 2024"})
+    return buf.getvalue()
 
 
 class FakeWeb:
@@ -236,6 +258,8 @@ class FakeWeb:
                                                        "Speicher von zehn Kilowattstunden, sagt der Betreiber.",))
             return self._send(h, 200, html.replace('charset="utf-8"', 'charset="iso-8859-1"').encode("latin-1"),
                               "text/html")
+        if path == "/report.pdf":
+            return self._send(h, 200, pdf_bytes(PDF_SENTENCES), "application/pdf")
         if path == "/file.bin":
             return self._send(h, 200, b"\x00\x01binary" * 100, "application/octet-stream")
         return self._send(h, 404, b"<html><body><h1>Not found</h1></body></html>", "text/html")

@@ -141,6 +141,17 @@ def test_a_page_that_drips_forever_is_a_timeout(web):
     assert time.monotonic() - started < 5  # the hop deadline (0.5 + 2 x 0.5 s), not forever
 
 
+def test_a_pdf_is_read_with_its_text(web):
+    from tests.fake_web import PDF_SENTENCES, pdf_bytes
+
+    pdf_bytes(PDF_SENTENCES)  # made once, before the fetch's timeout starts
+    web.RESULT_PATHS = ("/report.pdf",)
+    page = pages_by_path(research(settings(web), question="battery storage Spain"))["/report.pdf"]
+    assert page["status"] == "ok" and page["content_type"] == "application/pdf"
+    assert page["title"] == "Battery report 2024"
+    assert PDF_SENTENCES[0] in " ".join(page["passages"])
+
+
 def test_transient_errors_are_retried_once(web):
     web.RESULT_PATHS = ("/flaky",)
     res = research(settings(web))

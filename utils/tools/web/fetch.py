@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterator
 from urllib.parse import urljoin, urlsplit
 
-ALLOWED_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
+ALLOWED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/pdf")
 RETRY_STATUS = (429, 502, 503, 504)
 RETRY_DELAY_S = 0.5
 USER_AGENT = "orchestrator-research/0.1 (+https://github.com/; report workflow)"
@@ -116,7 +116,7 @@ async def _one_hop(client: Any, url: str, settings: dict) -> tuple[Fetched | Non
             chunks.append(chunk)
         body = b"".join(chunks)
         charset = _charset(ctype)
-        if main != "text/plain" and not charset:
+        if main == "application/pdf" or (main != "text/plain" and not charset):
             return Fetched(url, url, "ok", code, main, size, body), None  # the extractor reads <meta charset>
         try:
             text = body.decode(charset or "utf-8", errors="replace")
