@@ -274,3 +274,9 @@ def test_the_live_display_names_a_research_tasks_failures(web):
     assert "web: 9 results, 4 pages used, 5 failed (http 404 ×1, timeout ×1, too large ×1" in line
     from utils.events import Event
     assert Display._rich_lines(None, Event("task", data)) == [(line, "dim")]
+
+
+def test_a_task_without_instructions_searches_the_goal(web):
+    inp = ToolInput(task={"id": "research", "title": "Web research", "instructions": ""}, data_path=None,
+                    input_paths=[], deps={}, params={}, goal="home battery storage in Spain", web=settings(web))
+    assert run_tool("web_research", inp).data["web"]["question"] == "home battery storage in Spain"

@@ -39,7 +39,9 @@ def quote_safe(text: str) -> str:
 
 def web_research(inp: ToolInput) -> ToolResult:
     web = inp.web or {}
-    question = (inp.task.get("instructions") or inp.task.get("title") or inp.goal).strip()
+    # The task's instructions are its research question; without any (an example plan's generic
+    # task), the run's goal is searched rather than a generic title like "Web research".
+    question = (inp.task.get("instructions") or inp.goal or inp.task.get("title") or "").strip()
     if not web.get("enabled"):
         why = web.get("why") or "web research is off"
         return ToolResult(markdown=f"> No web research for this question: {why}.",
