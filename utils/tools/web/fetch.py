@@ -42,6 +42,13 @@ class Fetched:
         return out
 
 
+async def take(lock: Any) -> None:
+    """Acquire a `threading` lock or semaphore from async code without blocking the event loop
+    (research tasks run in different threads, each with its own loop, so asyncio locks cannot be shared)."""
+    while not lock.acquire(blocking=False):
+        await asyncio.sleep(0.01)
+
+
 class _Limits:
     """Process-wide caps: `max_fetches` at once in the run, `per_host` at once for one host."""
 
@@ -63,8 +70,7 @@ class _Limits:
         taken: list[threading.Semaphore] = []
         try:
             for sem in (host_sem, run_sem):  # host first: a busy host does not hold a run-wide slot
-                while not sem.acquire(blocking=False):
-                    await asyncio.sleep(0.01)
+                await take(sem)
                 taken.append(sem)
             yield
         finally:

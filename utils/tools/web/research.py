@@ -20,7 +20,7 @@ from utils.text import for_file
 from utils.tools import ToolInput, ToolResult
 from utils.tools.web import cache
 from utils.tools.web.extract import main_text, passages
-from utils.tools.web.fetch import Fetched, fetch, new_client
+from utils.tools.web.fetch import Fetched, fetch, new_client, take
 from utils.tools.web.search import Hit, search
 
 DEFAULT_MAX_CHARS = 4000     # all passages of one question together (~1000 tokens)
@@ -75,8 +75,7 @@ async def _only_one_fetch(key: str) -> AsyncIterator[None]:
     waits for the first and then reads its cache entry, so a page is fetched once per run."""
     with _URL_LOCKS_GUARD:
         lock = _URL_LOCKS.setdefault(key, threading.Lock())
-    while not lock.acquire(blocking=False):
-        await asyncio.sleep(0.02)
+    await take(lock)
     try:
         yield
     finally:
