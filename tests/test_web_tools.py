@@ -179,11 +179,15 @@ def test_a_second_run_is_served_from_the_cache(web):
     assert web.page_fetches() > sum(n for p, n in before.items() if not p.startswith("/searxng"))
 
 
-def test_a_failed_search_is_reported_not_fatal(web):
+def test_a_failed_search_is_reported_not_fatal(web, monkeypatch):
     s = settings(web)
     s["url"] = web.url("/nowhere")
     res = research(s)
     assert res.data["web"]["search_error"] and "search" in res.markdown and res.data["web"]["pages"] == []
+    monkeypatch.setenv("TAVILY_API_KEY", SECRET)
+    s = settings(web, "tavily", url=web.url("/brave/res/v1/web/search"))  # the wrong API: 401-ish answer
+    err = research(s).data["web"]["search_error"]
+    assert "HTTP 401 (check TAVILY_API_KEY)" in err and SECRET not in err
 
 
 def test_pages_on_the_users_own_network_are_not_fetched_by_default(web):

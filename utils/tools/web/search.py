@@ -88,7 +88,9 @@ async def search(client: Any, settings: dict, query: str) -> list[Hit]:
     except httpx2.HTTPError as exc:
         raise ToolError(f"{provider} search failed: {type(exc).__name__}") from None
     if resp.status_code >= 400:
-        raise ToolError(f"{provider} search answered HTTP {resp.status_code}")
+        hint = {403: " (is `json` in the instance's search formats?)"} if provider == "searxng" else \
+            {401: f" (check {KEY_VARS.get(provider)})", 403: f" (check {KEY_VARS.get(provider)})"}
+        raise ToolError(f"{provider} search answered HTTP {resp.status_code}{hint.get(resp.status_code, '')}")
     try:
         body = resp.json()
     except ValueError:
