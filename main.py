@@ -87,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     io = p.add_argument_group("input and output")
     io.add_argument("--input", action="append", metavar="PATH", help="a source file for report (repeatable)")
+    io.add_argument("--no-web", action="store_true", help="no web research for this run (see README: Web research)")
     io.add_argument("--data", metavar="PATH", help="CSV for analysis (default: the shipped sample)")
     io.add_argument("--start-date", metavar="YYYY-MM-DD", help="project: first working day (default: today)")
     io.add_argument("--team", metavar="ROLE=N,...", help='project: the team, e.g. "backend=2,frontend=1,qa=1" (default: proposed)')

@@ -27,6 +27,7 @@ from utils.run.results import TaskResult, TaskState
 from utils.run.scheduler import Schedule
 from utils.tools import ToolInput, run_tool
 from utils.tools.sources import NO_SOURCES
+from utils.tools.web.cite import cite_web
 
 DONE, FAILED, SKIPPED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING
 
@@ -184,7 +185,7 @@ class WorkerBatch(AsyncParallelBatchNode):
                             input_paths=[Path(p) for p in inputs.get("inputs", [])],
                             deps={d: {"data": r.get("data"), "output": r.get("output", "")} for d, r in deps.items()},
                             params={**role.params, **item["options"].get("tool_params", {})},  # --team etc.
-                            goal=item["plan"].goal, target=inputs.get("target"))
+                            goal=item["plan"].goal, target=inputs.get("target"), web=inputs.get("web"))
         res = run_tool(role.tool, tool_in)
         markdown = res.markdown
         artifacts = {}
@@ -351,7 +352,8 @@ class AggregatorNode(AsyncNode):
         return {"llm": llm, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
                 "results": shared.get("results", {}), "options": shared["options"],
                 "stopped": shared.get("stopped"), "inputs": _input_names(shared), "emit": shared["runtime"]["emit"],
-                "unreviewed": shared.get("unreviewed"), "reason": shared.get("status_reason")}
+                "unreviewed": shared.get("unreviewed"), "reason": shared.get("status_reason"),
+                "web": shared.get("inputs", {}).get("web")}
 
     async def exec_async(self, p):
         spec, plan = p["spec"], p["plan"]
@@ -372,9 +374,10 @@ class AggregatorNode(AsyncNode):
         if p["stopped"]:
             notes.append(f"Run stopped before all tasks ran: {p['stopped']}. Resume with --resume.")
         sources = [Path(x).name for x in p["inputs"]] if spec.assembly.cite_inputs else []
-        if spec.assembly.cite_inputs and not sources:  # issue 11 (project): say plainly that no file backs it
+        if spec.assembly.cite_inputs and not sources and not (p["web"] or {}).get("enabled"):  # say plainly that nothing backs it
             sections.insert(0, ("sources", "Sources", f"> **{NO_SOURCES}**"))
         doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes, sources=sources)
+        doc = cite_web(doc, [p["results"].get(t.id, {}) for t in plan.tasks], p["web"], len(sources))
         status = run_status(plan, p["results"], p["stopped"])
         reason = p["reason"]
         if status == "ok" and reason:

@@ -45,6 +45,10 @@ class ConfigFile(BaseModel):
     max_concurrency: int | None = Field(default=None, ge=1)
     models: dict[str, str] = Field(default_factory=dict, description="per-role models; 'planner', 'reviewer' too")
     prices: dict[str, Price] = Field(default_factory=dict)
+    search: Literal["searxng", "tavily", "brave", "none"] | None = None  # web research provider (env ORCH_SEARCH)
+    search_url: str | None = None                    # its endpoint (SearXNG base URL; keys only from env)
+    web_timeout_s: float | None = Field(default=None, gt=0)
+    web_results: int | None = Field(default=None, ge=1, le=20)
 
 
 def home() -> Path:

@@ -28,6 +28,7 @@ from utils.app.settings import Settings, check_topic, check_workers
 from utils.errors import OrchError, UsageError
 from utils.events import Event
 from utils.run import plan_edit
+from utils.app.websetup import with_web
 from utils.run.plan import Plan, outline, plan_problems
 
 HISTORY_MAX = 1000
@@ -144,6 +145,7 @@ class Session:
 
     def use_spec(self, spec: Any, *, auto: bool) -> None:
         inputs = workflow_inputs(spec, self.settings)  # checks --input/--data before anything is planned
+        spec, inputs, _ = with_web(spec, inputs, self.settings)  # web roles only when web research is on
         if self.spec is not None and self.spec.name != spec.name and self.plan is not None:
             self.plan = None
             say("(plan cleared: it was made for another workflow)")

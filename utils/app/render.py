@@ -268,6 +268,8 @@ class Display:
             return [(task_line(data) or "", "red" if data.get("state") == "failed" else "dim")]
         if kind == "plan" and data.get("source") == "replan":
             return [(plan_event_line(data), "cyan")]
+        if kind == "task" and data.get("state") == "done" and ((data.get("result") or {}).get("data") or {}).get("web"):
+            return [(task_line(data) or "", "dim")]  # issue 12: a research task's pages used and failed, named
         return []
 
     def _print(self, text: str, style: str) -> None:

@@ -138,7 +138,12 @@ def task_line(data: dict) -> str | None:
         worker = f", worker {data['worker']}" if data.get("worker") is not None else ""
         return f"{tid} running ({data.get('role', '?')}{worker}{rev})"
     if state == "done":
-        return f"{tid} done in {fmt_seconds(data.get('elapsed_s'))}, {fmt_int(data.get('tokens'))} tokens"
+        web = ((data.get("result") or {}).get("data") or {}).get("web")  # issue 12: a research task's pages
+        extra = ""
+        if isinstance(web, dict):
+            from utils.tools.web.research import summary as web_summary
+            extra = f"; web: {web_summary(web)}"
+        return f"{tid} done in {fmt_seconds(data.get('elapsed_s'))}, {fmt_int(data.get('tokens'))} tokens{extra}"
     if state == "failed":
         return f"{tid} failed: {shorten(data.get('error'), 300)}"
     if state == "skipped":

@@ -165,6 +165,7 @@ def engine_name() -> str:
 
 def request_for(settings: Settings, display) -> RunRequest:
     """A new run (example, workflow file or routed topic) or a resumed one, inputs checked first."""
+    from utils.app.websetup import with_web
     from utils.run.spec import load_spec
 
     if settings.resume:
@@ -179,6 +180,9 @@ def request_for(settings: Settings, display) -> RunRequest:
         spec, why = route_topic(settings, goal, display)
         display.notice(f"Workflow: {spec.name} ({why}; use --example to choose another)")
         inputs = workflow_inputs(spec, settings)
+    spec, inputs, web_note = with_web(spec, inputs, settings)  # web research on or off (README: Web research)
+    if web_note:
+        display.notice(web_note, "info")
     options = prepare_new_run(settings, spec, goal, inputs, settings.run_options(), display)
     return RunRequest(spec=spec, goal=goal, inputs=inputs, options=options)
 
@@ -193,7 +197,7 @@ def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, opti
     from utils.tools.sources import NO_SOURCES
 
     options = project_options(settings.flag("team"), settings.flag("start_date"), options)
-    if spec.assembly.cite_inputs and not inputs.get("inputs"):
+    if spec.assembly.cite_inputs and not inputs.get("inputs") and not (inputs.get("web") or {}).get("enabled"):
         display.notice(NO_SOURCES, "warn")
     target = settings.flag("target")
     wants_target = bool(inputs.get("data")) and needs_target(spec)

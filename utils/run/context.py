@@ -42,7 +42,11 @@ def fit_outputs(outputs: dict[str, str], budget_tokens: int) -> tuple[dict[str, 
         if caps[k] >= sizes[k]:
             fitted[k] = text
         else:
-            fitted[k] = text[: max(caps[k] * 4 - len(SHORTENED), 0)] + SHORTENED
+            cut = text[: max(caps[k] * 4 - len(SHORTENED), 0)]
+            opened = cut.rfind("<<<BEGIN QUOTED PAGE")  # issue 12: never cut a quoted web page open
+            if opened > cut.rfind("<<<END QUOTED PAGE"):
+                cut = cut[:opened]
+            fitted[k] = cut + SHORTENED
     return fitted, True
 
 

@@ -24,6 +24,7 @@ class ToolInput:
     params: dict                      # from the role spec in YAML (e.g. team, target column)
     goal: str
     target: str | None = None         # the analysis target column chosen for the run (utils/run/target.py)
+    web: dict | None = None           # the run's web research settings (utils/tools/web/settings.py)
 
 
 @dataclass
@@ -75,9 +76,9 @@ def png_bytes(fig: Any) -> bytes:
 
 def _register() -> None:
     # Imported here, after the dataclasses exist, because the tool modules import them from this package.
-    from utils.tools import data, project, sources
+    from utils.tools import data, project, sources, web
 
-    for module in (data, project, sources):
+    for module in (data, project, sources, web):
         TOOLS.update(module.TOOLS_HERE)
 
 
