@@ -10,24 +10,10 @@
 """
 from __future__ import annotations
 
-import logging
-
 from nodes import AggregatorNode, OrchestratorNode, ReplanNode, ReviewerNode, WorkerBatch
 from utils.engine import AsyncGraph
 
 STRATEGIES = ("dependency", "static", "priority", "dynamic", "hybrid")
-NODE_CLASSES = (OrchestratorNode, WorkerBatch, ReplanNode, ReviewerNode, AggregatorNode)
-
-
-def engine_logs(show: bool) -> None:
-    """The real `kaygraph` logs every failed node attempt under the node's class name (a WARNING per
-    attempt, an ERROR when retries run out). The app handles those failures itself and says so in its
-    own words, so these lines are off unless the user asks for them (`--verbose`)."""
-    for cls in NODE_CLASSES:
-        logging.getLogger(cls.__name__).disabled = not show
-
-
-engine_logs(False)
 
 
 def build_plan_flow() -> AsyncGraph:

@@ -283,8 +283,7 @@ class StubLLM:
         self.totals = Totals()
 
     async def complete(self, messages: list[dict], *, model: str | None = None, temperature: float = 0.3,
-                       max_tokens: int | None = None, schema: Any = None, purpose: str = "",
-                       offline_reply: Callable[[], Any] | None = None):
+                       max_tokens: int | None = None, schema: Any = None, purpose: str = ""):
         from utils.model.client import Completion
         from utils.run.outputs import Cohesion, ReviewResult
 

@@ -338,19 +338,3 @@ def test_deeply_nested_replies_are_bad_replies_never_a_crash(fake_llm):
     assert any("cohesion pass skipped" in n["message"] for n in events.of("notice"))
 
 
-def test_node_library_logs_reach_the_user_only_when_asked(caplog):
-    """kaygraph logs each failed node attempt under the node's class name; the app says it itself."""
-    import logging
-
-    from flows import engine_logs
-
-    caplog.set_level(logging.DEBUG)
-    logging.getLogger("ReviewerNode").warning("Async execution failed on attempt 1: boom")
-    logging.getLogger("OrchestratorNode").error("Max retries reached. Calling async fallback.")
-    assert caplog.records == []
-    try:
-        engine_logs(True)
-        logging.getLogger("ReviewerNode").warning("Async execution failed on attempt 1: boom")
-        assert [r.name for r in caplog.records] == ["ReviewerNode"]
-    finally:
-        engine_logs(False)

@@ -397,7 +397,7 @@ def test_interactive_routes_a_topic_the_same_way_as_the_cli(tmp_path, fake_llm):
                     cli_env(tmp_path / "home", fake_llm.base_url), stdin="Tell me about durable runs\n/quit\n")
     assert done.code == 0, done.explain()
     assert [request_kind(r) for r in fake_llm.requests][:1] == ["route"]
-    assert "Workflow: report (scripted" in done.stdout
+    assert "Workflow: report (chosen by the model: scripted" in done.stdout
 
 
 # ---------------------------------------------------------------- the real kaygraph's logs stay quiet

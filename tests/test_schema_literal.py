@@ -195,7 +195,7 @@ def test_random_match_follows_the_pattern():
 
 def test_unreviewed_run_is_saved_as_such_with_its_reason_and_exit_1(tmp_path):
     """A failed review is not an approval: run.json and the summary say `unreviewed`, and why."""
-    from utils.app.cli import summary_info
+    from utils.app.session import summary_info
     from utils.app.render_plain import summary_details
 
     rng = random.Random(2)
@@ -214,7 +214,7 @@ def test_unreviewed_run_is_saved_as_such_with_its_reason_and_exit_1(tmp_path):
     assert outcome.status == "unreviewed" and outcome.exit_code == 1
     assert saved["status"] == "unreviewed" and "review round 1 failed" in saved["status_reason"]
     assert (outcome.run_dir / "output.md").is_file()
-    info = summary_info(outcome, outcome.shared["runtime"]["llm"])
+    info = summary_info(outcome, outcome.shared["runtime"]["llm"], outcome.shared["options"])
     assert any(line.startswith("  why: review round 1 failed") for line in summary_details(info))
 
 

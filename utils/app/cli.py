@@ -26,10 +26,6 @@ def run_cli(flags: Mapping[str, Any], *, version: str) -> int:
     """Build the settings once, dispatch, and turn an `OrchError` into one line and its exit code."""
     verbose = bool(flags.get("verbose"))
     configure_logging(verbose)
-    if verbose:  # the node library's own logs, when flows keeps a switch for them
-        engine_logs = getattr(__import__("flows"), "engine_logs", None)
-        if engine_logs is not None:
-            engine_logs(True)
     with terminate_as_interrupt() as term:
         try:
             settings = build_settings(flags, version=version)

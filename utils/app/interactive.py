@@ -22,8 +22,8 @@ from typing import Any
 from utils.app.config import home
 from utils.app.render import plan_lines
 from utils.app.render_plain import notice_line, retry_line, write_line
-from utils.app.session import (OFFLINE_NOTE, RunRequest, make_display, make_llm, route_topic, run_workflow,
-                               workflow_inputs)
+from utils.app.session import (OFFLINE_NOTE, RunRequest, make_display, make_llm, prepare_new_run, route_topic,
+                               run_workflow, workflow_inputs)
 from utils.app.settings import Settings, check_topic, check_workers
 from utils.errors import OrchError, UsageError
 from utils.events import Event
@@ -281,12 +281,15 @@ class Session:
     def cmd_run(self, rest: str) -> None:
         """The one run function on the preset plan; whatever happens, the run folder keeps the state."""
         plan = self.need_plan()
-        options = {**self.options, "plan_only": False}
-        request = RunRequest(spec=self.spec, goal=plan.goal, inputs=self.inputs, options=options,
-                             plan=plan.model_dump(),
+        display, inputs, setup = make_display(self.settings), dict(self.inputs), []
+        # the same set-up as a command-line run: analysis target, project team, "no sources" said
+        options = prepare_new_run(self.settings, self.spec, plan.goal, inputs,
+                                  {**self.options, "plan_only": False}, display, setup)
+        request = RunRequest(spec=self.spec, goal=plan.goal, inputs=inputs, options=options,
+                             plan=plan.model_dump(), setup_totals=setup,
                              meta={"interactive": True, "plan_source": self.plan_source, "plan_note": self.plan_note})
         say(f"Running {len(plan.tasks)} tasks ({options['strategy']}, {options['max_workers']} workers)")
-        result = run_workflow(self.settings, request, make_display(self.settings), offline_note=not self.offline_said)
+        result = run_workflow(self.settings, request, display, offline_note=not self.offline_said)
         self.offline_said = self.offline_said or result.info["offline"]
         outcome = result.outcome
         if outcome.status == "interrupted":

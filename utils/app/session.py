@@ -35,6 +35,7 @@ class RunRequest:
     run_dir: Path | None = None
     plan: dict | None = None
     meta: dict = field(default_factory=dict)
+    setup_totals: list[dict] = field(default_factory=list)  # calls made before the run (routing, target, team)
 
 
 @dataclass
@@ -131,29 +132,35 @@ def check_csv(path: str) -> None:
         raise UsageError(str(exc)) from None
 
 
-def route_topic(settings: Settings, topic: str, emit) -> tuple[Any, str]:
+def route_topic(settings: Settings, topic: str, emit, totals: list[dict] | None = None) -> tuple[Any, str]:
     """The workflow for a free-text topic, the same way everywhere (CLI and interactive): the model
-    chooses (`utils.app.routing.choose_workflow`); offline, a keyword score. Returns (spec, why)."""
+    chooses (`utils.app.routing.choose_workflow`); offline, a keyword score. Returns (spec, why);
+    the call's usage is appended to `totals` so the run counts it."""
     from utils.app.routing import choose_workflow
     from utils.app.runner import run_closing
     from utils.run.spec import load_spec
 
     llm = make_llm(settings, emit)
     name, why = run_closing(llm, lambda: choose_workflow(llm, topic))
+    if totals is not None:
+        totals.append(llm.totals_dict())
     return load_spec(name), why
 
 
-def carry_totals(llm, saved: dict | None) -> None:
-    """A resumed run goes on counting from where it stopped: totals (and so the token budget,
-    `--max-tokens-total`) cover the whole run, not just this invocation."""
+def carry_totals(llm, *counted: dict | None) -> None:
+    """Add usage counted elsewhere to the run's totals: a resumed run goes on from where it stopped
+    and the calls made before the run (routing, target, team) count, so totals and the token budget
+    (`--max-tokens-total`) cover the whole run, not just this invocation's graph."""
     from dataclasses import fields
 
-    if not isinstance(saved, dict):
-        return
-    for f in fields(llm.totals):
-        value = saved.get(f.name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            setattr(llm.totals, f.name, float(value) if f.name in ("seconds", "cost_usd") else int(value))
+    for saved in counted:
+        if not isinstance(saved, dict):
+            continue
+        for f in fields(llm.totals):
+            value = saved.get(f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                kind = float if f.name in ("seconds", "cost_usd") else int
+                setattr(llm.totals, f.name, kind(getattr(llm.totals, f.name) or 0) + kind(value))
 
 
 def engine_name() -> str:
@@ -170,6 +177,7 @@ def request_for(settings: Settings, display) -> RunRequest:
 
     if settings.resume:
         return resume_request(settings)
+    setup: list[dict] = []  # usage of the calls made before the run starts
     if settings.workflow_file or settings.example:
         spec = load_spec(settings.workflow_file or settings.example)
         goal = settings.topic or check_topic(spec.default_topic, "the workflow's default topic")
@@ -177,17 +185,18 @@ def request_for(settings: Settings, display) -> RunRequest:
     else:
         goal = check_topic(settings.topic)
         check_files(settings)  # before the routing call too
-        spec, why = route_topic(settings, goal, display)
+        spec, why = route_topic(settings, goal, display, setup)
         display.notice(f"Workflow: {spec.name} ({why}; use --example to choose another)")
         inputs = workflow_inputs(spec, settings)
     spec, inputs, web_note = with_web(spec, inputs, settings)  # web research on or off (README: Web research)
     if web_note:
         display.notice(web_note, "info")
-    options = prepare_new_run(settings, spec, goal, inputs, settings.run_options(), display)
-    return RunRequest(spec=spec, goal=goal, inputs=inputs, options=options)
+    options = prepare_new_run(settings, spec, goal, inputs, settings.run_options(), display, setup)
+    return RunRequest(spec=spec, goal=goal, inputs=inputs, options=options, setup_totals=setup)
 
 
-def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, options: dict, display) -> dict:
+def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, options: dict, display,
+                    totals: list[dict]) -> dict:
     """A workflow's own set-up of a new run, before the graph starts: the analysis target (sets
     `inputs["target"]`), the project's team and start date, a report with no sources said plainly.
     Returns the run's options."""
@@ -210,6 +219,7 @@ def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, opti
         return (choice, *await propose_team(llm, spec, goal, options))
 
     choice, options, notice = run_closing(llm, set_up)
+    totals.append(llm.totals_dict())
     if choice is not None:
         inputs["target"] = choice.column
         display.notice(target_notice(choice), "info")
@@ -250,8 +260,7 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     holder: dict[str, Any] = {"emit": display}
     llm = make_llm(settings, lambda event: holder["emit"](event),
                    budget=request.options.get("max_tokens_total"), workers=request.options.get("max_workers"))
-    if request.saved:
-        carry_totals(llm, request.saved.get("totals"))
+    carry_totals(llm, (request.saved or {}).get("totals"), *request.setup_totals)
     try:
         run_dir = request.run_dir or new_run_dir(settings.output_dir, request.goal, request.spec.name)
     except OSError as exc:

@@ -71,11 +71,9 @@ async def choose_target(llm, data_path: Path | str, goal: str, explicit: str | N
     if llm.offline or len(names) < 2:
         return rule_choice(ds, "offline rule: " if llm.offline else "")
     schema = choice_schema(names)
-    fallback = rule_choice(ds)
     try:
         reply = await llm.complete(target_messages(goal, ds, names), schema=schema, temperature=0.0,
-                                   purpose="choosing the target column",
-                                   offline_reply=lambda: schema(column=fallback.column, reason=fallback.reason))
+                                   purpose="choosing the target column")
     except LLMError as exc:
         return rule_choice(ds, f"the model could not choose ({exc}); rule: ")
     reason = " ".join(reply.data.reason.split()) or "chosen by the model"
