@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import gc
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (StubLLM, check_ok, header, main_guard, make_llm, make_shared, open_server,  # noqa: E402
-                    random_dag, run_graph, scratch, table, verdict)
+from common import (StubLLM, header, main_guard, make_llm, make_shared, open_server,  # noqa: E402
+                    random_dag, run_graph, run_with_store, table, verdict)
 
 SIZES = (250, 500, 1000)
 WORKERS = 64
@@ -44,20 +43,7 @@ def run_stub(shape) -> float:
 
 
 def run_stub_store(shape) -> float:
-    from flows import build_flow
-    from utils.app.runner import execute
-    from utils.run.runstore import RunStore
-
-    store = RunStore(scratch("run"))
-    shared = make_shared(shape.plan(), StubLLM(), emit=store, max_workers=WORKERS)
-    started = time.perf_counter()
-    outcome = execute(shared, build_flow("dependency"), store, meta={})
-    wall = time.perf_counter() - started
-    check_ok(shared)
-    if outcome.exit_code != 0:
-        from common import RunFailed
-        raise RunFailed(f"execute() exited {outcome.exit_code}: {outcome.error}")
-    return wall
+    return run_with_store(shape.plan(), StubLLM(), max_workers=WORKERS)
 
 
 def run_http(shape, server) -> float:

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import check_ok, header, main_guard, make_shared, random_dag, scratch, table  # noqa: E402
+from common import header, main_guard, random_dag, run_with_store, scratch, table  # noqa: E402
 
 STORE_SIZES = (50, 250, 1000, 4000)
 RUN_SIZES = (1000, 2000, 4000)
@@ -69,23 +69,10 @@ def store_only(n: int) -> tuple[float, float, float]:
 
 def whole_run(n: int) -> float:
     """Wall seconds of one offline run of an n-task preset plan, run store included."""
-    from flows import build_flow
-    from utils.app.runner import execute
     from utils.model.client import LLMSettings, make_model
-    from utils.run.runstore import RunStore
 
-    store = RunStore(scratch("run"))
     llm = make_model(LLMSettings(provider="offline", cache=False))
-    shared = make_shared(plan_for(n), llm, emit=store, max_workers=OPTIONS["max_workers"],
-                         max_tasks=OPTIONS["max_tasks"])
-    started = time.perf_counter()
-    outcome = execute(shared, build_flow("dependency"), store, meta={})
-    wall = time.perf_counter() - started
-    check_ok(shared)
-    if outcome.exit_code != 0:
-        from common import RunFailed
-        raise RunFailed(f"execute() exited {outcome.exit_code}: {outcome.error}")
-    return wall
+    return run_with_store(plan_for(n), llm, max_workers=OPTIONS["max_workers"], max_tasks=OPTIONS["max_tasks"])
 
 
 def main() -> None:

@@ -226,6 +226,23 @@ def run_graph(shared: dict) -> float:
     return wall
 
 
+def run_with_store(plan: dict, llm, **options) -> float:
+    """Wall seconds of one whole run through `execute()` with a real run store (as the CLI runs)."""
+    from flows import build_flow
+    from utils.app.runner import execute
+    from utils.run.runstore import RunStore
+
+    store = RunStore(scratch("run"))
+    shared = make_shared(plan, llm, emit=store, **options)
+    started = time.perf_counter()
+    outcome = execute(shared, build_flow("dependency"), store, meta={})
+    wall = time.perf_counter() - started
+    check_ok(shared)
+    if outcome.exit_code != 0:
+        raise RunFailed(f"execute() exited {outcome.exit_code}: {outcome.error}")
+    return wall
+
+
 def check_ok(shared: dict) -> None:
     plan_ids = [t["id"] for t in shared["plan"]["tasks"]]
     bad = {tid: shared["results"].get(tid, {}).get("state") for tid in plan_ids
