@@ -72,6 +72,20 @@ def test_streamed_text_with_usage(fake_llm, tmp_path):
     assert req.stream and req.body["stream_options"] == {"include_usage": True}
 
 
+def test_streamed_pieces_are_emitted_as_they_arrive(fake_llm, tmp_path):
+    """`--stream` shows text as it arrives: each SSE delta becomes a `delta` event for the display."""
+    events = []
+    fake_llm.push(Reply(text="Streaming works piece by piece.", chunk_size=4))
+    out = ask(client(fake_llm, tmp_path, stream=True, emit=events.append), purpose="task t1 (writer)")
+    deltas = [e.data for e in events if e.kind == "delta"]
+    assert len(deltas) >= 5 and "".join(d["text"] for d in deltas) == out.text
+    assert {d["purpose"] for d in deltas} == {"task t1 (writer)"}
+    events.clear()
+    fake_llm.push("Not streamed.")
+    ask(client(fake_llm, tmp_path, emit=events.append))
+    assert not [e for e in events if e.kind == "delta"]
+
+
 def test_think_block_is_stripped(fake_llm, tmp_path):
     fake_llm.push("<think>let me see {draft}</think>\nFinal answer.")
     assert ask(client(fake_llm, tmp_path)).text == "Final answer."

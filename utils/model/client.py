@@ -193,7 +193,8 @@ class LLMClient:
         while True:
             epoch = await self.limit.acquire()
             try:
-                ans = await self.transport.send(messages, model, temperature, max_tokens, response_format)
+                ans = await self.transport.send(messages, model, temperature, max_tokens, response_format,
+                                                lambda text: self.emit(Event("delta", {"purpose": purpose, "text": text})))
                 self.limit.succeeded()
                 self._reached = True
                 return ans

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from utils.model.settings import LLMSettings, safe_base_url
@@ -119,8 +119,9 @@ class Transport:
         return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/chat/completions", parts.query, ""))
 
     async def send(self, messages: list[dict], model: str, temperature: float, max_tokens: int | None,
-                   response_format: dict | None) -> Answer:
-        """One request; raises Transient, Rejected or Fatal."""
+                   response_format: dict | None, on_delta: Callable[[str], None] | None = None) -> Answer:
+        """One request; raises Transient, Rejected or Fatal. Streaming (`stream: true` in the
+        settings) hands each piece of text to `on_delta` as it arrives."""
         import httpx
 
         body: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature}
@@ -130,7 +131,7 @@ class Transport:
         try:
             headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
             if self.settings.stream:
-                text, usage, used_model = await self._streamed(self._endpoint(), body, headers, model)
+                text, usage, used_model = await self._streamed(self._endpoint(), body, headers, model, on_delta)
             else:
                 resp = await self._client().post(self._endpoint(), json=body, headers=headers)
                 if resp.status_code >= 400:
@@ -152,7 +153,8 @@ class Transport:
                       completion_tokens=int(c_tok) if c_tok is not None else estimate_tokens(text),
                       cached_tokens=int(cached or 0), model=used_model or model, latency_s=latency)
 
-    async def _streamed(self, url: str, body: dict, headers: dict, model: str) -> tuple[str, dict, str | None]:
+    async def _streamed(self, url: str, body: dict, headers: dict, model: str,
+                        on_delta: Callable[[str], None] | None) -> tuple[str, dict, str | None]:
         """Server-sent events: concatenate the deltas; usage comes from the final chunk (estimated
         if the server omits it). An older server that refuses `stream_options` is asked again without."""
         extra = {"stream_options": {"include_usage": True}} if self._stream_options_ok else {}
@@ -164,9 +166,9 @@ class Transport:
                 if not (extra and isinstance(error, Rejected) and "stream_options" in error.message):
                     raise error
             else:
-                return await _read_events(resp)
+                return await _read_events(resp, on_delta)
         self._stream_options_ok = False
-        return await self._streamed(url, body, headers, model)
+        return await self._streamed(url, body, headers, model, on_delta)
 
     # -- what a failure means ----------------------------------------------------------------------
     def _status_error(self, status: int, raw: str, headers: Any, model: str) -> Exception:
@@ -249,7 +251,7 @@ def _parse_reply(content: bytes) -> tuple[str, dict, str | None]:
     return (text if isinstance(text, str) else ""), (usage if isinstance(usage, dict) else {}), data.get("model")
 
 
-async def _read_events(resp: Any) -> tuple[str, dict, str | None]:
+async def _read_events(resp: Any, on_delta: Callable[[str], None] | None) -> tuple[str, dict, str | None]:
     parts: list[str] = []
     usage: dict = {}
     model, chunks = None, 0
@@ -272,6 +274,8 @@ async def _read_events(resp: Any) -> tuple[str, dict, str | None]:
             content = ((choice or {}).get("delta") or {}).get("content")
             if isinstance(content, str):
                 parts.append(content)
+                if on_delta is not None and content:
+                    on_delta(content)
     if not chunks:
         raise _NotJSON()
     return "".join(parts), usage, model
