@@ -169,3 +169,22 @@ def test_cli_semicolon_latin1_file_and_no_warnings_on_huge_values(tmp_path: Path
     loaded = result_of(state, "loader")["data"]
     assert loaded["format"]["encoding"] == "latin-1" and loaded["types"]["riesig"] == "numeric"
     assert "histograms.png" in result_of(state, "charter")["data"]["charts"]
+
+
+def test_routing_set_up_and_run_share_one_event_loop(tmp_path: Path, fake_llm: FakeLLMServer, monkeypatch):
+    """Issue 13: one event loop per process. A free-text topic costs a routing call, the analysis a
+    target call, then the run: all on the same loop, none built and torn down in between."""
+    import asyncio
+
+    from utils.app import runner
+
+    monkeypatch.delattr(runner._loops, "runner", raising=False)  # this thread's loop starts afresh
+    made = []
+    real = asyncio.events.new_event_loop
+    monkeypatch.setattr(asyncio.events, "new_event_loop", lambda: made.append(1) or real())
+    fake_llm.responder = Script(plans=[yaml_plan("analysis")], target="price", route="analysis")
+    run = run_main(["--data", str(shop_csv(tmp_path)), "What drives the price?"], tmp_path, server=fake_llm)
+    kinds = [request_kind(r) for r in fake_llm.requests]
+    assert run.code == 0, run.explain()
+    assert kinds[:2] == ["route", "target"] and "worker" in kinds
+    assert len(made) == 1

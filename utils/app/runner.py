@@ -6,6 +6,8 @@ save, resume and report the same way.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,11 +108,30 @@ def fanout(*sinks: Callable[[Event], None]) -> Emit:
     return emit
 
 
-def run_closing(llm, work: Callable[[], Awaitable[Any]]) -> Any:
-    """`asyncio.run(work())`, then close the model client's connections inside the same loop.
+_loops = threading.local()
 
-    Real servers keep connections alive; a client left open outlives its event loop and fails
-    noisily when it is garbage-collected.
+
+def run_in_loop(coro: Awaitable[Any]) -> Any:
+    """Run `coro` on the process's one event loop (one per thread), created on first use.
+
+    Why one loop: the routing call, a run's set-up calls (target, team) and the run itself all go
+    through here, so a process never tears an event loop down and builds another between them
+    (`asyncio.Runner` handles Ctrl-C as `asyncio.run` does). Python 3.10 has no Runner: a loop a call.
+    """
+    if not hasattr(asyncio, "Runner"):
+        return asyncio.run(coro)
+    runner = getattr(_loops, "runner", None)
+    if runner is None:
+        runner = _loops.runner = asyncio.Runner()
+        atexit.register(runner.close)
+    return runner.run(coro)
+
+
+def run_closing(llm, work: Callable[[], Awaitable[Any]]) -> Any:
+    """`work()` on the process's event loop, then close the model client's connections in it.
+
+    Real servers keep connections alive; a client left open outlives its work and fails noisily
+    when it is garbage-collected.
     """
     async def go() -> Any:
         try:
@@ -118,7 +139,7 @@ def run_closing(llm, work: Callable[[], Awaitable[Any]]) -> Any:
         finally:
             await llm.aclose()
 
-    return asyncio.run(go())
+    return run_in_loop(go())
 
 
 def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
