@@ -5,7 +5,7 @@
     python main.py --interactive
 
 This module only parses flags, resolves configuration and owns the terminal: the graph lives in
-`flows.py`, the nodes in `nodes.py`, everything else in `utils/`. Heavy imports (openai, rich,
+`flows.py`, the nodes in `nodes.py`, everything else in `utils/`. Heavy imports (httpx, rich,
 pydantic) happen after parsing, so `--help` and `--version` start fast.
 """
 from __future__ import annotations
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")
     io.add_argument("--show-calls", action="store_true", help="show each model call's prompt and reply on stderr")
     io.add_argument("--verbose", action="store_true", help="--show-calls, plus tracebacks and engine logs")
-    io.add_argument("--version", action="store_true", help="show app, engine and openai versions")
+    io.add_argument("--version", action="store_true", help="show app, engine, HTTP client and python versions")
     return p
 
 
@@ -106,10 +106,10 @@ def version_text() -> str:
 
     from utils.engine import ENGINE_NAME, ENGINE_VERSION
     try:
-        openai_version = metadata.version("openai")
+        httpx_version = metadata.version("httpx")
     except metadata.PackageNotFoundError:
-        openai_version = "not installed"
-    return (f"orchestrator {__version__} · engine {ENGINE_NAME} {ENGINE_VERSION} · openai {openai_version} · "
+        httpx_version = "not installed"
+    return (f"orchestrator {__version__} · engine {ENGINE_NAME} {ENGINE_VERSION} · httpx {httpx_version} · "
             f"python {sys.version.split()[0]}")
 
 

@@ -223,7 +223,7 @@ def test_version_shows_app_engine_and_openai(tmp_path: Path):
     assert len(out.splitlines()) == 1
     assert f"orchestrator {app.__version__}" in out
     assert re.search(r"engine (builtin|kaygraph)\b", out), out
-    assert f"openai {metadata.version('openai')}" in out
+    assert f"httpx {metadata.version('httpx')}" in out
 
 
 # ---------------------------------------------------------------- failures and configuration
