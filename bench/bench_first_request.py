@@ -21,7 +21,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import ROOT, RunFailed, header, main_guard, median, scratch, table, verdict  # noqa: E402
-from tests.fake_llm import FakeLLMServer  # noqa: E402
+from fakes.fake_llm import FakeLLMServer  # noqa: E402
 
 RUNS = 5
 TARGET_S = 0.8

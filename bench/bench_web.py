@@ -27,7 +27,7 @@ PAGES = 8
 def main() -> None:
     home = Path(tempfile.mkdtemp(prefix="orch-bench-web-"))
     os.environ["ORCH_HOME"] = str(home)
-    from tests.fake_web import FakeWeb
+    from fakes.fake_web import FakeWeb
     from utils.tools import ToolInput, run_tool
     from utils.tools.web.settings import resolve_web
 

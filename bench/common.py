@@ -4,7 +4,7 @@ Benchmarks measure; they assert nothing. A script exits non-zero only when a run
 (a task not done, a CLI exit code other than 0), never because a target is missed.
 
 Every figure comes from the real graph (`flows.build_flow`) talking to the fake OpenAI-compatible
-server of the tests (`tests/fake_llm.py`: real HTTP on 127.0.0.1, fixed latency per reply, a record
+server of the tests (`fakes/fake_llm.py`: real HTTP on 127.0.0.1, fixed latency per reply, a record
 of every request with `time.monotonic()` arrival and answer times), unless a table says otherwise.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ for _name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ORCH_MODEL", "ORCH_PROVIDER"
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fakes import BenchScript, FakeLLMServer, RecordedRequest, Reply, plan_json, request_kind, task_id  # noqa: E402
+from bench_model import BenchScript, FakeLLMServer, RecordedRequest, Reply, plan_json, request_kind, task_id  # noqa: E402
 
 LATENCY_S = 0.1          # the fixed per-call latency of the fixed-latency plans
 MIXED_LATENCIES_S = (0.05, 0.1, 0.15, 0.2)

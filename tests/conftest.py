@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_llm import FakeLLMServer
+from fakes.fake_llm import FakeLLMServer
 
 TEST_API_KEY = "sk-test-SECRET-123456"
 # ORCH_HOME is set by `orch_home`; ORCH_ENGINE picks the node library for a whole test session.

@@ -10,7 +10,7 @@ import re
 import threading
 from typing import Any, Callable
 
-from tests.fake_llm import RecordedRequest, Reply
+from fakes.fake_llm import RecordedRequest, Reply
 
 TASK_RE = re.compile(r"# Your task \[([^\]]+)\]")
 

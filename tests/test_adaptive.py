@@ -1,5 +1,5 @@
 """Faults a real server has: a concurrency cap answered with 429, outages, and settings that can
-never work. Every figure is read from the fake servers' records (tests/fake_faults.py)."""
+never work. Every figure is read from the fake servers' records (fakes/fake_faults.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import TEST_API_KEY
-from tests.fake_faults import CappedServer, OutageServer
+from fakes.fake_faults import CappedServer, OutageServer
 from utils.errors import LLMError, UsageError
 from utils.events import Collector
 from utils.model.client import LLMClient

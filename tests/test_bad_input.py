@@ -13,7 +13,7 @@ from typing import Callable
 
 import pytest
 
-from tests.fake_llm import Reply
+from fakes.fake_llm import Reply
 from tests.helpers import cli_env, only_run, read_state, run_dirs, run_main
 
 ENOUGH = "x" * 2001

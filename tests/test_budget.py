@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from tests.fake_llm import Reply
+from fakes.fake_llm import Reply
 from tests.scripted import Script, request_kind
 from tests.helpers import cli_env, done_ids, fast_config, only_run, read_state, run_main, worker_counts
 from tests.test_resume import SIX_SECTIONS, WRITERS, assert_complete_document, section_text

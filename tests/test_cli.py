@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import main as app
-from tests.fake_llm import FakeLLMServer, Reply
+from fakes.fake_llm import FakeLLMServer, Reply
 from tests.scripted import Script, plan_json, request_kind, worker_requests
 from tests.test_workflows import ROOT, clean_env, run_main
 

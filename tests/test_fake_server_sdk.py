@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from tests.fake_llm import FakeLLMServer, Reply
+from fakes.fake_llm import FakeLLMServer, Reply
 
 openai = pytest.importorskip("openai")
 

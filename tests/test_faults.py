@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 
-from tests.fake_llm import Reply
+from fakes.fake_llm import Reply
 from tests.scripted import Script, request_kind, task_id
 from tests.helpers import (cli_env, done_ids, fast_config, only_run, read_state, run_main, state_when, start_main,
                            worker_counts)

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from flows import build_flow
-from tests.fake_llm import Reply
+from fakes.fake_llm import Reply
 from tests.scripted import Script, plan_json, request_kind, task_id, worker_requests
 from utils.errors import BudgetExceeded
 from utils.events import Collector

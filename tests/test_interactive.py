@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dataclasses import dataclass
 
-from tests.fake_llm import RecordedRequest, Reply
+from fakes.fake_llm import RecordedRequest, Reply
 from tests.helpers import cli_env, run_main, start_main
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fake_llm import FakeLLMServer, Reply
+from fakes.fake_llm import FakeLLMServer, Reply
 from tests.helpers import (ROOT, cli_env, done_ids, fast_config, only_run, read_state, run_dirs, run_main,
                            run_process, start_main, state_when)
 from tests.scripted import Script, plan_json, request_kind, task_id

@@ -14,7 +14,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from tests.conftest import TEST_API_KEY
-from tests.fake_llm import FakeLLMServer, Reply
+from fakes.fake_llm import FakeLLMServer, Reply
 from utils.errors import BudgetExceeded, LLMError, UsageError
 from utils.events import Collector
 from utils.model.client import LLMClient, LLMSettings, make_model

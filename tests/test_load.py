@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 
 from flows import build_flow
-from tests.fake_llm import Reply
+from fakes.fake_llm import Reply
 from tests.scripted import Script, plan_json, request_kind, task_id
 from tests.helpers import read_state
 from utils.events import Collector

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_llm import FakeLLMServer, RecordedRequest, Reply
+from fakes.fake_llm import FakeLLMServer, RecordedRequest, Reply
 from tests.helpers import (cli_env, done_ids, fast_config, only_run, read_state, run_dirs, run_main, start_main,
                            state_when, wait_until, worker_counts)
 from tests.scripted import Script, plan_json, request_kind, task_id

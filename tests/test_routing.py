@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from tests.fake_llm import Reply
+from fakes.fake_llm import Reply
 from tests.scripted import Script, request_kind
 from utils.app.routing import choice_model, choose_workflow
 from utils.model.client import LLMClient, LLMSettings, make_model

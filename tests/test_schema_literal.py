@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from flows import STRATEGIES, build_flow
-from tests.fake_llm import FakeLLMServer, random_instance, random_match
+from fakes.fake_llm import FakeLLMServer, random_instance, random_match
 from tests.scripted import Script
 from utils.app.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
 from utils.events import Collector

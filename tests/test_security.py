@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_llm import Reply
+from fakes.fake_llm import Reply
 from tests.scripted import Script, plan_json, request_kind, task_id
 from tests.helpers import ROOT, cli_env, only_run, read_state, run_dirs, run_main
 

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from tests.fake_llm import FakeLLMServer
+from fakes.fake_llm import FakeLLMServer
 from tests.scripted import Script, request_kind
 from tests.test_workflows import check_run, result_of, run_main, yaml_plan
 from utils.errors import LLMError, UsageError

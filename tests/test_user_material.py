@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from tests.fake_llm import FakeLLMServer
+from fakes.fake_llm import FakeLLMServer
 from tests.scripted import Script, request_kind
 from tests.test_workflows import run_main
 from utils.tools.sources import NO_SOURCES

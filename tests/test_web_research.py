@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_llm import FakeLLMServer, Reply
-from tests.fake_web import ARTICLE_BATTERIES, INJECTION, NOISE, FakeWeb
+from fakes.fake_llm import FakeLLMServer, Reply
+from fakes.fake_web import ARTICLE_BATTERIES, INJECTION, NOISE, FakeWeb
 from tests.scripted import Script, request_kind, task_id
 from tests.test_workflows import clean_env
 

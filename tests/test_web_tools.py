@@ -1,6 +1,6 @@
 """The web research tools against a local fake web: providers, fetch limits, extraction, cache, quoting.
 
-No internet: `tests/fake_web.py` serves every page and search API on 127.0.0.1.
+No internet: `fakes/fake_web.py` serves every page and search API on 127.0.0.1.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_web import ARTICLE_BATTERIES, ARTICLE_HEATPUMPS, INJECTION, NOISE, FakeWeb
+from fakes.fake_web import ARTICLE_BATTERIES, ARTICLE_HEATPUMPS, INJECTION, NOISE, FakeWeb
 from utils.tools import ToolInput, run_tool
 from utils.tools.web import cache as web_cache
 from utils.tools.web.cite import cite_web
@@ -142,7 +142,7 @@ def test_a_page_that_drips_forever_is_a_timeout(web):
 
 
 def test_a_pdf_is_read_with_its_text(web):
-    from tests.fake_web import PDF_SENTENCES, pdf_bytes
+    from fakes.fake_web import PDF_SENTENCES, pdf_bytes
 
     pdf_bytes(PDF_SENTENCES)  # made once, before the fetch's timeout starts
     web.RESULT_PATHS = ("/report.pdf",)

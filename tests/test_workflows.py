@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.fake_llm import FakeLLMServer
+from fakes.fake_llm import FakeLLMServer
 from tests.helpers import ROOT, clean_env  # noqa: F401 - re-exported for older imports
 from tests.helpers import run_app as run_main
 from tests.scripted import Script, request_kind

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from utils.errors import ToolError
 from utils.tools import ToolInput, ToolResult, new_figure, png_bytes
@@ -229,12 +228,13 @@ def csv_facts(src: Source) -> list[dict]:
         present = table.present(col)
         if _is_id_like(col, present):
             continue
-        arr = np.asarray(present, dtype=float)
+        values = [float(v) for v in present]
+        mean = math.fsum(values) / len(values)
         unit, measure = unit_from_name(col)
         unit = unit or col  # a column's own name is its unit: only the same column is compared
-        text = (f"{col}: mean {_plain(_round(arr.mean()))} over {arr.size} rows (min {_plain(arr.min())}, "
-                f"max {_plain(arr.max())})")
-        facts.append(_fact(text, src.name, f"{src.name}:{rows} (column '{col}')", round(float(arr.mean()), 6),
+        text = (f"{col}: mean {_plain(_round(mean))} over {len(values)} rows (min {_plain(min(values))}, "
+                f"max {_plain(max(values))})")
+        facts.append(_fact(text, src.name, f"{src.name}:{rows} (column '{col}')", round(mean, 6),
                            unit, f"mean {measure}"))
     return facts
 
@@ -390,7 +390,7 @@ def _chart_groups(inp: ToolInput) -> list[tuple[str, list[dict]]]:
         data = (res or {}).get("data") or {}
         for f in data.get("facts") or []:
             v = f.get("value") if isinstance(f, dict) else None
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) and f.get("unit"):
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and f.get("unit"):
                 by_unit.setdefault(str(f["unit"]), []).append(f)
     groups = [(u, fs[:MAX_BARS_PER_CHART]) for u, fs in by_unit.items() if len(fs) >= 2]
     groups.sort(key=lambda g: -len(g[1]))

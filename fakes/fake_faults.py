@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from tests.fake_llm import FakeLLMServer, RecordedRequest, Reply
+from fakes.fake_llm import FakeLLMServer, RecordedRequest, Reply
 
 
 class CappedServer(FakeLLMServer):

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from tests.schema_random import random_instance, random_match  # noqa: F401 - re-exported for tests
+from fakes.schema_random import random_instance, random_match  # noqa: F401 - re-exported for tests
 
 WAIT_FOR_TIMEOUT_S = 10.0
 

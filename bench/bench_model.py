@@ -1,13 +1,11 @@
-"""The fake OpenAI-compatible server for the benchmarks, without importing the `tests` package.
+"""The fake OpenAI-compatible server for the benchmarks, and the benchmark's own scripted "model".
 
-`tests/fake_llm.py` is plain standard library with no imports from the project, so it is loaded
-here by its file path (as the module `orch_fake_llm`): bench needs neither `tests/__init__.py` nor
-anything else from tests/. The benchmark's own "model" (`BenchScript`) answers each kind of request
-by the schema it asks for, the same way the app tells them apart.
+The server is the tests' (`fakes/fake_llm.py`, a neutral package both use), so bench/ imports nothing
+from tests/. `BenchScript` answers each kind of request by the schema it asks for, the same way the
+app tells them apart.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
@@ -15,22 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-
-def _load(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
-
-
-fake_llm = _load("orch_fake_llm", ROOT / "tests" / "fake_llm.py")
-FakeLLMServer = fake_llm.FakeLLMServer
-RecordedRequest = fake_llm.RecordedRequest
-Reply = fake_llm.Reply
+from fakes.fake_llm import FakeLLMServer, RecordedRequest, Reply  # noqa: E402,F401
 
 TASK_RE = re.compile(r"# Your task \[([^\]]+)\]")
 
