@@ -76,9 +76,9 @@ def png_bytes(fig: Any) -> bytes:
 
 def _register() -> None:
     # Imported here, after the dataclasses exist, because the tool modules import them from this package.
-    from utils.tools import data, project, sources, web
+    from utils.tools import data, facts_chart, project, sources, web
 
-    for module in (data, project, sources, web):
+    for module in (data, facts_chart, project, sources, web):
         TOOLS.update(module.TOOLS_HERE)
 
 

@@ -12,13 +12,12 @@ import bisect
 import json
 import math
 import re
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from utils.errors import ToolError
-from utils.tools import ToolInput, ToolResult, new_figure, png_bytes
+from utils.tools import ToolInput, ToolResult
 from utils.tools.quantities import quantities, unit_from_name
 from utils.tools.table import parse_csv, read_text
 
@@ -26,8 +25,6 @@ SUPPORTED = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".csv":
 MAX_FACTS_PER_SOURCE = 200
 MAX_JSON_DEPTH = 64          # deeper documents are refused with one line, never a RecursionError
 MAX_SENTENCE_CHARS = 400     # a fact quotes at most this much of its sentence
-MAX_CHART_UNITS = 4          # small charts, one per unit
-MAX_BARS_PER_CHART = 8
 _NUMBER = re.compile(r"\d")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*_]?[A-Z0-9$€£])")
 _JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
@@ -232,8 +229,8 @@ def csv_facts(src: Source) -> list[dict]:
         mean = math.fsum(values) / len(values)
         unit, measure = unit_from_name(col)
         unit = unit or col  # a column's own name is its unit: only the same column is compared
-        text = (f"{col}: mean {_plain(_round(mean))} over {len(values)} rows (min {_plain(min(values))}, "
-                f"max {_plain(max(values))})")
+        text = (f"{col}: mean {plain_number(round_sig(mean))} over {len(values)} rows (min {plain_number(min(values))}, "
+                f"max {plain_number(max(values))})")
         facts.append(_fact(text, src.name, f"{src.name}:{rows} (column '{col}')", round(mean, 6),
                            unit, f"mean {measure}"))
     return facts
@@ -315,25 +312,25 @@ NO_SOURCES = ("No source files were given (--input), so there are no facts to ex
               "on the model's general knowledge and cites no files.")
 
 
-def _plain(x: float) -> str:
+def plain_number(x: float) -> str:
     """A number as a reader writes it: 184,300 / 4.2 / 0.035, never 1.843e+05."""
     if x == int(x) and abs(x) < 1e15:
         return f"{int(x):,}"
     return f"{x:,.4f}".rstrip("0").rstrip(".") if abs(x) >= 1e-4 else f"{x:.3g}"
 
 
-def _round(x: float) -> float:
+def round_sig(x: float) -> float:
     """Three significant figures: enough to compare, honest about precision."""
     return float(f"{x:.3g}") if x else 0.0
 
 
-def _quantity_text(f: dict) -> str:
+def quantity_text(f: dict) -> str:
     unit = f.get("unit") or ""
-    value = _plain(f["value"])
+    value = plain_number(f["value"])
     shown = f"{unit}{value}" if unit in ("$", "€", "£") else (
         f"{unit.split()[0]}{value} {' '.join(unit.split()[1:])}" if unit[:1] in "$€£" and unit else
         f"{value}{unit}" if unit == "%" else f"{value} {unit}")
-    before = f" (from {_plain(f['previous'])})" if f.get("previous") is not None else ""
+    before = f" (from {plain_number(f['previous'])})" if f.get("previous") is not None else ""
     return f"{f.get('measure') or 'value'}: {shown.strip()}{before}"
 
 
@@ -344,7 +341,7 @@ def facts_markdown(facts: list[dict]) -> list[str]:
     for f in facts + [{}]:
         if group and (f.get("text"), f.get("pointer")) != (group[0]["text"], group[0]["pointer"]):
             lines.append(f"- {group[0]['text']} [source: {group[0]['pointer']}] → "
-                         + "; ".join(_quantity_text(g) for g in group))
+                         + "; ".join(quantity_text(g) for g in group))
             group = []
         if f:
             group.append(f)
@@ -383,64 +380,4 @@ def extract_facts(inp: ToolInput) -> ToolResult:
     return ToolResult(markdown="\n".join(md), data={"facts": facts, "sources": names, "unmatched": unmatched})
 
 
-def _chart_groups(inp: ToolInput) -> list[tuple[str, list[dict]]]:
-    """Facts grouped by unit, largest groups first; a unit with one fact compares nothing."""
-    by_unit: dict[str, list[dict]] = {}
-    for res in inp.deps.values():
-        data = (res or {}).get("data") or {}
-        for f in data.get("facts") or []:
-            v = f.get("value") if isinstance(f, dict) else None
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and f.get("unit"):
-                by_unit.setdefault(str(f["unit"]), []).append(f)
-    groups = [(u, fs[:MAX_BARS_PER_CHART]) for u, fs in by_unit.items() if len(fs) >= 2]
-    groups.sort(key=lambda g: -len(g[1]))
-    return groups[:MAX_CHART_UNITS]
-
-
-def _label(f: dict, width: int = 28) -> str:
-    """A bar label wrapped at word boundaries (two lines at most), never cut mid-word."""
-    text = f.get("measure") or f.get("text") or "value"
-    lines = textwrap.wrap(text, width, break_long_words=False) or ["value"]
-    return "\n".join(lines[:2]) + ("…" if len(lines) > 2 else "")
-
-
-def chart_facts(inp: ToolInput) -> ToolResult:
-    """One small bar chart per unit: only like units are compared, values rounded to 3 significant
-    figures. A "from X to Y" fact charts Y, its current figure, with X as a faint marker."""
-    groups = _chart_groups(inp)
-    if not inp.deps:
-        return ToolResult(markdown="_No source files were given, so there are no figures to chart._",
-                          data={"charted": []})
-    if not groups:
-        return ToolResult(markdown="_No two facts share a unit, so there is nothing to compare in a chart._",
-                          data={"charted": []})
-    rows = sum(len(fs) for _, fs in groups)
-    fig = new_figure(9, 1.0 + 0.45 * rows + 0.8 * len(groups))
-    axes = fig.subplots(len(groups), 1, squeeze=False,
-                        gridspec_kw={"height_ratios": [len(fs) + 1 for _, fs in groups]})[:, 0]
-    charted = []
-    for ax, (unit, fs) in zip(axes, groups):
-        ys = list(range(len(fs)))
-        values = [_round(float(f["value"])) for f in fs]
-        ax.barh(ys, values, color="#4C72B0")
-        for y, f in zip(ys, fs):
-            if f.get("previous") is not None:
-                ax.plot([_round(float(f["previous"]))], [y], marker="|", markersize=14, color="#C44E52")
-        ax.set_yticks(ys, [_label(f) for f in fs], fontsize=8)
-        ax.invert_yaxis()
-        for y, v in zip(ys, values):
-            ax.text(v, y, f" {_plain(v)}", va="center", fontsize=8)
-        ax.set_title(f"Unit: {unit}", fontsize=9, loc="left")
-        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
-        ax.margins(x=0.15)
-        charted += [{"text": f["text"], "value": v, "unit": unit, "measure": f.get("measure"),
-                     "previous": f.get("previous"), "pointer": f.get("pointer")} for f, v in zip(fs, values)]
-    fig.suptitle("Figures from the sources, one chart per unit (red mark: the earlier value)", fontsize=10)
-    fig.tight_layout()
-    md = ["![Figures from the sources, one chart per unit](facts.png)", ""]
-    md += [f"{i}. {_quantity_text(c)} [source: {c['pointer']}]" for i, c in enumerate(charted, 1)]
-    return ToolResult(markdown="\n".join(md), data={"charted": charted, "units": [u for u, _ in groups]},
-                      artifacts={"facts.png": png_bytes(fig)})
-
-
-TOOLS_HERE = {"extract_facts": extract_facts, "chart_facts": chart_facts}
+TOOLS_HERE = {"extract_facts": extract_facts}
