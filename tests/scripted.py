@@ -83,9 +83,9 @@ class Script:
     def __call__(self, req: RecordedRequest) -> Any:
         kind = request_kind(req)
         if kind == "route":
-            from utils.run.spec import pick_workflow
+            from utils.app.routing import keyword_choice
             topic = req.last_user().split("# Request\n", 1)[-1].split("\n\n# Workflows")[0]
-            return Reply(text=json.dumps({"workflow": self.route or pick_workflow(topic), "reason": "scripted"}))
+            return Reply(text=json.dumps({"workflow": self.route or keyword_choice(topic).name, "reason": "scripted"}))
         if kind == "team":
             return Reply(text=json.dumps(self.team))
         if kind == "target":  # the column named by `target`, else the last column the schema offers

@@ -9,7 +9,8 @@ from tests.scripted import Script, request_kind
 from utils.app.routing import choice_model, choose_workflow
 from utils.model.client import LLMClient, LLMSettings, make_model
 from utils.run.keywords import keyword_pattern, keyword_route, topic_phrase
-from utils.run.spec import load_spec, pick_workflow
+from utils.run.spec import load_spec
+from utils.app.routing import keyword_choice
 from utils.run.standins import offline_plan
 
 
@@ -21,9 +22,9 @@ def client(server=None):
 
 
 def test_keywords_pick_offline():
-    assert pick_workflow("Analyse this CSV dataset for trends") == "analysis"
-    assert pick_workflow("Plan the project timeline and milestones") == "project"
-    assert pick_workflow("Something with no keyword at all") == "blog"
+    assert keyword_choice("Analyse this CSV dataset for trends").name == "analysis"
+    assert keyword_choice("Plan the project timeline and milestones").name == "project"
+    assert keyword_choice("Something with no keyword at all").name == "blog"
     assert asyncio.run(choose_workflow(client(), "Write a research report from these sources"))[0] == "report"
 
 
@@ -34,7 +35,7 @@ def test_keywords_pick_offline():
     ("Explain photosynthesis to children", "blog"),
 ])
 def test_whole_word_matching(topic: str, workflow: str):
-    assert pick_workflow(topic) == workflow
+    assert keyword_choice(topic).name == workflow
 
 
 def test_keyword_pattern_is_whole_word():

@@ -169,13 +169,3 @@ def _check_roles(spec: WorkflowSpec, path: Path) -> None:
             if tool not in known:
                 raise UsageError(f"workflow file {path}: roles.{name}.tool: unknown tool {tool!r} "
                                  f"(known: {', '.join(known)})")
-
-
-def pick_workflow(topic: str, names: list[str] | None = None) -> str:
-    """Best-fitting workflow for a free-text topic by whole-word keyword score; 'blog' when nothing matches.
-
-    Used offline and as the prior that the model-based choice falls back to.
-    """
-    from utils.run.keywords import keyword_route  # issue 11: whole words; ties and no match said as such
-
-    return keyword_route(topic, {n: load_spec(n).keywords for n in names or spec_names()}).name

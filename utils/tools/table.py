@@ -71,12 +71,6 @@ def read_text(path: Path | str, what: str = "file") -> str:
                         "re-save it as UTF-8") from None
 
 
-def load_csv(path: Path | str) -> Table:
-    """Load and type a CSV file; see `parse_csv` for the rules."""
-    p = Path(path)
-    return parse_csv(read_text(p, "CSV file"), p.name)
-
-
 def _is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING
 
@@ -152,12 +146,3 @@ def _check_header(header: list[str], name: str) -> None:
         if h in seen:
             raise ToolError(f"CSV file {name} has a duplicate column name {h!r}")
         seen.add(h)
-
-
-def require_numeric(table: Table, col: str) -> None:
-    """Fail with the available numeric columns named, so a wrong `target` param is a one-line fix."""
-    if col not in table.columns:
-        raise ToolError(f"column {col!r} not in {table.name}; columns: {', '.join(table.columns)}")
-    if table.types[col] != NUMERIC:
-        raise ToolError(f"column {col!r} in {table.name} is not numeric; numeric columns: "
-                        f"{', '.join(table.numeric()) or 'none'}")
