@@ -1,7 +1,10 @@
 """Per-hop overhead: what each dependency hop costs over the model's latency, and where it goes.
 
-A chain of 20 tasks, 50 ms a call on the fake server (in a child process), run four ways:
+A chain of 20 tasks, 50 ms a call on the fake server (in a child process), run six ways:
 
+- bare socket, bare httpx: the same 20 requests in a row with no app at all, over a raw asyncio
+  socket and over `httpx.AsyncClient` (the app's HTTP library): the floor this machine, the Python
+  fake server and the HTTP library set before the app spends anything;
 - API: the graph on a shared store (flows.build_flow, plan preset), events to nowhere;
 - API + run store: utils.app.runner.execute with a RunStore listening to the events, as the CLI
   saves run.json; the time the store's event handler holds the event loop is timed per task;
@@ -18,6 +21,7 @@ per hop <= 2 ms over the model's latency, hand-over p95 < 1 ms. Median of BENCH_
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -40,6 +44,46 @@ TARGET_MS = 2.0
 def shape():
     s = chain(N)
     return type(s)(f"chain {N} at {LAT * 1000:.0f} ms", s.tasks, {t: LAT for t, _, _ in s.tasks})
+
+
+def _body(tid: str) -> bytes:
+    """A worker-sized request (4 KB prompt) the fake server attributes to task `tid`."""
+    prompt = "x" * 4000 + f"\n\n# Your task [{tid}]"
+    return json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": prompt}],
+                       "temperature": 0.2}).encode()
+
+
+async def _bare_httpx(sh, url: str) -> None:
+    import httpx
+
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)) as http:
+        for tid, _, _ in sh.tasks:
+            resp = await http.post(url + "/chat/completions", content=_body(tid),
+                                   headers={"Content-Type": "application/json", "Authorization": "Bearer sk-bench"})
+            json.loads(resp.content)
+
+
+async def _bare_socket(sh, url: str) -> None:
+    """HTTP/1.1 by hand on one keep-alive connection: the least any Python client could spend."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        for tid, _, _ in sh.tasks:
+            body = _body(tid)
+            writer.write(b"POST %s/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (parts.path.encode(), parts.netloc.encode(), len(body), body))
+            await writer.drain()
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+            length = int(head.split("content-length:")[1].split("\r\n")[0])
+            json.loads(await reader.readexactly(length))
+    finally:
+        writer.close()
+
+
+def run_bare(sh, server, raw: bool) -> None:
+    asyncio.run((_bare_socket if raw else _bare_httpx)(sh, server.base_url))
 
 
 def run_api(sh, server) -> None:
@@ -94,7 +138,7 @@ def main() -> None:
     sh = shape()
     print(f"{sh.name}; worker phase and hand-overs from the server's record; median of {REPEAT} runs, modes interleaved")
     home = scratch("home")
-    modes = ("API", "API + run store", "CLI --json", "CLI")
+    modes = ("bare socket", "bare httpx", "API", "API + run store", "CLI --json", "CLI")
     phases: dict[str, list[float]] = {m: [] for m in modes}
     hand: dict[str, list[float]] = {m: [] for m in modes}
     store_ms: list[float] = []
@@ -102,7 +146,9 @@ def main() -> None:
         for i in range(REPEAT + 1):  # round 0 warms up imports and the OS file cache
             for mode in modes:
                 server.script(sh.tasks, sh.latency, plan=mode.startswith("CLI"))
-                if mode == "API":
+                if mode.startswith("bare"):
+                    run_bare(sh, server, raw=mode == "bare socket")
+                elif mode == "API":
                     run_api(sh, server)
                 elif mode == "API + run store":
                     ms = run_api_store(sh, server)
@@ -121,14 +167,21 @@ def main() -> None:
     table(["mode", "worker phase ms", "overhead per hop ms", "vs API ms", "hand-over median ms", "hand-over p95 ms"],
           rows)
     cli = per_hop["CLI"]
+    med = {m: median(hand[m]) * 1000 for m in modes}
+    own = med["CLI"] - med["bare httpx"]
     print(f"\nCLI overhead per hop over the model's latency: {cli:.2f} ms (goal <= {TARGET_MS} ms: "
-          f"{verdict(cli <= TARGET_MS)}). Where it goes, per hop: SDK + HTTP + server + engine (the API path) "
-          f"{per_hop['API']:.2f} ms; run store {per_hop['API + run store'] - per_hop['API']:+.2f} ms; "
-          f"CLI process and settings {per_hop['CLI --json'] - per_hop['API + run store']:+.2f} ms; "
-          f"live display {per_hop['CLI'] - per_hop['CLI --json']:+.2f} ms")
+          f"{verdict(cli <= TARGET_MS)}).\nWhere a hop goes (hand-over medians, less noisy than the phase): "
+          f"socket + fake server {med['bare socket']:.2f} ms (the floor with no app); httpx "
+          f"{med['bare httpx'] - med['bare socket']:+.2f} ms; engine + LLM client {med['API'] - med['bare httpx']:+.2f} ms; "
+          f"run store {med['API + run store'] - med['API']:+.2f} ms; CLI process and settings "
+          f"{med['CLI --json'] - med['API + run store']:+.2f} ms; live display {med['CLI'] - med['CLI --json']:+.2f} ms."
+          f"\nThe app's own share through the CLI (over its HTTP library alone): {own:.2f} ms "
+          f"(<= {TARGET_MS} ms: {verdict(own <= TARGET_MS)})")
     print(f"run store event handling on the event loop: {median(store_ms):.2f} ms per finished task (median)")
     p95 = percentile(hand["CLI"], 0.95) * 1000
-    print(f"hand-over p95 through the CLI: {p95:.2f} ms (goal < 1 ms: {verdict(p95 < 1.0)})")
+    floor = percentile(hand["bare socket"], 0.95) * 1000
+    print(f"hand-over p95 through the CLI: {p95:.2f} ms (goal < 1 ms: {verdict(p95 < 1.0)}); "
+          f"with no app and a bare socket: {floor:.2f} ms, bare httpx: {percentile(hand['bare httpx'], 0.95) * 1000:.2f} ms")
 
 
 if __name__ == "__main__":
