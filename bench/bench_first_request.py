@@ -1,10 +1,12 @@
-"""Time from process start to the first model request, with and without the early httpx import.
+"""Time from process start to the first model request, with and without the early httpx import
+(which also loads the CA certificates, 60-100 ms a client when httpx does it at client creation).
 
 `python main.py --example blog` against the fake server in this process (which refuses the key, so
 the run ends at its first request); the server stamps each
 request with `time.monotonic()`, the same clock as the parent's start stamp, so the figure is the
 real gap a user waits before the model starts working. The "no preload" variant patches
-`utils.model.transport.preload_http` out, so the `httpx` import happens only at the first request.
+`utils.model.transport.preload_http` out, so the `httpx` import and the CA bundle happen only at
+the first request.
 The `openai` SDK, which the client no longer imports, is timed alone for comparison.
 Both variants start through the same small wrapper and alternate, median of RUNS.
 

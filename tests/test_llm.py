@@ -482,7 +482,18 @@ def test_the_http_import_starts_when_the_client_is_made():
             "LLMClient(LLMSettings(provider='openai', base_url='http://127.0.0.1:9/v1'))\n"
             "t = [t for t in threading.enumerate() if t.name == 'http-import']\n"
             "t[0].join(30) if t else None\n"
-            "print('httpx' in sys.modules)\n")
+            "import utils.model.transport as tr\n"
+            "print('httpx' in sys.modules, len(tr._tls))\n")
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == "True", done.stderr
+    assert done.stdout.strip() == "True 1", done.stderr  # httpx imported and the CA bundle loaded
+
+
+def test_every_client_shares_one_tls_context_that_verifies():
+    import ssl
+
+    from utils.model import transport
+
+    ctx = transport.tls_context()
+    assert ctx is transport.tls_context()
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname  # a shared context, still verifying

@@ -9,8 +9,9 @@ cannot help).
 It speaks the chat-completions protocol with `httpx` directly instead of through the `openai` SDK:
 the SDK eagerly imports hundreds of response types (about 0.8 s, most of the time to the first
 request) for one endpoint whose JSON is a few fields, and its retries would be a second retry layer.
-`httpx` is imported lazily, and early: creating a Transport starts the import in a background
-thread, so `--help`, offline runs and `import utils.tools` never pay for it.
+`httpx` is imported lazily, and early: creating a Transport starts the import (and the loading of
+the CA certificates) in a background thread, so `--help`, offline runs and `import utils.tools`
+never pay for it.
 """
 from __future__ import annotations
 
@@ -68,23 +69,40 @@ class Answer:
 
 
 def preload_http() -> None:
-    """Start importing `httpx` in a daemon thread, so it overlaps the first prompt being built
-    (a no-op once imported or started)."""
+    """Start importing `httpx` and loading the CA certificates in a daemon thread, so both overlap
+    the first prompt being built (a no-op once started)."""
     global _preload
-    if "httpx" in sys.modules or _preload is not None:
+    if _preload is not None or _tls:
         return
-    _preload = threading.Thread(target=_import_quietly, name="http-import", daemon=True)
+    _preload = threading.Thread(target=_load_quietly, name="http-import", daemon=True)
     _preload.start()
 
 
-def _import_quietly() -> None:
+def _load_quietly() -> None:
     try:
-        importlib.import_module("httpx")
-    except Exception:  # noqa: BLE001 - the real import in `send` reports it
+        _tls.append(importlib.import_module("httpx").create_ssl_context())
+    except Exception:  # noqa: BLE001 - the real import in `tls_context` reports it
         pass
 
 
+def tls_context() -> Any:
+    """The process's one verifying SSL context (httpx's defaults: certifi, or SSL_CERT_FILE/DIR).
+
+    Why shared: httpx builds one per client by parsing the whole CA bundle, 60-100 ms of CPU that a
+    lazily created client would pay right before its first request; the preload thread builds it
+    early and every client reuses it (an SSLContext may serve many connections).
+    """
+    if _preload is not None:
+        _preload.join()  # already importing httpx, which the caller needs anyway
+    if not _tls:
+        import httpx
+
+        _tls.append(httpx.create_ssl_context())
+    return _tls[0]
+
+
 _preload: threading.Thread | None = None
+_tls: list[Any] = []  # at most one SSLContext, appended by whichever thread builds it first
 
 
 class Transport:
@@ -109,7 +127,7 @@ class Transport:
         if self._http is None or self._http_loop is not loop:
             import httpx
 
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.timeout_s),
+            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.timeout_s), verify=tls_context(),
                                            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
             self._http_loop = loop
         return self._http
