@@ -20,7 +20,6 @@ import email.utils
 import importlib
 import json
 import re
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -125,10 +124,9 @@ class Transport:
     def _client(self) -> Any:
         loop = asyncio.get_running_loop()
         if self._http is None or self._http_loop is not loop:
-            import httpx
+            from utils.model.pool import new_client
 
-            self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.settings.timeout_s), verify=tls_context(),
-                                           limits=httpx.Limits(max_connections=None, max_keepalive_connections=64))
+            self._http = new_client(self.settings.timeout_s, tls_context())
             self._http_loop = loop
         return self._http
 
