@@ -120,8 +120,9 @@ class FakeLLMServer:
 
     def __init__(self, *, refuse_json_schema: bool = False, require_key: str | None = None,
                  models: list[str] | None = None, keep_alive: bool = True, schema_mode: str | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, tls: Any = None) -> None:
         self.responder: Responder = _default_responder
+        self.tls = tls  # an ssl.SSLContext (server side, with its certificate): serve HTTPS on "localhost"
         self.schema_mode = schema_mode
         self._rng = random.Random(seed)
         self.keep_alive = keep_alive  # like real servers: successful replies keep the connection open
@@ -144,6 +145,8 @@ class FakeLLMServer:
         httpd = _Server(("127.0.0.1", 0), handler)
         httpd.daemon_threads = True
         httpd.block_on_close = False
+        if self.tls is not None:
+            httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -169,7 +172,7 @@ class FakeLLMServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"https://localhost:{self.port}/v1" if self.tls is not None else f"http://127.0.0.1:{self.port}/v1"
 
     # -- scripting -------------------------------------------------------------------------------
     def push(self, *replies: Reply | str | dict) -> None:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 
@@ -128,3 +131,35 @@ def test_an_unsupported_scheme_is_refused_as_httpcore_would():
 
     with pytest.raises(httpx.UnsupportedProtocol):
         asyncio.run(go())
+
+
+def _self_signed(folder) -> tuple[str, str]:
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a certificate")
+def test_https_through_the_pool_verifies_the_server(tmp_path):
+    """TLS is httpcore's, with the context given: a trusted certificate works and keeps its
+    connection alive; the shared default context refuses a self-signed one."""
+    import httpx
+
+    cert, key = _self_signed(tmp_path)
+    server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_side.load_cert_chain(cert, key)
+    with FakeLLMServer(tls=server_side) as server:
+        async def go(context):
+            client = new_client(5.0, context)
+            try:
+                for _ in range(3):
+                    await post(client, server)
+                return pool_of(client).opened
+            finally:
+                await client.aclose()
+
+        assert asyncio.run(go(ssl.create_default_context(cafile=cert))) == 1
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            asyncio.run(go(tls_context()))
