@@ -4,7 +4,8 @@ A chain of 20 tasks, 50 ms a call on the fake server (in a child process), run s
 
 - bare socket, bare httpx: the same 20 requests in a row with no app at all, over a raw asyncio
   socket and over `httpx.AsyncClient` (the app's HTTP library): the floor this machine, the Python
-  fake server and the HTTP library set before the app spends anything;
+  fake server and the HTTP library set before the app spends anything; and over aiohttp when it is
+  installed (it is not a requirement: the alternative weighed, with its import time);
 - API: the graph on a shared store (flows.build_flow, plan preset), events to nowhere;
 - API + run store: utils.app.runner.execute with a RunStore listening to the events, as the CLI
   saves run.json; the time the store's event handler holds the event loop is timed per task;
@@ -22,6 +23,7 @@ per hop <= 2 ms over the model's latency, hand-over p95 < 1 ms. Median of BENCH_
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import subprocess
@@ -63,6 +65,16 @@ async def _bare_httpx(sh, url: str) -> None:
             json.loads(resp.content)
 
 
+async def _bare_aiohttp(sh, url: str) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        for tid, _, _ in sh.tasks:
+            async with http.post(url + "/chat/completions", data=_body(tid),
+                                 headers={"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}) as resp:
+                json.loads(await resp.read())
+
+
 async def _bare_socket(sh, url: str) -> None:
     """HTTP/1.1 by hand on one keep-alive connection: the least any Python client could spend."""
     from urllib.parse import urlsplit
@@ -82,8 +94,18 @@ async def _bare_socket(sh, url: str) -> None:
         writer.close()
 
 
-def run_bare(sh, server, raw: bool) -> None:
-    asyncio.run((_bare_socket if raw else _bare_httpx)(sh, server.base_url))
+BARE = {"bare socket": _bare_socket, "bare httpx": _bare_httpx, "bare aiohttp": _bare_aiohttp}
+
+
+def run_bare(sh, server, mode: str) -> None:
+    asyncio.run(BARE[mode](sh, server.base_url))
+
+
+def import_ms(module: str) -> float:
+    """Median wall time of `import module` in a fresh interpreter, ms (of 3)."""
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    return median([float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                         check=True).stdout) for _ in range(3)]) * 1000
 
 
 def run_api(sh, server) -> None:
@@ -138,7 +160,9 @@ def main() -> None:
     sh = shape()
     print(f"{sh.name}; worker phase and hand-overs from the server's record; median of {REPEAT} runs, modes interleaved")
     home = scratch("home")
-    modes = ("bare socket", "bare httpx", "API", "API + run store", "CLI --json", "CLI")
+    has_aiohttp = importlib.util.find_spec("aiohttp") is not None
+    bare = ("bare socket", "bare httpx", "bare aiohttp") if has_aiohttp else ("bare socket", "bare httpx")
+    modes = (*bare, "API", "API + run store", "CLI --json", "CLI")
     phases: dict[str, list[float]] = {m: [] for m in modes}
     hand: dict[str, list[float]] = {m: [] for m in modes}
     store_ms: list[float] = []
@@ -147,7 +171,7 @@ def main() -> None:
             for mode in modes:
                 server.script(sh.tasks, sh.latency, plan=mode.startswith("CLI"))
                 if mode.startswith("bare"):
-                    run_bare(sh, server, raw=mode == "bare socket")
+                    run_bare(sh, server, mode)
                 elif mode == "API":
                     run_api(sh, server)
                 elif mode == "API + run store":
@@ -177,6 +201,9 @@ def main() -> None:
           f"{med['CLI --json'] - med['API + run store']:+.2f} ms; live display {med['CLI'] - med['CLI --json']:+.2f} ms."
           f"\nThe app's own share through the CLI (over its HTTP library alone): {own:.2f} ms "
           f"(<= {TARGET_MS} ms: {verdict(own <= TARGET_MS)})")
+    if "bare aiohttp" in modes:
+        print(f"aiohttp instead of httpx: hand-over median {med['bare aiohttp']:.2f} ms vs {med['bare httpx']:.2f} ms; "
+              f"import {import_ms('aiohttp'):.0f} ms vs {import_ms('httpx'):.0f} ms (fresh interpreter, median of 3)")
     print(f"run store event handling on the event loop: {median(store_ms):.2f} ms per finished task (median)")
     p95 = percentile(hand["CLI"], 0.95) * 1000
     floor = percentile(hand["bare socket"], 0.95) * 1000
