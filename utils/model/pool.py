@@ -4,8 +4,7 @@ Why not httpcore's own pool (the one httpx uses): when several requests arrive i
 turn while a keep-alive connection is idle, it assigns that one connection to every one of them; all
 but the first then find it busy and fall back to new connections, one loop turn at a time. A task
 that finishes and releases a burst of dependents pays for that: the last of 32 requests reached the
-server about 10 % later, and the CLI's fan-out of 32 at 50-400 ms a task took 447 ms instead of 425
-(bench/bench_pool.py; the same A/B through bench_langgraph.py's CLI case). Here a connection leaves the shelf when it is handed out,
+server 8-25 % later (bench/bench_pool.py). Here a connection leaves the shelf when it is handed out,
 so every request of a burst gets its own at once.
 
 Only the choice of connection is ours: TLS, HTTP/1.1, timeouts, proxies (httpx mounts its own
