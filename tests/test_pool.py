@@ -28,6 +28,20 @@ async def post(client, server: FakeLLMServer) -> dict:
     return resp.json()
 
 
+def in_a_row(server: FakeLLMServer, n: int, context=None) -> tuple[int, int]:
+    """n requests one after another on one client: (connections opened, idle on the shelf after)."""
+    async def go():
+        client = new_client(5.0, context or tls_context())
+        try:
+            for _ in range(n):
+                await post(client, server)
+            return pool_of(client).opened, len(pool_of(client)._idle)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
 def test_the_client_gets_the_claiming_pool():
     """If an httpx upgrade moved `_pool`, new_client would silently fall back: this says so."""
     assert isinstance(pool_of(new_client(5.0, tls_context())), ClaimingPool)
@@ -47,31 +61,13 @@ def test_one_idle_connection_is_handed_to_one_request_only():
 
 
 def test_sequential_requests_reuse_one_connection(fake_llm: FakeLLMServer):
-    async def go():
-        client = new_client(5.0, tls_context())
-        try:
-            for _ in range(4):
-                await post(client, fake_llm)
-            return pool_of(client).opened
-        finally:
-            await client.aclose()
-
-    assert asyncio.run(go()) == 1
+    assert in_a_row(fake_llm, 4) == (1, 1)
     assert len(fake_llm.completed()) == 4
 
 
 def test_a_connection_the_server_closes_is_not_reused():
     with FakeLLMServer(keep_alive=False) as server:
-        async def go():
-            client = new_client(5.0, tls_context())
-            try:
-                for _ in range(3):
-                    await post(client, server)
-                return pool_of(client).opened, len(pool_of(client)._idle)
-            finally:
-                await client.aclose()
-
-        assert asyncio.run(go()) == (3, 0)
+        assert in_a_row(server, 3) == (3, 0)
 
 
 def test_a_burst_after_a_warm_request_runs_at_once_on_its_own_connections(fake_llm: FakeLLMServer):
@@ -151,15 +147,6 @@ def test_https_through_the_pool_verifies_the_server(tmp_path):
     server_side = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_side.load_cert_chain(cert, key)
     with FakeLLMServer(tls=server_side) as server:
-        async def go(context):
-            client = new_client(5.0, context)
-            try:
-                for _ in range(3):
-                    await post(client, server)
-                return pool_of(client).opened
-            finally:
-                await client.aclose()
-
-        assert asyncio.run(go(ssl.create_default_context(cafile=cert))) == 1
+        assert in_a_row(server, 3, ssl.create_default_context(cafile=cert)) == (1, 1)
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-            asyncio.run(go(tls_context()))
+            in_a_row(server, 1, tls_context())
