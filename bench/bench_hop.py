@@ -35,8 +35,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (ROOT, RunFailed, WarmFlow, chain, check_ok, handovers, header, main_guard, make_llm,  # noqa: E402
-                    make_shared, median, open_server, percentile, run_graph, scratch, table, verdict,
-                    worker_phase)
+                    make_shared, median, open_server, percentile, request_body, run_graph, scratch, table,
+                    verdict, worker_phase)
 
 N, LAT = 20, 0.05
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
@@ -48,19 +48,12 @@ def shape():
     return type(s)(f"chain {N} at {LAT * 1000:.0f} ms", s.tasks, {t: LAT for t, _, _ in s.tasks})
 
 
-def _body(tid: str) -> bytes:
-    """A worker-sized request (4 KB prompt) the fake server attributes to task `tid`."""
-    prompt = "x" * 4000 + f"\n\n# Your task [{tid}]"
-    return json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": prompt}],
-                       "temperature": 0.2}).encode()
-
-
 async def _bare_httpx(sh, url: str) -> None:
     import httpx
 
     async with httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=64)) as http:
         for tid, _, _ in sh.tasks:
-            resp = await http.post(url + "/chat/completions", content=_body(tid),
+            resp = await http.post(url + "/chat/completions", content=request_body(tid, 4000),
                                    headers={"Content-Type": "application/json", "Authorization": "Bearer sk-bench"})
             json.loads(resp.content)
 
@@ -70,7 +63,7 @@ async def _bare_aiohttp(sh, url: str) -> None:
 
     async with aiohttp.ClientSession() as http:
         for tid, _, _ in sh.tasks:
-            async with http.post(url + "/chat/completions", data=_body(tid),
+            async with http.post(url + "/chat/completions", data=request_body(tid, 4000),
                                  headers={"Content-Type": "application/json", "Authorization": "Bearer sk-bench"}) as resp:
                 json.loads(await resp.read())
 
@@ -83,7 +76,7 @@ async def _bare_socket(sh, url: str) -> None:
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
         for tid, _, _ in sh.tasks:
-            body = _body(tid)
+            body = request_body(tid, 4000)
             writer.write(b"POST %s/chat/completions HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
                          b"Content-Length: %d\r\n\r\n%s" % (parts.path.encode(), parts.netloc.encode(), len(body), body))
             await writer.drain()

@@ -12,7 +12,6 @@ the pool swapped back to httpx's own for the comparison).
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,14 +19,9 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import header, main_guard, median, open_server, table  # noqa: E402
+from common import header, main_guard, median, open_server, request_body, table  # noqa: E402
 
 N, LAT, ROUNDS = 32, 0.1, 7
-
-
-def _body(i: int) -> bytes:
-    prompt = "x" * 1500 + f"\n\n# Your task [t{i}]"
-    return json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": prompt}]}).encode()
 
 
 async def _burst(url: str, claiming: bool, warm: bool) -> float:
@@ -45,10 +39,10 @@ async def _burst(url: str, claiming: bool, warm: bool) -> float:
     headers = {"Content-Type": "application/json"}
     try:
         if warm:
-            await client.post(url + "/chat/completions", content=_body(N), headers=headers)
+            await client.post(url + "/chat/completions", content=request_body(f"t{N}", 1500), headers=headers)
 
         async def one(i: int) -> None:
-            resp = await client.post(url + "/chat/completions", content=_body(i), headers=headers)
+            resp = await client.post(url + "/chat/completions", content=request_body(f"t{i}", 1500), headers=headers)
             if resp.status_code != 200:
                 raise httpx.HTTPError(f"status {resp.status_code}")
 

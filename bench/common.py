@@ -15,6 +15,7 @@ sys.dont_write_bytecode = True  # write nothing into the repository, not even __
 
 import asyncio  # noqa: E402
 import atexit  # noqa: E402
+import json  # noqa: E402
 import os  # noqa: E402
 import platform  # noqa: E402
 import random  # noqa: E402
@@ -54,6 +55,13 @@ def scratch(name: str) -> Path:
 
 
 # -- the fake server --------------------------------------------------------------------------------
+def request_body(tid: str, prompt_chars: int) -> bytes:
+    """A raw chat request (no app) of about `prompt_chars` that the fake server attributes to `tid`."""
+    prompt = "x" * prompt_chars + f"\n\n# Your task [{tid}]"
+    return json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": prompt}],
+                       "temperature": 0.2}).encode()
+
+
 def section_text(tid: str, chars: int = 0) -> str:
     body = f"Text for {tid}."
     if chars > len(body):

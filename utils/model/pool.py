@@ -25,11 +25,8 @@ class ClaimingPool:
     """An httpcore request interface (`handle_async_request`, `aclose`) over a shelf of idle
     connections: the most recently used idle one is taken, else a new one is opened."""
 
-    def __init__(self, ssl_context: Any, *, keepalive_expiry: float = KEEPALIVE_EXPIRY_S,
-                 max_idle: int = MAX_IDLE) -> None:
+    def __init__(self, ssl_context: Any) -> None:
         self._ssl = ssl_context
-        self._expiry = keepalive_expiry
-        self._max_idle = max_idle
         self._idle: list[httpcore.AsyncHTTPConnection] = []
         self._open: set[httpcore.AsyncHTTPConnection] = set()  # idle or serving: closed by aclose()
         self.opened = 0  # connections opened so far (tests, bench)
@@ -58,14 +55,14 @@ class ClaimingPool:
             if conn.can_handle_request(origin) and conn.is_idle() and not conn.has_expired():
                 return conn, stale
             stale.append(conn)
-        conn = httpcore.AsyncHTTPConnection(origin=origin, ssl_context=self._ssl, keepalive_expiry=self._expiry)
+        conn = httpcore.AsyncHTTPConnection(origin=origin, ssl_context=self._ssl, keepalive_expiry=KEEPALIVE_EXPIRY_S)
         self._open.add(conn)
         self.opened += 1
         return conn, stale
 
     def _give_back(self, conn: httpcore.AsyncHTTPConnection) -> bool:
         """Shelve a connection whose response is closed; False if it cannot serve another request."""
-        if conn.is_idle() and len(self._idle) < self._max_idle:
+        if conn.is_idle() and len(self._idle) < MAX_IDLE:
             self._idle.append(conn)
             return True
         return False

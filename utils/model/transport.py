@@ -23,11 +23,14 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from utils.model.settings import LLMSettings, safe_base_url
 from utils.model.tokens import estimate_tokens, messages_tokens
+
+if TYPE_CHECKING:
+    import ssl
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"  # Ollama, vLLM, LM Studio... accept any key
@@ -84,7 +87,7 @@ def _load_quietly() -> None:
         pass
 
 
-def tls_context() -> Any:
+def tls_context() -> "ssl.SSLContext":
     """The process's one verifying SSL context (httpx's defaults: certifi, or SSL_CERT_FILE/DIR).
 
     Why shared: httpx builds one per client by parsing the whole CA bundle, 60-100 ms of CPU that a
