@@ -22,7 +22,8 @@ import pytest
 import main as app
 from fakes.fake_llm import FakeLLMServer, Reply
 from tests.scripted import Script, plan_json, request_kind, worker_requests
-from tests.test_workflows import ROOT, clean_env, run_main
+from tests.helpers import ROOT, clean_env
+from tests.test_workflows import run_main
 
 SMALL_BLOG = plan_json([("t1", "analyst", [], 1), ("t2", "writer", ["t1"], 2), ("t3", "writer", ["t1"])],
                        goal="Write about testing")

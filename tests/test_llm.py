@@ -228,9 +228,15 @@ def test_other_400_is_a_clear_error(fake_llm, tmp_path):
     assert msg.startswith("task t1 (writer): request rejected by") and "max_tokens is too large" in msg
 
 
-@pytest.mark.parametrize("stream", [False, True])
-def test_non_json_body(fake_llm, tmp_path, stream):
-    fake_llm.push(Reply(body="<html><body>Welcome to nginx!</body></html>"))
+DEEP_BODY = '{"choices": ' + "[" * 20000 + "]" * 20000 + "}"
+
+
+@pytest.mark.parametrize("stream, body", [(False, "<html><body>Welcome to nginx!</body></html>"),
+                                          (True, "<html><body>Welcome to nginx!</body></html>"),
+                                          (False, DEEP_BODY), (True, "data: " + DEEP_BODY + "\n\n")])
+def test_non_json_body(fake_llm, tmp_path, stream, body):
+    """A body nested 20,000 deep is refused before json.loads recurses: not JSON we can use."""
+    fake_llm.push(Reply(body=body))
     msg = error_of(client(fake_llm, tmp_path, stream=stream))
     assert msg.startswith(f"server at {fake_llm.base_url} did not answer JSON")
     assert len(fake_llm.requests) == 1

@@ -200,6 +200,9 @@ def test_load_run_refuses_foreign_folders(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"hello": 1}))
     with pytest.raises(UsageError, match="not written by this app"):
         load_run(tmp_path)
+    (tmp_path / "run.json").write_text('{"format": "orchestrator-run/1", "x": ' + "[" * 20000 + "]" * 20000 + "}")
+    with pytest.raises(UsageError, match="nested too deeply"):
+        load_run(tmp_path)
 
 
 @pytest.mark.parametrize("field, value, where", [

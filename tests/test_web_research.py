@@ -18,7 +18,7 @@ import pytest
 from fakes.fake_llm import FakeLLMServer, Reply
 from fakes.fake_web import ARTICLE_BATTERIES, INJECTION, NOISE, FakeWeb
 from tests.scripted import Script, request_kind, task_id
-from tests.test_workflows import clean_env
+from tests.helpers import clean_env
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY_RE = re.compile(r"<<<BEGIN QUOTED PAGE (\S+)>>>")

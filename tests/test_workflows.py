@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from fakes.fake_llm import FakeLLMServer
-from tests.helpers import ROOT, clean_env  # noqa: F401 - re-exported for older imports
+from tests.helpers import ROOT
+from tests.helpers import Run
 from tests.helpers import run_app as run_main
 from tests.scripted import Script, request_kind
 

@@ -24,3 +24,26 @@ def for_terminal(text: str) -> str:
         code = ord(m.group(0))
         return f"^{chr(code + 64)}" if code < 0x20 else ("^?" if code == 0x7F else f"\\x{code:02x}")
     return _CONTROLS.sub(mark, text.replace("\r\n", "\n"))
+
+
+# A JSON string (escapes included) or one bracket: strings are matched whole, so their brackets never count.
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def bracket_depth(text: str) -> int:
+    """The deepest nesting of [ and { outside double-quoted strings.
+
+    Why: JSON and YAML parsers recurse once per level, so a document (or a model's reply) of 20,000
+    '[' runs the interpreter to its recursion limit; a garbage collection at that depth runs
+    finalizers that cannot even report their errors. Scanning first lets callers refuse such a text
+    before any parser sees it. A stray ']' never makes the depth negative.
+    """
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(text):
+        ch = m.group(0)
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return deepest

@@ -13,8 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from utils.errors import UsageError
+from utils.text import bracket_depth
 
 
+MAX_CONFIG_DEPTH = 16  # settings nest two or three levels; a parser would recurse on anything deeper
 MAX_WORKERS = 256   # the scheduler keeps one slot per worker: bounded so a typo cannot exhaust memory
 
 
@@ -62,11 +64,15 @@ def load_config(path: str | None) -> ConfigFile:
     if not path and not file.is_file():
         return ConfigFile()
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"config file not found: {file}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read config file {file}: {exc}") from None
+    if bracket_depth(text) > MAX_CONFIG_DEPTH:
+        raise UsageError(f"config file {file} is nested too deeply")
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UsageError(f"config file {file} is not valid YAML: {str(exc).splitlines()[0]}") from None
     except RecursionError:  # a deeply nested document: no real config looks like that

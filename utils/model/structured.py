@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from utils.text import bracket_depth
+
 M = TypeVar("M", bound=BaseModel)
 
 MAX_PROBLEMS = 5
@@ -31,6 +33,8 @@ def extract_json(text: str) -> Any:
     """
     if not isinstance(text, str):
         raise ValueError(f"expected text, got {type(text).__name__}")
+    if bracket_depth(text) > MAX_DEPTH:  # refused before a parser recurses that deep
+        raise ValueError(f"the reply nests deeper than {MAX_DEPTH} levels")
     try:
         value = _extract(text)
     except RecursionError:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from utils.model.settings import LLMSettings, safe_base_url
 from utils.model.tokens import estimate_tokens, messages_tokens
+from utils.text import bracket_depth
 
 if TYPE_CHECKING:
     import ssl
@@ -239,9 +240,20 @@ class _NotJSON(Exception):
     """The server answered 200 with something that is not an OpenAI-style JSON/SSE reply."""
 
 
+MAX_BODY_DEPTH = 64  # a chat reply nests four levels; a body far deeper would make json.loads recurse
+
+
+def _loads(raw: str | bytes) -> Any:
+    """json.loads, refusing (ValueError) a body nested deeper than any reply before it recurses."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    if bracket_depth(text) > MAX_BODY_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_BODY_DEPTH} levels")
+    return json.loads(text)
+
+
 def _json_or_text(raw: str) -> Any:
     try:
-        return json.loads(raw)
+        return _loads(raw)
     except ValueError:
         return raw
 
@@ -261,7 +273,7 @@ def server_message(raw: str) -> str:
 def _parse_reply(content: bytes) -> tuple[str, dict, str | None]:
     """(text, usage, model) of a chat-completion JSON reply; _NotJSON for anything else."""
     try:
-        data = json.loads(content)
+        data = _loads(content)
         message = data["choices"][0].get("message") or {}
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         raise _NotJSON() from None
@@ -281,7 +293,7 @@ async def _read_events(resp: Any, on_delta: Callable[[str], None] | None) -> tup
         if data == "[DONE]":
             break
         try:
-            chunk = json.loads(data)
+            chunk = _loads(data)
         except ValueError:
             raise _NotJSON() from None
         if not isinstance(chunk, dict):

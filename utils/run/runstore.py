@@ -24,11 +24,12 @@ from utils.errors import UsageError
 from utils.events import Event
 from utils.run.journal import JournalWriter, read_journal, trim_torn_tail
 from utils.run.results import TaskState, saved_result
-from utils.text import for_file
+from utils.text import bracket_depth, for_file
 
 FORMAT = "orchestrator-run/1"
 JOURNAL, CALLS, RUN_JSON = "journal.jsonl", "calls.jsonl", "run.json"
 CHECKPOINT_EVERY_S = 5.0
+MAX_RUN_DEPTH = 100  # a run nests a model reply (at most 64 levels) a few levels down; deeper is not ours
 # Top-level fields the runner sets; results, the plan and reviews arrive as events only.
 SET_FIELDS = ("goal", "workflow", "workflow_file", "options", "inputs", "hashes", "revisions_done", "rounds",
               "document", "title", "meta_description", "status", "status_reason", "stopped",
@@ -282,10 +283,16 @@ def load_run(run_dir: Path) -> dict:
 
     file = run_dir / RUN_JSON
     try:
-        state = json.loads(file.read_text(encoding="utf-8"))
+        text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"--resume: {run_dir} is not a run folder (no run.json)") from None
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--resume: cannot read {file}: {str(exc)[:200]}") from None
+    if bracket_depth(text) > MAX_RUN_DEPTH:
+        raise UsageError(f"--resume: {file} is nested too deeply")
+    try:
+        state = json.loads(text)
+    except (ValueError, RecursionError) as exc:
         raise UsageError(f"--resume: cannot read {file}: {str(exc)[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"--resume: {file} was not written by this app")

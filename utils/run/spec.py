@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from utils.errors import UsageError
+from utils.text import bracket_depth
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
@@ -116,6 +117,8 @@ def _read_yaml(path: Path) -> dict:
         raise UsageError(f"workflow file {path} is not UTF-8 text (a binary file?)") from None
     if "\x00" in text:
         raise UsageError(f"workflow file {path} is not text (it contains NUL bytes)")
+    if bracket_depth(text) > MAX_SPEC_DEPTH:
+        raise UsageError(f"workflow file {path} is nested deeper than {MAX_SPEC_DEPTH} levels")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import ToolError
+from utils.text import bracket_depth
 from utils.tools import ToolInput, ToolResult
 from utils.tools.quantities import quantities, unit_from_name
 from utils.tools.table import parse_csv, read_text
@@ -27,7 +28,6 @@ MAX_JSON_DEPTH = 64          # deeper documents are refused with one line, never
 MAX_SENTENCE_CHARS = 400     # a fact quotes at most this much of its sentence
 _NUMBER = re.compile(r"\d")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*_]?[A-Z0-9$€£])")
-_JSON_TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LABEL_WORDS = {"id", "ids", "uuid", "guid", "key", "code", "no", "num", "number", "index", "idx", "zip", "postcode",
                 "postal", "phone", "port", "version", "ver", "lat", "lon", "lng", "latitude", "longitude", "seed",
@@ -73,15 +73,8 @@ def read_source(path: Path | str) -> Source:
 def _parse_json(text: str, name: str) -> Any:
     """json.loads with a depth limit checked first: the parser recurses, so a hostile file of
     100,000 '[' would end in RecursionError instead of a one-line error."""
-    depth = 0
-    for m in _JSON_TOKENS.finditer(text):  # strings are matched whole, so their brackets do not count
-        ch = m.group(0)
-        if ch in "[{":
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                raise ToolError(f"source file {name} is nested more than {MAX_JSON_DEPTH} levels deep")
-        elif ch in "]}":
-            depth -= 1
+    if bracket_depth(text) > MAX_JSON_DEPTH:
+        raise ToolError(f"source file {name} is nested more than {MAX_JSON_DEPTH} levels deep")
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
