@@ -34,8 +34,8 @@ from pathlib import Path
 sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (ROOT, RunFailed, WarmFlow, chain, check_ok, handovers, header, main_guard, make_llm,  # noqa: E402
-                    make_shared, median, open_server, percentile, request_body, run_graph, scratch, table,
+from common import (ROOT, RunFailed, WarmFlow, chain, check_ok, handovers, header, import_ms, main_guard,  # noqa: E402
+                    make_llm, make_shared, median, open_server, percentile, request_body, run_graph, scratch, table,
                     verdict, worker_phase)
 
 N, LAT = 20, 0.05
@@ -92,13 +92,6 @@ BARE = {"bare socket": _bare_socket, "bare httpx": _bare_httpx, "bare aiohttp": 
 
 def run_bare(sh, server, mode: str) -> None:
     asyncio.run(BARE[mode](sh, server.base_url))
-
-
-def import_ms(module: str) -> float:
-    """Median wall time of `import module` in a fresh interpreter, ms (of 3)."""
-    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    return median([float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                         check=True).stdout) for _ in range(3)]) * 1000
 
 
 def run_api(sh, server) -> None:

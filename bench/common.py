@@ -446,6 +446,16 @@ def median(values: Iterable[float]) -> float:
     return statistics.median(list(values))
 
 
+def import_ms(module: str) -> float:
+    """Median wall time of `import module` in a fresh interpreter, ms (of 3): what a user's process
+    pays for it, without the interpreter's own start."""
+    import subprocess
+
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    return median([float(subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                                         check=True).stdout) for _ in range(3)]) * 1000
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "MISSED"
 

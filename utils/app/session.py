@@ -113,10 +113,8 @@ def check_files(settings: Settings) -> list[str]:
     try:
         for path in paths:
             check_source(Path(path))  # a ragged table or broken JSON is found now, not after planning
-    except ToolError as exc:
+    except ToolError as exc:  # a too deeply nested JSON file too: check_source scans before parsing
         raise UsageError(str(exc)) from None
-    except RecursionError:
-        raise UsageError("an input file is nested too deeply to read") from None
     if settings.data:
         check_csv(settings.data)
     return paths

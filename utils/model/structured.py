@@ -203,8 +203,8 @@ def _try_json(text: str) -> Any:
     if not text or text[0] not in "{[\"-0123456789tfn":
         return _NOTHING
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError):
+        return json.loads(text)  # extract_json's scan keeps it from recursing deeply
+    except ValueError:
         return _NOTHING
 
 

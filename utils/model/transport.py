@@ -245,7 +245,7 @@ MAX_BODY_DEPTH = 64  # a chat reply nests four levels; a body far deeper would m
 
 def _loads(raw: str | bytes) -> Any:
     """json.loads, refusing (ValueError) a body nested deeper than any reply before it recurses."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # UnicodeDecodeError is a ValueError
     if bracket_depth(text) > MAX_BODY_DEPTH:
         raise ValueError(f"nested deeper than {MAX_BODY_DEPTH} levels")
     return json.loads(text)

@@ -292,7 +292,7 @@ def load_run(run_dir: Path) -> dict:
         raise UsageError(f"--resume: {file} is nested too deeply")
     try:
         state = json.loads(text)
-    except (ValueError, RecursionError) as exc:
+    except ValueError as exc:
         raise UsageError(f"--resume: cannot read {file}: {str(exc)[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UsageError(f"--resume: {file} was not written by this app")

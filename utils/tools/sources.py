@@ -79,8 +79,6 @@ def _parse_json(text: str, name: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ToolError(f"source file {name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
-    except RecursionError:  # belt and braces: the scan above should have caught it
-        raise ToolError(f"source file {name} is nested too deeply") from None
 
 
 def check_source(path: Path | str) -> Source:
