@@ -49,7 +49,7 @@ summary{cursor:pointer;font-weight:600;font-size:1.1rem;padding:.2rem 0}
 .muted{color:#6b7487}
 @page{margin:14mm}
 @media print{
- body{max-width:none;padding:0;font-size:11pt}
+ body{max-width:none;padding:0;font-size:11pt;font-variant-ligatures:none}
  details{border:none;padding:0}details::details-content{content-visibility:visible;display:block}
  summary{list-style:none}summary::-webkit-details-marker{display:none}
  h1,h2,h3,h4{break-after:avoid}table,img,pre,blockquote{break-inside:avoid}
