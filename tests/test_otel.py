@@ -56,12 +56,12 @@ def exporter(monkeypatch):
     return exp
 
 
-def run_report(tmp_path: Path, fake_llm, *flags: str):
+def run_report(tmp_path: Path, fake_llm, *flags: str, env: dict[str, str] | None = None):
     fake_llm.responder = Script(plans=[plan()], worker=worker)
     notes = tmp_path / "notes.md"
     notes.write_text("# Notes\n\nWe counted 14 shops in Atlantis.\n", encoding="utf-8")
     run = run_app(["--example", "report", GOAL, "--input", str(notes), "--no-web", *flags], tmp_path,
-                  server=fake_llm)
+                  server=fake_llm, env=env)
     assert run.code == 0, run.explain()
     return run
 
@@ -146,3 +146,43 @@ def test_missing_packages_are_one_line_and_the_run_goes_on(fake_llm, tmp_path, m
     assert run.code == 0, run.explain()
     lines = [ln for ln in run.done.output.splitlines() if "OpenTelemetry" in ln]
     assert len(lines) == 1 and "requirements-otel.txt" in lines[0]
+
+
+def test_a_run_reaches_a_real_otlp_endpoint_without_the_key(fake_llm, tmp_path):
+    """The real exporter (OTLP/HTTP protobuf) against a local collector stand-in: spans arrive at
+    /v1/traces; the API key and the replies are not in what was sent."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    bodies: list[tuple[str, bytes]] = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server API
+            bodies.append((self.path, self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        run_report(tmp_path, fake_llm, env={"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert bodies and {p for p, _ in bodies} == {"/v1/traces"}
+    sent = b"".join(b for _, b in bodies)
+    assert b"gen_ai.usage.input_tokens" in sent and b"kaygraph-orchestrator" in sent
+    assert b"sk-test" not in sent and SECRET_REPLY.encode() not in sent
+
+
+def test_an_absent_collector_is_one_warning_and_the_run_succeeds(tmp_path, monkeypatch):
+    monkeypatch.setattr("utils.app.otel.EXPORT_TIMEOUT_S", 0.3)
+    run = run_app(["--example", "blog", "--otel"], tmp_path,
+                  env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://user:pw@127.0.0.1:9"})
+    assert run.code == 0, run.explain()
+    lines = [ln for ln in run.done.output.splitlines() if "could not be sent" in ln]
+    assert len(lines) == 1 and "http://127.0.0.1:9" in lines[0] and "pw" not in lines[0]

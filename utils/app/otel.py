@@ -27,6 +27,7 @@ MISSING = ("OpenTelemetry tracing was asked for, but its packages are not instal
            "(pip install -r requirements-otel.txt); running without traces")
 ENDED = ("done", "failed", "skipped", "pending")
 _NS = 1_000_000_000
+EXPORT_TIMEOUT_S = 3  # per export, retries included: an absent collector costs a run at most this much
 
 
 def tracing_wanted(flags: Callable[[str], Any]) -> bool:
@@ -41,10 +42,30 @@ def make_provider():
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-    provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(timeout=5)))
+    class Counting(SpanExporter):
+        """The OTLP exporter, counting spans it could not send (so the run can say so in one line)."""
+
+        def __init__(self, inner) -> None:
+            self.inner, self.failed = inner, 0
+
+        def export(self, spans):
+            result = self.inner.export(spans)
+            if result != SpanExportResult.SUCCESS:
+                self.failed += len(spans)
+            return result
+
+        def shutdown(self) -> None:
+            self.inner.shutdown()
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return self.inner.force_flush(timeout_millis)
+
+    named = {} if os.environ.get("OTEL_SERVICE_NAME") else {"service.name": SERVICE}  # the variable wins
+    provider = TracerProvider(resource=Resource.create(named))
+    provider.orch_exporter = Counting(OTLPSpanExporter(timeout=EXPORT_TIMEOUT_S))
+    provider.add_span_processor(BatchSpanProcessor(provider.orch_exporter))
     return provider
 
 
@@ -189,9 +210,9 @@ class RunTracer:
         self.totals = dict(data)
 
     # -- the end ------------------------------------------------------------------------------
-    def end(self, status: str) -> None:
+    def end(self, status: str) -> str | None:
         """Close every open span (an interrupted run's tasks say so), the root with the run's status
-        and usage, then send what is left to the exporter."""
+        and usage, then send what is left to the exporter. Returns a warning when spans were lost."""
         with self._lock:
             for tid, span in list(self.tasks.items()):
                 span.set_attribute("orchestrator.task.state", "interrupted")
@@ -214,6 +235,13 @@ class RunTracer:
             self.provider.shutdown()  # sends what is left (bounded by the exporter's timeout)
         except Exception:  # noqa: BLE001 - an unreachable collector never fails a run
             pass
+        failed = getattr(getattr(self.provider, "orch_exporter", None), "failed", 0)
+        if failed:
+            where = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+                "OTEL_EXPORTER_OTLP_ENDPOINT") or "http://localhost:4318"
+            from utils.model.settings import safe_base_url
+            return f"trace: {failed} span(s) could not be sent to {safe_base_url(where)} (is a collector running?)"
+        return None
 
 
 def start_tracing(flags: Callable[[str], Any], notice: Callable[[str, str], None], *, workflow: str,

@@ -294,8 +294,9 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
             outcome = execute(shared, flow, store, meta=meta)
         status = outcome.status
     finally:
-        if tracer is not None:
-            tracer.end(status)
+        lost = tracer.end(status) if tracer is not None else None
+        if lost:
+            display.notice(lost, "warn")
     info = summary_info(outcome, llm, request.options)
     report(settings, display, outcome, info, show_document=show_document)
     if settings.flag("open"):

@@ -122,8 +122,9 @@ def _header(state: dict) -> str:
                            + (f", ${float(cost):.4f}" if isinstance(cost, (int, float)) else "")
                            + (f", {_num(meta.get('elapsed_s'), 1)} s" if meta.get("elapsed_s") is not None else "")))
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
-    title = state.get("title") or state.get("goal") or "Run report"
-    return f"<header><h1>{esc(title)}</h1><dl class='meta'>{items}</dl></header>"
+    # the document brings its own title (its first heading); a run without one gets it here
+    title = "" if state.get("document") else f"<h1>{esc(state.get('goal') or 'Run report')}</h1>"
+    return f"<header><p class='muted'>Run report · {esc(state.get('workflow'))}</p>{title}<dl class='meta'>{items}</dl></header>"
 
 
 def _image_file(run_dir: Path, name: str, alt: str) -> str:
