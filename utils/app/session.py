@@ -51,12 +51,18 @@ class RunReport:
 # ---------------------------------------------------------------- building blocks
 
 def make_llm(settings: Settings, emit, *, budget: int | None = None, workers: int | None = None):
-    """The run's model client: flags > environment > config file > defaults (`settings_from_env`)."""
+    """The run's model client: flags > environment > config file > saved run > defaults
+    (`settings_from_env`). A resumed run that sent a key needs one again: said now, before anything
+    in its folder changes."""
     from utils.model.client import make_model
     from utils.model.settings import settings_from_env
 
-    return make_model(settings_from_env(settings.llm_overrides(budget, workers), settings.llm_config()), emit=emit,
-                     home=home())
+    llm_settings = settings_from_env(settings.llm_overrides(budget, workers), settings.llm_config())
+    if settings.saved_key and llm_settings.provider == "openai" and not llm_settings.api_key:
+        server = llm_settings.base_url or "the OpenAI API"
+        raise UsageError(f"--resume: this run called {safe_base_url(server)} with an API key, which is never saved; "
+                         "set OPENAI_API_KEY (or pass --provider offline to finish it without a model)")
+    return make_model(llm_settings, emit=emit, home=home())
 
 
 def make_display(settings: Settings, *, mode: str | None = None):
@@ -256,6 +262,8 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     from utils.run.runstore import RunStore, new_run_dir
 
     holder: dict[str, Any] = {"emit": display}
+    if request.saved:
+        settings = settings.for_resume(request.saved)
     llm = make_llm(settings, lambda event: holder["emit"](event),
                    budget=request.options.get("max_tokens_total"), workers=request.options.get("max_workers"))
     carry_totals(llm, (request.saved or {}).get("totals"), *request.setup_totals)
@@ -282,7 +290,8 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     flow = build_plan_flow() if request.options.get("plan_only") else build_flow(request.options["strategy"])
     meta = {"version": settings.version, "provider": llm.settings.provider,
             "model": None if llm.offline else llm.settings.model,
-            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url), "engine": engine_name(),
+            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
+            "api_key": bool(not llm.offline and llm.settings.api_key), "engine": engine_name(),
             "strategy": request.options["strategy"], "resumed": bool(request.saved), **request.meta}
     with display:
         outcome = execute(shared, flow, store, meta=meta)

@@ -1,0 +1,64 @@
+"""What a new user hits (issue 24): resume without the model settings, Ctrl-C's document, a topic
+routed to analysis without data, the project plan's missing producer, the team, plan-then-run, and
+the smaller points. In-process against the fake server unless a signal is the point."""
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+from fakes.fake_llm import Reply
+from tests.helpers import cli_env, done_ids, fast_config, only_run, read_state, run_main
+from tests.scripted import Script
+from tests.test_resume import SIX_SECTIONS
+
+UNIT = {"prompt_tokens": 500, "completion_tokens": 500, "total_tokens": 1000}
+
+
+def _metered(req):
+    reply = Script(plans=[SIX_SECTIONS])(req)
+    reply = reply if isinstance(reply, Reply) else Reply(text=reply)
+    reply.usage = dict(UNIT)
+    return reply
+
+
+def _stopped_run(fake_llm, tmp_path: Path) -> tuple[Path, list[str], str]:
+    """A blog run against the fake server stopped by its token budget; (run dir, common args, hint)."""
+    fake_llm.responder = _metered
+    out = tmp_path / "runs"
+    common = ["--no-cache", "--output-dir", str(out), "--config", str(fast_config(tmp_path / "fast.yaml"))]
+    first = run_main(["--example", "blog", "--max-workers", "1", "--max-tokens-total", "3500", *common],
+                     cli_env(tmp_path / "home", fake_llm.base_url))
+    assert first.code == 1, first.explain()
+    hint = re.findall(r"python main\.py (--resume .*)", first.output)[0]
+    return only_run(out), common, hint
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+
+
+# ---------------------------------------------------------------- 1. resume keeps the model settings
+
+def test_resume_without_model_settings_says_what_is_needed_and_changes_nothing(fake_llm, tmp_path):
+    run_dir, common, hint = _stopped_run(fake_llm, tmp_path)
+    before, calls = _files(run_dir), len(fake_llm.requests)
+    bare = run_main([*hint.split(), *common], cli_env(tmp_path / "home", None, None))
+    assert bare.code == 2, bare.explain()
+    lines = [line for line in bare.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "OPENAI_API_KEY" in lines[0], bare.explain()
+    assert _files(run_dir) == before, "a refused resume must not touch the run folder"
+    assert len(fake_llm.requests) == calls
+
+
+def test_resume_uses_the_saved_provider_base_url_and_model(fake_llm, tmp_path):
+    run_dir, common, hint = _stopped_run(fake_llm, tmp_path)
+    saved = read_state(run_dir)["meta"]
+    assert saved["provider"] == "openai" and saved["base_url"] == fake_llm.base_url
+    # the key is a secret (never saved); the server, the model and the provider come from run.json
+    again = run_main([*hint.split(), *common], cli_env(tmp_path / "home", None, "sk-test"))
+    assert again.code == 0, again.explain()
+    state = read_state(run_dir)
+    assert state["status"] == "ok" and state["meta"]["provider"] == "openai"
+    assert state["meta"]["model"] == saved["model"] and state["meta"]["base_url"] == fake_llm.base_url
+    assert "offline" not in (run_dir / "output.md").read_text(encoding="utf-8").lower()
