@@ -7,6 +7,8 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
+
 from fakes.fake_llm import Reply
 from tests.helpers import cli_env, done_ids, fast_config, only_run, read_state, run_main
 from tests.scripted import Script
@@ -62,3 +64,21 @@ def test_resume_uses_the_saved_provider_base_url_and_model(fake_llm, tmp_path):
     assert state["status"] == "ok" and state["meta"]["provider"] == "openai"
     assert state["meta"]["model"] == saved["model"] and state["meta"]["base_url"] == fake_llm.base_url
     assert "offline" not in (run_dir / "output.md").read_text(encoding="utf-8").lower()
+
+
+# ---------------------------------------------------------------- 2. Ctrl-C and SIGTERM keep a document
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_and_sigterm_write_output_md_with_the_finished_work(sig, fake_llm, tmp_path):
+    from tests.test_lifecycle import start_blocked, stop
+    from tests.test_resume import section_text
+
+    proc, gate, run_dir = start_blocked(fake_llm, tmp_path)
+    stdout, stderr = stop(proc, gate, sig)
+    assert proc.returncode in (130, 143), stdout + stderr
+    done = done_ids(read_state(run_dir))
+    doc = (run_dir / "output.md").read_text(encoding="utf-8")
+    for tid in {"t2", "t3"} & done:  # the writers that finished are in it, the held ones are not
+        assert section_text(tid) in doc
+    assert section_text("t4") not in doc and "interrupted" in doc.lower()
+    assert str(run_dir / "output.md") in stdout + stderr
