@@ -82,3 +82,40 @@ def test_ctrl_c_and_sigterm_write_output_md_with_the_finished_work(sig, fake_llm
         assert section_text(tid) in doc
     assert section_text("t4") not in doc and "interrupted" in doc.lower()
     assert str(run_dir / "output.md") in stdout + stderr
+
+
+# ---------------------------------------------------------------- 5. a topic routed to analysis needs data
+
+ANALYSIS_TOPIC = "Research the market for e-bikes in Germany: analyse the data and its trends"
+
+
+def test_a_topic_routed_to_analysis_without_data_is_one_line_and_exit_2(tmp_path):
+    out = tmp_path / "runs"
+    done = run_main([ANALYSIS_TOPIC, "--provider", "offline", "--output-dir", str(out)],
+                    cli_env(tmp_path / "home", None, None))
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.code == 2 and len(lines) == 1 and "--data" in lines[0], done.explain()
+    assert "Workflow: analysis" in done.stdout  # it was routed there, then stopped before planning
+    assert not out.exists() or not list(out.iterdir()), "no run folder for a run that cannot start"
+
+
+def test_the_demo_topic_routed_to_analysis_still_uses_the_sample(tmp_path):
+    from utils.run.spec import load_spec
+
+    out = tmp_path / "runs"
+    done = run_main([load_spec("analysis").default_topic, "--provider", "offline", "--output-dir", str(out)],
+                    cli_env(tmp_path / "home", None, None))
+    assert done.code == 0, done.explain()
+    assert Path(read_state(only_run(out))["inputs"]["data"]).name == "sales.csv"
+
+
+def test_interactive_asks_for_the_data_file_of_a_topic_routed_to_analysis(tmp_path):
+    from tests.test_target import shop_csv
+
+    csv = shop_csv(tmp_path)
+    out = tmp_path / "runs"
+    done = run_main(["--interactive", "--output-dir", str(out), "--provider", "offline"],
+                    cli_env(tmp_path / "home", None, None), stdin=f"{ANALYSIS_TOPIC}\n{csv}\n/run\n/quit\n")
+    assert done.code == 0, done.explain()
+    assert "data file" in done.stdout.lower(), done.stdout
+    assert read_state(only_run(out))["inputs"]["data"] == str(csv), done.stdout

@@ -90,12 +90,23 @@ def _uses(spec: Any, tools: set[str]) -> bool:
                for r in (getattr(spec, "roles", None) or {}).values())
 
 
-def workflow_inputs(spec: Any, settings: Settings) -> dict:
+def workflow_inputs(spec: Any, settings: Settings, *, routed: str | None = None, ask=None) -> dict:
     """Files a workflow's tools read: `--input` sources (report) and the `--data` CSV (analysis).
 
     Checked before any model call, so a bad file costs nothing; a file the workflow would ignore
-    is an error rather than silently unused.
+    is an error rather than silently unused. A free-text topic `routed` to a workflow that reads
+    data needs the user's own file: `ask` for it (interactive) or stop, since analysing the shipped
+    sample for "the market for e-bikes" would answer another question (the demo's own topic keeps it).
     """
+    if routed is not None and not settings.data and spec.sample_data and " ".join(routed.split()) != \
+            " ".join((spec.default_topic or "").split()):
+        answer = (ask(f"The {spec.name} workflow needs a data file for this topic. Data file (CSV): ") or "").strip() \
+            if ask else ""
+        if not answer:
+            raise UsageError(f"this topic was routed to the {spec.name} workflow, which needs your data: "
+                             "pass --data PATH.csv (or --example NAME to choose another workflow)")
+        check_csv(answer)
+        settings = settings.replace(data=answer)
     if settings.data and not (spec.sample_data or _uses(spec, DATA_TOOLS)):
         raise UsageError(f"--data is not used by the {spec.name} workflow (it is for analysis)")
     if settings.inputs and not (spec.sample_inputs or _uses(spec, SOURCE_TOOLS)):
@@ -191,7 +202,7 @@ def request_for(settings: Settings, display) -> RunRequest:
         check_files(settings)  # before the routing call too
         spec, why = route_topic(settings, goal, display, setup)
         display.notice(f"Workflow: {spec.name} ({why}; use --example to choose another)")
-        inputs = workflow_inputs(spec, settings)
+        inputs = workflow_inputs(spec, settings, routed=goal)
     spec, inputs, web_note = with_web(spec, inputs, settings)  # web research on or off (README: Web research)
     if web_note:
         display.notice(web_note, "info")
