@@ -119,3 +119,47 @@ def test_interactive_asks_for_the_data_file_of_a_topic_routed_to_analysis(tmp_pa
     assert done.code == 0, done.explain()
     assert "data file" in done.stdout.lower(), done.stdout
     assert read_state(only_run(out))["inputs"]["data"] == str(csv), done.stdout
+
+
+# ---------------------------------------------------------------- 4. a plan's missing producer is added
+
+def test_a_project_plan_with_a_scheduler_and_no_breakdown_gets_the_breakdown_added(fake_llm, tmp_path):
+    import json
+
+    from tests.scripted import plan_json
+    from tests.test_workflows import cpm, model_breakdown
+
+    plan = plan_json([("req", "analyst", []), ("sched", "scheduler", ["req"]), ("risks", "writer", ["sched"]),
+                      ("summary", "writer", ["req", "sched", "risks"])], goal="Launch a portal")
+    asked: list[str] = []
+
+    def worker(tid, req):
+        asked.append(tid)
+        return json.dumps(model_breakdown()) if tid == "breakdown" else f"## Section {tid}\n\nText for {tid}."
+
+    fake_llm.responder = Script(plans=[plan], worker=worker)
+    out = tmp_path / "runs"
+    done = run_main(["--example", "project", "--no-cache", "--output-dir", str(out), "--max-revisions", "0",
+                     "--config", str(fast_config(tmp_path / "fast.yaml"))], cli_env(tmp_path / "home", fake_llm.base_url))
+    assert done.code == 0, done.explain()
+    state = read_state(only_run(out))
+    tasks = {t["id"]: t for t in state["plan"]["tasks"]}
+    assert tasks["breakdown"]["role"] == "breakdown" and "breakdown" in tasks["sched"]["depends_on"]
+    assert "req" in tasks["breakdown"]["depends_on"]  # it takes the scheduler's place after the requirements
+    assert state["status"] == "ok" and all(r["state"] == "done" for r in state["results"].values())
+    assert state["results"]["sched"]["data"]["critical_path"] == cpm(model_breakdown()["work_items"])[1]
+    assert "added" in done.output and "breakdown" in asked
+
+
+def test_wire_needs_adds_a_producer_only_where_none_exists():
+    from utils.run.plan import Plan, wire_needs
+
+    plan = Plan.model_validate({"goal": "g", "tasks": [
+        {"id": "a", "title": "A", "role": "analyst"},
+        {"id": "s", "title": "S", "role": "scheduler", "depends_on": ["a"], "priority": 2}]})
+    notes = wire_needs(plan, {"scheduler": ["breakdown"]}, titles={"breakdown": "Work breakdown"})
+    assert [t.id for t in plan.tasks] == ["a", "breakdown", "s"]
+    added = plan.task("breakdown")
+    assert added.title == "Work breakdown" and added.depends_on == ["a"] and added.priority == 2
+    assert plan.task("s").depends_on == ["a", "breakdown"] and len(notes) == 1 and "added" in notes[0]
+    assert wire_needs(plan, {"scheduler": ["breakdown"]}) == [] and len(plan.tasks) == 3  # nothing twice
