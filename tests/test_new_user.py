@@ -163,3 +163,52 @@ def test_wire_needs_adds_a_producer_only_where_none_exists():
     assert added.title == "Work breakdown" and added.depends_on == ["a"] and added.priority == 2
     assert plan.task("s").depends_on == ["a", "breakdown"] and len(notes) == 1 and "added" in notes[0]
     assert wire_needs(plan, {"scheduler": ["breakdown"]}) == [] and len(plan.tasks) == 3  # nothing twice
+
+
+# ---------------------------------------------------------------- 3. the project team is honoured
+
+TEAM_ITEMS = [{"id": "w1", "name": "API", "estimate_days": 6, "depends_on": [], "role": "backend"},
+              {"id": "w2", "name": "Data model", "estimate_days": 4, "depends_on": [], "role": "backend"},
+              {"id": "w3", "name": "UI", "estimate_days": 5, "depends_on": ["w1"], "role": "frontend"},
+              {"id": "w4", "name": "Tests", "estimate_days": 3, "depends_on": ["w2", "w3"], "role": "qa"}]
+
+
+def _role_enum(req) -> list[str]:
+    import json
+
+    found = re.findall(r'"role": \{[^{}]*?"enum": \[(.*?)\]', json.dumps(req.response_format or {}))
+    return json.loads("[" + found[0] + "]") if found else []
+
+
+@pytest.mark.parametrize("team_flag", ["backend=2,frontend=1,qa=1", None])
+def test_the_breakdown_is_staffed_from_the_runs_team(team_flag, fake_llm, tmp_path):
+    import json
+
+    from tests.test_workflows import yaml_plan
+
+    enums: list[list[str]] = []
+
+    def worker(tid, req):
+        if tid == "wbs":
+            enums.append(_role_enum(req))
+            return json.dumps({"summary": "s", "work_items": TEAM_ITEMS})
+        return f"## Section {tid}\n\nText for {tid}."
+
+    proposed = {"members": [{"role": "backend", "people": 1}, {"role": "frontend", "people": 1},
+                            {"role": "qa", "people": 1}], "reason": "small"}
+    fake_llm.responder = Script(plans=[yaml_plan("project")], worker=worker, team=proposed)
+    out = tmp_path / "runs"
+    done = run_main(["--example", "project", "--no-cache", "--output-dir", str(out), "--max-revisions", "0",
+                     *(["--team", team_flag] if team_flag else []),
+                     "--config", str(fast_config(tmp_path / "fast.yaml"))], cli_env(tmp_path / "home", fake_llm.base_url))
+    assert done.code == 0, done.explain()
+    team = {"backend": 2, "frontend": 1, "qa": 1} if team_flag else {"backend": 1, "frontend": 1, "qa": 1}
+    assert enums and sorted(enums[0]) == sorted(team), enums  # the schema offered exactly the run's team
+    sched = next(r for r in read_state(only_run(out))["results"].values() if r.get("model") == "tool:schedule")
+    data = sched["data"]
+    assert data["team"] == team
+    busy = {r: sum(i["estimate_days"] for i in TEAM_ITEMS if i["role"] == r) for r in team}
+    for role, people in team.items():  # busy days over people x the levelled duration, computed here
+        assert data["utilisation"][role] == pytest.approx(busy[role] / (people * data["levelled_duration_days"]),
+                                                          abs=1e-3)
+        assert data["utilisation"][role] > 0
