@@ -212,3 +212,59 @@ def test_the_breakdown_is_staffed_from_the_runs_team(team_flag, fake_llm, tmp_pa
         assert data["utilisation"][role] == pytest.approx(busy[role] / (people * data["levelled_duration_days"]),
                                                           abs=1e-3)
         assert data["utilisation"][role] > 0
+
+
+# ---------------------------------------------------------------- 6. plan, edit the file, run it
+
+def _offline(tmp_path: Path, *args: str):
+    out = tmp_path / "runs"
+    return run_main([*args, "--provider", "offline", "--output-dir", str(out)], cli_env(tmp_path / "home", None, None))
+
+
+def test_plan_only_writes_plan_yaml_and_run_plan_runs_it_from_the_folder(tmp_path):
+    import yaml
+
+    from tests.helpers import run_dirs
+
+    planned = _offline(tmp_path, "--example", "blog", "--plan-only")
+    assert planned.code == 0, planned.explain()
+    plan_dir = only_run(tmp_path / "runs")
+    saved = yaml.safe_load((plan_dir / "plan.yaml").read_text(encoding="utf-8"))
+    assert saved["workflow"] == "blog"
+    assert [t["id"] for t in saved["tasks"]] == [t["id"] for t in read_state(plan_dir)["plan"]["tasks"]]
+    assert f"--run-plan {plan_dir}" in planned.output
+    ran = _offline(tmp_path, "--run-plan", str(plan_dir))
+    assert ran.code == 0, ran.explain()
+    new = [d for d in run_dirs(tmp_path / "runs") if d != plan_dir]
+    assert len(new) == 1
+    state = read_state(new[0])
+    assert state["status"] == "ok" and [t["id"] for t in state["plan"]["tasks"]] == [t["id"] for t in saved["tasks"]]
+    assert state["goal"] == saved["goal"] and (new[0] / "output.md").is_file()
+
+
+def test_an_edited_plan_yaml_runs_as_edited_and_a_broken_one_is_refused(tmp_path):
+    import yaml
+
+    from tests.helpers import run_dirs
+
+    assert _offline(tmp_path, "--example", "blog", "--plan-only").code == 0
+    plan_dir = only_run(tmp_path / "runs")
+    plan = yaml.safe_load((plan_dir / "plan.yaml").read_text(encoding="utf-8"))
+    last = plan["tasks"][-1]["id"]
+    plan["tasks"] = [t for t in plan["tasks"] if t["id"] != last]  # nothing depended on the last task
+    plan["tasks"][0]["title"] = "An edited title"
+    edited = tmp_path / "my-plan.yaml"
+    edited.write_text(yaml.safe_dump(plan, sort_keys=False), encoding="utf-8")
+    ran = _offline(tmp_path, "--run-plan", str(edited))
+    assert ran.code == 0, ran.explain()
+    state = read_state(max(run_dirs(tmp_path / "runs"), key=lambda d: d.stat().st_mtime_ns))
+    assert last not in [t["id"] for t in state["plan"]["tasks"]]
+    assert state["plan"]["tasks"][0]["title"] == "An edited title" and state["status"] == "ok"
+
+    plan["tasks"][0]["depends_on"] = ["nowhere"]
+    edited.write_text(yaml.safe_dump(plan, sort_keys=False), encoding="utf-8")
+    count = len(run_dirs(tmp_path / "runs"))
+    bad = _offline(tmp_path, "--run-plan", str(edited))
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert bad.code == 2 and len(lines) == 1 and "nowhere" in lines[0], bad.explain()
+    assert len(run_dirs(tmp_path / "runs")) == count
