@@ -160,3 +160,27 @@ def test_marking_keeps_the_rest_of_the_text_and_counts_each_status(notes):
     assert marked.startswith(f"Growth was 6.5 % [source: notes.md:L3]. Prices rose 12 %. {MARKER}[^unverified-a-1-1]\n"
                              "No numbers here.")
     assert "[^unverified-a-1-1]: Unverified (no citation): 12 % has no citation" in marked
+
+
+def test_worker_prompts_name_the_citation_syntax_the_check_reads():
+    from utils.run.spec import load_spec
+
+    report, analysis = load_spec("report"), load_spec("analysis")
+    assert (report.claims, analysis.claims, load_spec("blog").claims) == ("sources", "figures", "none")
+    for role in ("analyst", "summarizer"):
+        system = report.roles[role].system
+        assert "[source: FILE:Lnn]" in system and "[q1#2]" in system, role
+        # the example the prompt gives is itself read as a citation by the check
+        example = "[source: notes.md:L12]" if role == "analyst" else "[source: FILE:Lnn]"
+        assert citations(example) == [("file", example[9:-1])]
+    assert "checked against the figures the tools computed" in " ".join(analysis.roles["interpreter"].system.split())
+
+
+def test_the_summary_line_says_how_many_claims_were_checked_and_unsupported():
+    from utils.app.render_plain import summary_line
+
+    info = {"status": "ok", "elapsed_s": 2.0, "calls": 3, "output_dir": "runs/x"}
+    line = summary_line({**info, "claims": {"checked": 14, "unsupported": 6, "uncited": 1}})
+    assert line.endswith("· claims: 14 checked, 6 unsupported, 1 uncited · runs/x")
+    assert "claims: 2 checked, 0 unsupported ·" in summary_line({**info, "claims": {"checked": 2, "unsupported": 0}})
+    assert "claims" not in summary_line(info)

@@ -20,7 +20,7 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Callable
 
-from utils.tools.quantities import Stated, stated_numbers
+from utils.tools.quantities import Stated, scale_factor, stated_numbers
 from utils.tools.web.research import quote_safe
 
 MARKER = "**[unverified]**"
@@ -36,8 +36,6 @@ _HIDE = re.compile(r"`[^`\n]*`|\[\^[^\]\n]*\]|\]\([^)\n]*\)|https?://\S+|<[^>\n]
 _QUOTE = re.compile(r"\"([^\"\n]{2,200})\"|“([^”\n]{2,200})”")
 _EVIDENCE_NUM = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
                            r"(\s?(?:thousand|million|billion|trillion|bn|tn)\b|[kKmMbB]\b)?")
-_FACTOR = {"thousand": 1e3, "k": 1e3, "million": 1e6, "m": 1e6, "billion": 1e9, "bn": 1e9, "b": 1e9,
-           "trillion": 1e12, "tn": 1e12}
 _SKIP_LINE = re.compile(r"^\s*(?:#|\[\^[^\]]*\]:|!\[|<!--|\|?\s*:?-{3,}|[-*_]{3,}\s*$)")
 _PREFIX = re.compile(r"^\s*(?:>\s*)*(?:[-*+]\s+|\d+[.)]\s+)?")
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"”')\]*_]*\s+(?=[\[(\"“'*_]*[A-Z0-9])")
@@ -139,13 +137,13 @@ def evidence_numbers(text: str) -> list[tuple[float, bool]]:
     out = []
     for m in _EVIDENCE_NUM.finditer(text):
         raw = float(m.group(1).replace(",", ""))
-        word = (m.group(2) or "").strip().lower()
-        factor = _FACTOR.get(word)
-        if factor and len(word) > 1:
+        word = (m.group(2) or "").strip()
+        factor = scale_factor(word)
+        if factor != 1.0 and len(word) > 1:
             out.append((raw * factor, True))
-        else:
+        else:  # bare, or "46371K": a letter may be a scale or a unit, so both
             out.append((raw, False))
-            if factor:
+            if factor != 1.0:
                 out.append((raw * factor, True))
     return out
 

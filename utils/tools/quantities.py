@@ -165,6 +165,11 @@ def unit_from_name(name: str) -> tuple[str, str]:
 _SCALE_FACTOR = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
 
 
+def scale_factor(word: str) -> float:
+    """What a scale word multiplies by: "billion" and "bn" 1e9, "k" 1e3; anything else 1."""
+    return _SCALE_FACTOR.get(_SCALE.get(word.strip().lower(), ""), 1.0)
+
+
 @dataclass
 class Stated:
     """A number as a sentence states it: "4.2 billion" is value 4.2e9 shown to a step of 1e8."""
@@ -190,10 +195,8 @@ def stated_numbers(sentence: str) -> list[Stated]:
         num = m.group("num")
         raw = float(num.replace(",", ""))
         decimals = len(num.split(".", 1)[1]) if "." in num else 0
-        scale_word = _SCALE.get((m.group("scale") or "").strip().lower(), "")
-        if len((m.group("scale") or "").strip()) == 1 and not m.group("cur"):
-            scale_word = ""
-        factor = _SCALE_FACTOR.get(scale_word, 1.0)
+        word = (m.group("scale") or "").strip()
+        factor = 1.0 if len(word) == 1 and not m.group("cur") else scale_factor(word)
         end = m.end() if factor != 1.0 or m.group("pct") else m.end("num")
         found.append(Stated(sentence[m.start():end].strip(), raw * factor, raw, 10.0 ** -decimals * factor,
                             factor != 1.0, bool(m.group("pct")), m.start(), end))
