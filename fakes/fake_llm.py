@@ -128,7 +128,7 @@ class FakeLLMServer:
         self.keep_alive = keep_alive  # like real servers: successful replies keep the connection open
         self.refuse_json_schema = refuse_json_schema
         self.require_key = require_key
-        self.models = models or ["fake-model", "gpt-4o-mini"]
+        self.models = models or ["fake-model"]
         self.requests: list[RecordedRequest] = []
         self.other_requests: list[RecordedRequest] = []
         self.max_in_flight = 0
