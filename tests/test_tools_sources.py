@@ -57,25 +57,25 @@ def test_text_facts_are_quantities_with_units_and_lines(tmp_path: Path):
     facts = by_pointer(res.data["facts"])
     build = facts["ci.md:L3"]
     # "fell from 42 to 17" is one claim whose current figure is 17
-    assert [(f["value"], f["unit"], f["previous"], f["measure"]) for f in build] == [(17.0, "min", 42.0, "Build time")]
-    # a sentence wrapped over two lines is kept whole and points at both lines
-    flaky = facts["ci.md:L4-L5"][0]
+    assert [(f["value"], f["unit"], f["earlier"], f["what"]) for f in build] == [(17.0, "min", 42.0, "Build time")]
+    # a sentence wrapped over two lines is kept whole and points at the line of its number
+    flaky = facts["ci.md:L4"][0]
     assert flaky["text"] == "Flaky tests dropped to 3.5 percent, a record low for the team."
-    assert (flaky["value"], flaky["unit"], flaky["measure"]) == (3.5, "%", "Flaky tests")
+    assert (flaky["value"], flaky["unit"], flaky["what"], flaky["line"]) == (3.5, "%", "Flaky tests", 4)
     assert (facts["ci.md:L8"][0]["value"], facts["ci.md:L8"][0]["unit"]) == (1200.0, "$")
     # table cells: the unit comes from the cell or the column name
-    assert {(f["measure"], f["value"], f["unit"]) for f in facts["ci.md:L14"]} == {
+    assert {(f["what"], f["value"], f["unit"]) for f in facts["ci.md:L14"]} == {
         ("tests duration", 11.0, "min"), ("tests share", 64.0, "%")}
     values = {f["value"] for f in res.data["facts"]}
     # headings, versions, ports, dates, times, ids and years are not facts
     assert not {2.0, 3.12, 3.11, 8080.0, 5432.0, 2025.0, 10.0, 30.0, 4521.0, 77.0, 2024.0, 123.0} & values
     assert not any(f["pointer"] in ("ci.md:L1", "ci.md:L7", "ci.md:L9", "ci.md:L10") for f in res.data["facts"])
-    assert all(f["unit"] and f["measure"] for f in res.data["facts"])
-    assert "- Each runner costs $1,200 a month. [source: ci.md:L8] → Each runner: $1,200" in res.markdown
+    assert all(f["unit"] and f["what"] for f in res.data["facts"])
+    assert "- Each runner costs $1,200 a month. [source: ci.md:L8] → Each runner: $1,200 (a month)" in res.markdown
 
 
 def test_quantities_read_the_unit_and_measure():
-    got = [(q.measure, q.value, q.unit) for q in quantities(
+    got = [(q.what, q.value, q.unit) for q in quantities(
         "Pipelines account for 38% of spend, runners for 27% and storage for 14%.")]
     assert got == [("Pipelines", 38.0, "%"), ("runners", 27.0, "%"), ("storage", 14.0, "%")]
     assert [(q.value, q.unit) for q in quantities("We now run 12 stages and 3 runners.")] == [
@@ -105,7 +105,9 @@ def test_json_facts_have_lines_units_and_skip_labels(tmp_path: Path):
     facts = run_tool("extract_facts", tin([p])).data["facts"]
     lines = p.read_text(encoding="utf-8").splitlines()
     got = {(f["value"], f["unit"]) for f in facts}
-    assert got == {(97.5, "%"), (10.0, "runs"), (12.0, "runs"), (4.0, "odd name")}
+    # a key with no unit suffix gives no unit (its name is what is measured, never the unit)
+    assert got == {(97.5, "%"), (10.0, "runs"), (12.0, "runs"), (4.0, "")}
+    assert {f["what"] for f in facts if f["unit"] == "runs"} == {"ci runs #1", "ci runs #2"}
     for f in facts:
         line = int(f["pointer"].split(":L")[1].split()[0])
         assert f"{f['value']:g}" in lines[line - 1]
@@ -194,4 +196,5 @@ def test_sample_sources_parse():
     res = run_tool("extract_facts", tin(paths))
     json.dumps(res.data)
     assert set(res.data["sources"]) == {p.name for p in paths}
-    assert all(f["unit"] and ":L" in f["pointer"] for f in res.data["facts"])
+    assert all(":L" in f["pointer"] and f["line"] > 0 for f in res.data["facts"])
+    assert all(f["unit"] for f in res.data["facts"] if f["file"] == "market_notes.md")

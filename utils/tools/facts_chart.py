@@ -9,7 +9,8 @@ import math
 import textwrap
 
 from utils.tools import ToolInput, ToolResult, new_figure, png_bytes
-from utils.tools.sources import plain_number, quantity_text, round_sig
+from utils.tools.source_facts import plain_number, round_sig
+from utils.tools.sources import quantity_text
 
 MAX_CHART_UNITS = 4          # small charts, one per unit
 MAX_BARS_PER_CHART = 8
