@@ -32,6 +32,8 @@ _KEY_VALUE = re.compile(r"^\s*:?(?P<label>[A-Za-z][A-Za-z ()/-]*?)(?::\s+|\s{2,}
 _LABEL_WORDS = {"id", "ids", "uuid", "guid", "key", "code", "no", "num", "number", "index", "idx", "zip", "postcode",
                 "postal", "phone", "port", "version", "ver", "lat", "lon", "lng", "latitude", "longitude", "seed",
                 "rank", "row", "timestamp", "epoch"}
+_SYNTAX_HEADERS = {"syntax", "option", "options", "flag", "flags", "command", "commands", "pattern", "patterns",
+                   "example", "examples", "format", "escape", "sequence", "directive", "usage", "argument"}
 _DATE_WORDS = {"year", "years", "date", "month", "day", "week", "quarter", "time", "dob", "birthday", "period"}
 
 
@@ -184,6 +186,8 @@ def _table_row(row: str, header: list[str], name: str, lineno: int, facts: list[
     if not header:
         header.extend(cells)
         return
+    if any(h.strip("`* ").lower() in _SYNTAX_HEADERS for h in header):
+        return  # a table of syntax ("| option | meaning |"): its numbers are examples
     for j, cell in enumerate(cells[1:], 1):
         col = header[j] if j < len(header) else ""
         if len(facts) >= MAX_FACTS_PER_SOURCE or not col or not_a_measure(col):
