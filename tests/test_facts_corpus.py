@@ -87,7 +87,7 @@ def test_comparisons_keep_their_structure():
     [spent] = quantities("The team spent $48,000 of a $60,000 allocation.")
     assert (spent.value, spent.unit, spent.total, spent.earlier) == (48000.0, "$", 60000.0, None)
     [fell] = quantities("The price fell from $310 to $285 over twelve months.")
-    assert (fell.value, fell.earlier, fell.what, fell.scope) == (285.0, 310.0, "price", "over twelve months")
+    assert (fell.value, fell.earlier, fell.what, fell.scope) == (285.0, 310.0, "price fell", "over twelve months")
     assert [(q.value, q.unit) for q in quantities("a population of 600 to 3,000 people")] == [
         (600.0, "people"), (3000.0, "people")]
     [faster] = quantities("grep -i is now typically 10 times faster for patterns.")

@@ -47,6 +47,8 @@ _VERBS = {"is", "was", "are", "were", "be", "been", "reached", "reach", "reaches
           "remains", "contains", "includes", "requires", "allows", "works", "shows", "returns", "reports",
           "outputs", "prints", "fails", "exits", "copies", "counts", "supports", "handles", "prompts",
           "removes", "clears", "preserves", "sets", "gets", "lets", "less", "more", "least", "most"}
+_CHANGE_VERBS = {"rose", "fell", "grew", "increased", "decreased", "dropped", "declined", "climbed", "jumped",
+                 "up", "down", "slowed"}
 # Units a number can carry, written after it (attached or after one space). Case matters for sizes.
 _SIZE = {"B", "KB", "kB", "KiB", "MB", "MiB", "GB", "GiB", "TB", "TiB", "PB", "PiB", "bytes", "byte", "bits",
          "Kbps", "Mbps", "Gbps", "kbps", "mbps", "gbps"}
@@ -187,11 +189,14 @@ def _measure(text: str, start: int, floor: int) -> str:
     if cut:
         clause = clause[cut[-1].end():]
     words = re.findall(r"[A-Za-z][A-Za-z'-]*", clause)
+    change = ""
     while words and words[-1].lower() in _VERBS:
-        words.pop()
+        last = words.pop().lower()
+        if last in _CHANGE_VERBS and not change and not clause.rstrip().lower().endswith(" to"):
+            change = last  # "prices rose 18%": a change, said so ("prices rose")
     while words and words[0].lower() in _VERBS | STOP:
         words.pop(0)
-    return " ".join(words[-7:])
+    return " ".join(words[-7:] + ([change] if change and words else []))
 
 
 def _unit(text: str, m: re.Match) -> tuple[str, int]:
