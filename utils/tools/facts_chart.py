@@ -26,7 +26,7 @@ _CHANGE = re.compile(r"\b(change|growth|grew|grow|rose|rise|rising|fell|fall|fal
 
 
 def kind_of(f: dict) -> str:
-    """The kind of quantity a fact is, as a panel title: "share (%)", "change (%)", "money ($)",
+    """The kind of quantity a fact is, as a panel title: "share (%)", "change (%)", "rate (%)", "money ($)",
     "speed-up (times)", "count (orders)", "mean net_generation"."""
     unit = str(f.get("unit") or "")
     if not unit:  # a CSV column or JSON key with no unit: only the same measure compares
@@ -34,7 +34,9 @@ def kind_of(f: dict) -> str:
         return what
     if unit in ("%", "pp"):
         changing = unit == "pp" or f.get("earlier") is not None or _CHANGE.search(str(f.get("what") or ""))
-        return f"change ({unit})" if changing else f"share ({unit})"
+        if changing:
+            return f"change ({unit})"
+        return f"rate ({unit})" if re.search(r"\brate\b", str(f.get("what") or ""), re.IGNORECASE) else f"share ({unit})"
     if unit[:1] in "$€£":
         return f"money ({unit})"
     if unit == "times":

@@ -273,7 +273,7 @@ def _structure(text: str, last: Quantity, q: Quantity) -> bool:
                                                                    re.IGNORECASE):
         last.earlier, last.value, last.end = last.value, q.value, q.end     # from X to Y
         return True
-    if re.fullmatch(r"\s*,?\s*(?:up|down)?\s*from\s+", between, re.IGNORECASE):
+    if re.fullmatch(r"\s*(?:of\s+[A-Za-z][\w\s-]{0,40}?)?\s*,?\s*(?:up|down)?\s*from\s+", between, re.IGNORECASE):
         last.earlier, last.end = q.value, q.end                             # to Y from X
         return True
     if re.fullmatch(r"\s*(?:out\s+)?of\s+(?:a|an|the|its|their|our|his|her)?\s*(?:total\s+|budget(?:ed)?\s+)?",

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from utils.errors import ToolError
 from utils.text import bracket_depth
@@ -142,6 +142,50 @@ def facts_json(facts: list[dict]) -> bytes:
     keys = ("file", "line", "value", "unit", "what", "scope", "earlier", "total", "column", "group")
     rows = [{k: f.get(k) for k in keys if k in f} for f in facts]
     return json.dumps(rows, indent=1, ensure_ascii=False).encode("utf-8")
+
+
+def collect_facts(results: Iterable[dict]) -> list[dict] | None:
+    """Every fact the run's extraction tasks found, each once, in the order given (plan order);
+    None when no task extracted facts at all (a workflow without sources writes no facts.json)."""
+    facts: list[dict] = []
+    seen: set[tuple] = set()
+    extracted = False
+    for res in results:
+        data = (res or {}).get("data") if isinstance(res, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("facts"), list):
+            continue
+        extracted = True
+        for f in data["facts"]:
+            key = (f.get("file"), f.get("line"), f.get("value"), f.get("unit"), f.get("what"), f.get("group"))
+            if isinstance(f, dict) and key not in seen:
+                seen.add(key)
+                facts.append(f)
+    return facts if extracted else None
+
+
+def source_entries(inputs: list[str], facts: list[dict], written: str) -> list[str]:
+    """The Sources section's lines: every input file and every file a fact or a citation came from,
+    with how many facts it gave and how often the writers cited it (`[source: notes.md:L3]`,
+    `[notes.md:L3]`). A file the user gave that yielded nothing is listed too, with 0 facts."""
+    names = list(dict.fromkeys([*inputs, *(str(f.get("file")) for f in facts if f.get("file"))]))
+    cited = {n: len(re.findall(rf"(?<![\w.-]){re.escape(n)}:L\d+", written)) for n in names}
+    out = []
+    for name in names:
+        n = sum(1 for f in facts if f.get("file") == name)
+        cites = f", cited {cited[name]} time{'s' if cited[name] != 1 else ''}" if cited[name] else ""
+        out.append(f"`{name}`: {n} fact{'s' if n != 1 else ''}{cites}")
+    return out
+
+
+def report_sources(inputs: list[str], results: dict[str, dict], order: list[str],
+                   sections: list[tuple[str, str, str]]) -> list[str]:
+    """The Sources section of a report: `source_entries` over the facts of the tasks in `order`
+    (plan order), with citations counted in the sections a model wrote (a tool's fact list quotes
+    every pointer once, which is not a citation)."""
+    facts = collect_facts(results.get(tid, {}) for tid in order) or []
+    written = "\n".join(text for tid, _, text in sections
+                         if not str((results.get(tid) or {}).get("model", "")).startswith("tool:"))
+    return source_entries(inputs, facts, written)
 
 
 def extract_facts(inp: ToolInput) -> ToolResult:
