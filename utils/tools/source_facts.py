@@ -21,6 +21,7 @@ from utils.tools.table import parse_csv
 
 MAX_FACTS_PER_SOURCE = 200
 MAX_SENTENCE_CHARS = 400     # a fact quotes at most this much of its sentence
+MAX_BLOCK_LINES = 400        # an indented block is judged on at most this many lines: the scan stays linear
 MAX_GROUPS = 12              # a category column with more levels than this does not split series
 _NUMBER = re.compile(r"\d")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[\"'(\[*_]?[A-Z0-9$€£])")
@@ -77,7 +78,8 @@ def _label_unit(label: str) -> tuple[str, str]:
 def code_lines(lines: list[str]) -> set[int]:
     """0-based indexes of lines inside code: fenced blocks, reStructuredText `::` blocks, and blocks
     indented under a line ending in ':' when any of their lines looks like a command or code.
-    An indented quotation of prose ("As described on the original website:") stays prose."""
+    An indented quotation of prose ("As described on the original website:") stays prose.
+    Each block is looked at over MAX_BLOCK_LINES lines at most, so the pass is linear."""
     code: set[int] = set()
     fenced, i, n = False, 0, len(lines)
     while i < n:
@@ -94,7 +96,8 @@ def code_lines(lines: list[str]) -> set[int]:
         if s.endswith(":") and i + 1 < n:
             base = len(lines[i]) - len(lines[i].lstrip())
             j = i + 1
-            while j < n and (not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > base):
+            while j < n and j - i <= MAX_BLOCK_LINES and (not lines[j].strip()
+                                                           or len(lines[j]) - len(lines[j].lstrip()) > base):
                 j += 1
             block = [k for k in range(i + 1, j) if lines[k].strip()]
             if block and (s.endswith("::") or any(_CODE_LINE.search(lines[k]) for k in block)):
