@@ -48,6 +48,11 @@ def values(text: str) -> set[float]:
     ("scale letter alone", "The file is 46371K on disk and 4 million in total."),
     ("neighbouring word", "It affects 3 through 9, and Queue 7 waited for 12 of them."),
     ("dataset name", "The 20 newsgroups dataset comprises posts on topics."),
+    ("exponent", "This supports larger files (2**66 - 1 bytes instead of 2**33 - 1 bytes)."),
+    ("hex prefix and printf format", "dd warns about a 0x prefix; use %.3X for fractional digits."),
+    ("shell parameter", "The `$0' special parameter expands to $0 on assignment."),
+    ("attributive unit", "It is inconsistent with the 24 hour time format used on 32 bit systems."),
+    ("verb after a number", "Setting it to 0 causes the history file to be truncated."),
 ])
 def test_numbers_that_are_not_facts(kind: str, sentence: str):
     assert quantities(sentence) == [], kind

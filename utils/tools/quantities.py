@@ -64,6 +64,7 @@ _KNOWN = {u: u for u in _SIZE | _PHYSICAL} | _TIME
 _HYPHEN_UNITS = {"dimensional": "dimensions", "fold": "times"}
 _IRREGULAR = {"people", "staff", "personnel", "children", "men", "women", "cattle", "sheep", "fish", "deer",
               "feet", "teeth", "mice", "geese", "data"}
+_OBJECTS = {"the", "a", "an", "its", "their", "them", "his", "her"}
 _NAME_NOUNS = {"dataset", "data", "set", "corpus", "benchmark", "challenge", "database", "text", "collection",
                "competition", "problem"}
 _COMPARATIVE = re.compile(r"\s+(faster|slower|better|worse|larger|smaller|more|fewer|less|higher|lower|"
@@ -73,8 +74,8 @@ _SCALE = {"k": "thousand", "thousand": "thousand", "m": "million", "mn": "millio
           "bn": "billion", "b": "billion", "billion": "billion", "trillion": "trillion", "tn": "trillion"}
 _QTY = re.compile(
     r"(?P<cur>(?:US\$|USD|EUR|GBP)\s?|[$€£])?"
-    r"(?<![\w.,:/#+^=-])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
-    r"(?![\d.,]*[.,]\d)(?![\w/:-]*\d)(?!\^)"
+    r"(?<![\w.,:/#+^=%*-])(?P<num>\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+    r"(?![\d.,]*[.,]\d)(?![\w/:-]*\d)(?!\^|\*\*)"
     r"(?P<pct>\s?(?:%|percent\b|per\s?cent\b|percentage points?\b|pp\b))?"
     r"(?P<scale>\s?(?:bn\b|tn\b|thousand\b|million\b|billion\b|trillion\b|[kKM]\b(?![$€£])))?",
     re.IGNORECASE)
@@ -83,7 +84,7 @@ _SPACED_WORD = re.compile(r" ([A-Za-z][A-Za-z-]*)")
 _METRIC = re.compile(r"\b(F-?1?[- ]?score|F1|score|accuracy|AUC|R²|R2|correlation|coefficient|ratio)"
                      r"(?:\s+(?:of|is|was|=|:))?\s*$", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r"[,;:()\[\]—–]|\bwhile\b|\bwhereas\b|\bbut\b")
-_QUOTED = re.compile(r"\"[^\"\n]*\"|“[^”\n]*”|(?<!\w)'[^'\n]*'(?!\w)|`[^`\n]*`")
+_QUOTED = re.compile(r"\"[^\"\n]*\"|“[^”\n]*”|(?<!\w)'[^'\n]*'(?!\w)|`[^`'\n]*[`']")
 _SCOPE = re.compile(
     r"\b(?:(?:in|during|for|by|through|until|since|as of|over|at the end of)\s+(?:the\s+)?"
     r"(?:(?:Q[1-4]|H[12]|FY|(?:" + "|".join(sorted(MONTHS, key=len, reverse=True)) + r"))\s*)?(?:19|20)\d\d\b"
@@ -127,9 +128,15 @@ def _known_unit(text: str, end: int) -> tuple[str, int]:
         return "", end
     word = m.group(1)
     if word in _KNOWN and not (len(word) <= 2 and m.group(0).startswith(" ") and word in ("B", "s", "h", "t", "W", "m")):
+        value = re.search(r"[\d.,]+$", text[:end].rstrip())
+        attributive = (word in _TIME and not word.endswith("s") and len(word) > 3 and value
+                       and value.group(0) not in ("1", "1.0") and _SPACED_WORD.match(text, m.end()))
+        if attributive:
+            return "", end  # "the 24 hour time format": a kind of format, not a duration
         return _KNOWN[word], m.end()
-    if word.lower() in ("times", "x", "×") and (word.lower() == "times" or not m.group(0).startswith(" ")):
-        return "times", m.end()
+    if word.lower() == "times" or (word in ("x", "×") and not m.group(0).startswith(" ")
+                                   and not re.search(r"(?<![\d.])0+$", text[:end])):
+        return "times", m.end()  # "10 times", "10x faster"; never a hex prefix "0x"
     return "", end
 
 
@@ -142,8 +149,12 @@ def _counted_noun(text: str, end: int) -> tuple[str, int]:
         if not m:
             return "", end
         word = m.group(1)
+        if word.lower() in ("bit", "byte"):
+            return "", end  # "32 bit systems", "8 bit characters": a kind, not a count
         if _is_plural_noun(word):
             after = _SPACED_WORD.match(text, m.end())
+            if after and after.group(1).lower() in _OBJECTS:
+                return "", end  # "setting it to 0 causes the file ...": a verb, not a counted noun
             if after and after.group(1) in _NAME_NOUNS:
                 return "", end  # "the 20 newsgroups dataset": a name, not a count
             if after and _is_plural_noun(after.group(1)):
@@ -173,6 +184,10 @@ def _skip(text: str, m: re.Match, quoted: list[tuple[int, int]]) -> bool:
     prev = _prev_word(text, m.start())
     if any(a <= at < b for a, b in quoted):
         return True  # a command example or quoted output: 'dd count=100KiB', "3 bytes copied"
+    if re.search(r"(?:\*\*|\^)\w+\s*[-+*/]\s*$", text[max(0, at - 20):at]):
+        return True  # "2**66 - 1 bytes": a term of an expression
+    if m.group("cur") and num == "0":
+        return True  # "$0": a shell parameter; no sum of money is written so
     if re.fullmatch(r"\d{9,}(?:\.\d+)?", num):
         return True  # a timestamp, a phone or account number, an ID
     if text[max(0, m.start() - 1):m.start()] == "#" or prev.lower() in _VERSION_WORDS | _ID_WORDS:
