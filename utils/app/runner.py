@@ -174,8 +174,12 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
         shared["status"] = status  # the final word: never leaves the "running" of the first save
         if status in ("interrupted", "failed", "stopped", "crashed") and error:
             shared["stopped"] = error
-        if status == "crashed" and not shared.get("document"):
-            shared["document"] = partial_document(shared, error)
+        if status in ("crashed", "interrupted") and not shared.get("document"):
+            store.flush()  # after Ctrl-C the store has seen tasks the shared store has not
+            results = {**(store.state.get("results") or {}), **(shared.get("results") or {})}
+            note = (f"The run crashed ({error})" if status == "crashed" else
+                    "The run was interrupted") + "; this document holds the tasks that were done."
+            shared["document"] = partial_document(shared, note, results)
         store.save(shared)
     doc_path = store.write_document(shared["document"]) if shared.get("document") else None
     write_facts(shared, store)
@@ -205,13 +209,15 @@ def write_facts(shared: dict, store: RunStore) -> None:
         atomic_write(store.dir / "facts.json", facts_json(facts))
 
 
-def partial_document(shared: dict, error: str) -> str | None:
-    """The document from the tasks that are done, with a note saying why the rest is missing;
-    None when nothing is done (an empty document would only hide that)."""
+def partial_document(shared: dict, note: str, results: dict | None = None) -> str | None:
+    """The document from the tasks that are done (`results`, default the shared store's), with a
+    note saying why the rest is missing; None when nothing is done (an empty document would only
+    hide that). A crash and a Ctrl-C or SIGTERM keep the finished work readable, as a budget stop does."""
     from utils.run.assemble import assemble, document_sections
     from utils.run.plan import Plan
 
-    results = shared.get("results") or {}
+    results = {k: v for k, v in (shared.get("results") if results is None else results).items()
+               if isinstance(v, dict)}
     if not shared.get("plan") or not any(r.get("state") == TaskState.DONE for r in results.values()):
         return None
     try:
@@ -219,7 +225,7 @@ def partial_document(shared: dict, error: str) -> str | None:
         spec = shared["spec"]
         sections = document_sections(plan, results, spec.assembly.include_roles, spec.assembly.summary_role)
         return assemble(plan, sections, None, offline=bool(getattr(shared["runtime"]["llm"], "offline", False)),
-                        notes=[f"The run crashed ({error}); this document holds the tasks that were done."])
+                        notes=[note])
     except Exception:  # noqa: BLE001 - the crash being recorded matters more than this document
         return None
 
