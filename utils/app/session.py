@@ -351,7 +351,7 @@ def summary_info(outcome, llm, options: dict) -> dict:
             "done": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") == "done"],
             "left": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") != "done"],
             "offline": llm.offline, "model": None if llm.offline else llm.settings.model, "resume_hint": None,
-            "reason": outcome.shared.get("status_reason")}
+            "reason": outcome.shared.get("status_reason"), "claims": outcome.shared.get("verification")}
     if outcome.status in ("interrupted", "stopped"):
         info["resume_hint"] = resume_command(outcome, options, len(info["left"]))
     return info

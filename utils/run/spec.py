@@ -67,6 +67,9 @@ class WorkflowSpec(BaseModel):
     offline_plan: dict[str, Any] = Field(default_factory=dict)
     sample_inputs: list[str] = Field(default_factory=list)   # relative to examples/
     sample_data: str | None = None                           # relative to examples/
+    # How model sections' numbers are held to evidence (utils/run/claims.py): `sources` (cited file lines
+    # and web passages; an uncited number is flagged), `figures` (the tools' results), `none`.
+    claims: Literal["sources", "figures", "none"] = "none"
     path: str = ""
 
     def example_path(self, rel: str) -> Path:
