@@ -167,7 +167,8 @@ class WorkerBatch(AsyncParallelBatchNode):
             system=role.system, plan=plan, task=task, budget_tokens=item["options"]["context_budget"],
             dep_outputs={d: r.get("output", "") for d, r in deps.items()}, feedback=feedback,
             previous=item["prior"].get(task.id, {}).get("output", "") if feedback else "")
-        schema = output_model(role.output, spec.roles)
+        team = (item["options"].get("tool_params") or {}).get("team")  # --team or proposed: what staffs it
+        schema = output_model(role.output, spec.roles, team)
         reply = await item["llm"].complete(
             messages, model=role.model or item["options"].get("role_models", {}).get(task.role)
             or item["options"].get("model"), schema=schema,

@@ -66,21 +66,12 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
 
 
 def _checked_plan(plan: dict | None, spec) -> dict | None:
-    """A saved plan is validated like a model's (cycles, self-dependencies, duplicate ids, unknown
-    roles): a hand-edited run.json must be a clear error, not a run that waits forever."""
-    from pydantic import ValidationError
-
-    from utils.run.plan import Plan, plan_problems
+    """A saved plan is validated like a model's: a hand-edited run.json is a clear error."""
+    from utils.run.planfile import check_plan
 
     if plan is None:
         return None
-    try:
-        parsed = Plan.model_validate(plan)
-    except ValidationError as exc:
-        raise UsageError(f"--resume: the saved plan is malformed: {exc.errors()[0]['msg']}") from None
-    problems = plan_problems(parsed, spec.roles, None, allow_empty=True)
-    if problems:
-        raise UsageError("--resume: the saved plan is invalid: " + "; ".join(problems[:3]))
+    check_plan(plan, spec, None, "--resume: the saved plan", allow_empty=True)
     return plan
 
 
@@ -183,6 +174,8 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
         store.save(shared)
     doc_path = store.write_document(shared["document"]) if shared.get("document") else None
     write_facts(shared, store)
+    if status == "planned" and shared.get("plan"):
+        _write_plan_file(shared, store)
     from utils.run.timeline import write_pictures  # timeline.png / --plan-only plan.png (issue 14)
     write_pictures(shared, store.dir, status)
     store.close()
@@ -207,6 +200,18 @@ def write_facts(shared: dict, store: RunStore) -> None:
     facts = collect_facts(results.get(tid, {}) for tid in order)
     if facts is not None:
         atomic_write(store.dir / "facts.json", facts_json(facts))
+
+
+def _write_plan_file(shared: dict, store: RunStore) -> None:
+    """A `--plan-only` run's plan as `plan.yaml`, to edit and run with `--run-plan`; said in a notice."""
+    from utils.run.planfile import PLAN_FILE, plan_yaml
+    from utils.run.runstore import atomic_write
+
+    atomic_write(store.dir / PLAN_FILE, plan_yaml(shared["plan"], shared["workflow"], shared.get("workflow_file"),
+                                                  store.dir / PLAN_FILE))
+    shared["runtime"]["emit"](Event("notice", {
+        "level": "info", "message": f"Plan saved: {store.dir / PLAN_FILE} (edit it if you like); run it with: "
+                                    f"python main.py --run-plan {store.dir}"}))
 
 
 def partial_document(shared: dict, note: str, results: dict | None = None) -> str | None:

@@ -205,6 +205,8 @@ def request_for(settings: Settings, display) -> RunRequest:
 
     if settings.resume:
         return resume_request(settings)
+    if settings.flag("run_plan"):
+        return plan_request(settings, display)
     setup: list[dict] = []  # usage of the calls made before the run starts
     if settings.workflow_file or settings.example:
         spec = load_spec(settings.workflow_file or settings.example)
@@ -254,6 +256,38 @@ def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, opti
     if notice:
         display.notice(notice, "info")
     return options
+
+
+def plan_request(settings: Settings, display) -> RunRequest:
+    """`--run-plan PATH`: a new run of a saved (maybe edited) plan, checked like a model's plan.
+    Next to a run.json (a `--plan-only` folder) it takes that run's inputs and options too;
+    flags given now still win, by the one precedence rule."""
+    from utils.app.websetup import with_web
+    from utils.run.planfile import check_plan, find_plan_file, read_plan_file
+    from utils.run.runstore import RUN_JSON, load_run
+    from utils.run.spec import load_spec
+
+    path = find_plan_file(settings.flag("run_plan"))
+    workflow, plan = read_plan_file(path)
+    saved = load_run(path.parent) if (path.parent / RUN_JSON).is_file() else {}
+    spec = load_spec(workflow)
+    given = saved.get("inputs") or {}
+    builtin = not workflow.endswith((".yaml", ".yml"))  # a name (its sample inputs apply) or a spec file
+    settings = settings.replace(example=spec.name if builtin else None, workflow_file=None if builtin else workflow,
+                                data=settings.data or given.get("data"),
+                                inputs=settings.inputs or tuple(given.get("inputs") or ()))
+    inputs = workflow_inputs(spec, settings)
+    spec, inputs, web_note = with_web(spec, inputs, settings)
+    if web_note:
+        display.notice(web_note, "info")
+    options = settings.run_options(saved["options"]) if isinstance(saved.get("options"), dict) else settings.run_options()
+    options = {**options, "plan_only": False}
+    plan = check_plan({**plan, "goal": check_topic(plan["goal"], "the plan's goal")}, spec, options["max_tasks"],
+                      f"--run-plan: {path}")
+    setup: list[dict] = []
+    options = prepare_new_run(settings, spec, plan["goal"], inputs, options, display, setup)
+    return RunRequest(spec=spec, goal=plan["goal"], inputs=inputs, options=options, plan=plan, setup_totals=setup,
+                      meta={"plan_source": "user", "plan_file": str(path)})
 
 
 def resume_request(settings: Settings) -> RunRequest:

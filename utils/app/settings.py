@@ -141,6 +141,10 @@ def check_conflicts(flags: Mapping[str, Any]) -> None:
         (f("plan_only") and f("interactive"), "--plan-only has no effect with --interactive (plans are shown there)"),
         (f("interactive") and f("example") == "all", "--interactive works on one workflow: use --example NAME"),
         (f("json") and f("quiet"), "give --json or --quiet, not both"),
+        (f("run_plan") and (f("resume") or f("interactive") or f("plan_only") or f("topic") is not None
+                            or f("example") or f("workflow_file")),
+         "--run-plan runs the plan file's own workflow and goal: drop --resume, --interactive, --plan-only, "
+         "--example, --workflow-file and the topic"),
     ]
     for broken, message in rules:
         if broken:
