@@ -51,6 +51,17 @@ def workers(text: str) -> int:
     return value
 
 
+def score(text: str) -> float:
+    """An argparse type: a review score from 0 to 10."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 10, got '{text}'") from None
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 10, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="main.py", description="Plan a task into subtasks, run them with parallel LLM workers, "
                "review and assemble the result.",
@@ -75,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     orch.add_argument("--max-revisions", type=non_negative_int, help="review-and-revise rounds (default 1)")
     orch.add_argument("--max-rounds", type=positive_int, help="planning rounds for dynamic/hybrid (default 6)")
     orch.add_argument("--context-budget", type=positive_int, help="token budget of one worker prompt (default 6000)")
+    orch.add_argument("--min-score", type=score, metavar="N", help="a final review scoring below N (0-10) ends "
+                      "the run needs-work, exit 1 (default: the workflow's, 5)")
     orch.add_argument("--max-tokens-total", type=positive_int, help="stop scheduling model calls past this many tokens")
 
     model = p.add_argument_group("model")

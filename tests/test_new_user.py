@@ -268,3 +268,39 @@ def test_an_edited_plan_yaml_runs_as_edited_and_a_broken_one_is_refused(tmp_path
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert bad.code == 2 and len(lines) == 1 and "nowhere" in lines[0], bad.explain()
     assert len(run_dirs(tmp_path / "runs")) == count
+
+
+# ---------------------------------------------------------------- 9. the smaller points
+
+def test_a_topic_from_standard_input(tmp_path):
+    out = tmp_path / "runs"
+    done = run_main(["-", "--example", "blog", "--plan-only", "--provider", "offline", "--output-dir", str(out)],
+                    cli_env(tmp_path / "home", None, None), stdin="Write about barn owls\n")
+    assert done.code == 0, done.explain()
+    assert read_state(only_run(out))["goal"] == "Write about barn owls"
+
+
+def test_a_final_review_below_min_score_ends_needs_work_with_the_reasons(fake_llm, tmp_path):
+    from tests.scripted import plan_json
+
+    review = {"score": 0.7, "summary": "The sections contradict each other", "tasks": []}
+    fake_llm.responder = Script(plans=[plan_json([("t1", "writer", []), ("t2", "writer", [])])], reviews=[review])
+    out = tmp_path / "runs"
+    args = ["--example", "blog", "--no-cache", "--output-dir", str(out), "--max-revisions", "0",
+            "--config", str(fast_config(tmp_path / "fast.yaml"))]
+    env = cli_env(tmp_path / "home", fake_llm.base_url)
+    done = run_main(args, env)
+    assert done.code == 1, done.explain()
+    summary = [line for line in done.stdout.splitlines() if line.startswith("needs-work")]
+    assert summary and "0.7/10" in done.stdout and "contradict each other" in done.stdout, done.stdout
+    assert read_state(only_run(out))["status"] == "needs-work"
+    lenient = run_main([*args, "--min-score", "0.5"], env)  # the reviewer's judgement, the user's bar
+    assert lenient.code == 0, lenient.explain()
+
+
+def test_a_config_typo_gets_did_you_mean(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("max_worker: 3\n", encoding="utf-8")
+    done = run_main(["--example", "blog", "--config", str(cfg), "--provider", "offline"],
+                    cli_env(tmp_path / "home", None, None))
+    assert done.code == 2 and "did you mean 'max_workers'" in done.stderr, done.explain()

@@ -83,7 +83,7 @@ def summary_details(info: dict, *, failures: bool = True) -> list[str]:
     """Lines under the summary: what failed and why, what was skipped, how to resume."""
     lines = [f"  {f.get('id')} failed: {shorten(f.get('error'), 200)}"
              for f in (info.get("failed") or [] if failures else [])]
-    if info.get("reason") and info.get("status") in ("partial", "unreviewed"):
+    if info.get("reason") and info.get("status") in ("partial", "unreviewed", "needs-work"):
         lines.append(f"  why: {shorten(info['reason'], 200)}")
     skipped = info.get("skipped") or []
     if skipped:
