@@ -105,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--no-web", action="store_true", help="no web research for this run (see README: Web research)")
     io.add_argument("--data", metavar="PATH", help="CSV for analysis (default: the shipped sample)")
     io.add_argument("--start-date", metavar="YYYY-MM-DD", help="project: first working day (default: today)")
+    io.add_argument("--holidays", metavar="DATE,...", help="project: days off besides weekends, Christmas and "
+                    "New Year, e.g. 2026-12-24,2026-12-31")
     io.add_argument("--team", metavar="ROLE=N,...", help='project: the team, e.g. "backend=2,frontend=1,qa=1" (default: proposed)')
     io.add_argument("--target", metavar="COLUMN", help="analysis: the column to explain (default: the model chooses)")
     io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")

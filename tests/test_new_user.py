@@ -304,3 +304,40 @@ def test_a_config_typo_gets_did_you_mean(tmp_path):
     done = run_main(["--example", "blog", "--config", str(cfg), "--provider", "offline"],
                     cli_env(tmp_path / "home", None, None))
     assert done.code == 2 and "did you mean 'max_workers'" in done.stderr, done.explain()
+
+
+def test_an_offline_run_reports_no_calls_or_tokens(tmp_path):
+    import json
+
+    done = run_main(["--example", "blog", "--json", "--provider", "offline", "--output-dir", str(tmp_path / "runs")],
+                    cli_env(tmp_path / "home", None, None))
+    data = json.loads(done.stdout)
+    assert done.code == 0 and data["offline"] is True
+    assert (data["calls"], data["prompt_tokens"], data["completion_tokens"]) == (0, 0, 0), data
+
+
+def test_example_all_table_shows_cached_calls():
+    import io
+
+    from utils.app.render import all_table
+
+    out = io.StringIO()
+    all_table([{"workflow": "blog", "status": "ok", "seconds": 1.0, "calls": 9, "cached": 9, "tokens": 1200,
+                "output": "runs/x/output.md"}], file=out)
+    header, _, row = out.getvalue().splitlines()
+    assert "cached" in header and row.split()[:6] == ["blog", "ok", "1.0", "s", "9", "9"], out.getvalue()
+
+
+def test_christmas_and_new_year_are_not_working_days_and_holidays_add_more():
+    from tests.test_tools_project import item, tin
+    from utils.run.team import project_options
+    from utils.tools import run_tool
+
+    work = [item("a", 5, [], "dev")]
+    res = run_tool("schedule", tin(work_items=work, team={"dev": 1}, start="2026-12-21"))
+    assert (res.data["start_date"], res.data["end_date"]) == ("2026-12-21", "2026-12-28")  # the 25th skipped
+    params = project_options(None, "2026-12-21", {}, holidays="2026-12-24, 2026-12-31")["tool_params"]
+    res = run_tool("schedule", tin(work_items=work, team={"dev": 1}, **params))
+    assert res.data["end_date"] == "2026-12-29"
+    new_year = run_tool("schedule", tin(work_items=work, team={"dev": 1}, start="2027-01-01"))
+    assert new_year.data["start_date"] == "2027-01-04"  # a holiday start moves to the next working day

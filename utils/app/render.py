@@ -363,12 +363,13 @@ def _short_int(n: int) -> str:
 def all_table(rows: list[dict], *, quiet: bool = False, file: Any = None) -> None:
     """`--example all`: one line per workflow (status, time, calls, tokens, output) after the runs."""
     out = file or sys.stdout
-    header = f"{'workflow':<10} {'status':<12} {'time':>8} {'calls':>6} {'tokens':>9}  output"
+    header = f"{'workflow':<10} {'status':<12} {'time':>8} {'calls':>6} {'cached':>6} {'tokens':>9}  output"
     lines = [header, "-" * len(header)]
     for r in rows:
         secs = f"{r['seconds']:.1f} s" if r.get("seconds") is not None else "-"
-        calls, tokens = ("-", "-") if r.get("offline") else (r["calls"], f"{r['tokens']:,}")
-        lines.append(f"{r['workflow']:<10} {r['status']:<12} {secs:>8} {calls:>6} {tokens:>9}  "
+        calls, cached, tokens = ("-", "-", "-") if r.get("offline") else (r["calls"], r.get("cached", 0),
+                                                                           f"{r['tokens']:,}")
+        lines.append(f"{r['workflow']:<10} {r['status']:<12} {secs:>8} {calls:>6} {cached:>6} {tokens:>9}  "
                      f"{r.get('output') or '-'}")
     if quiet:
         lines = lines[2:]

@@ -222,7 +222,7 @@ def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, opti
     from utils.run.team import project_options, propose_team
     from utils.tools.sources import NO_SOURCES
 
-    options = project_options(settings.flag("team"), settings.flag("start_date"), options)
+    options = project_options(settings.flag("team"), settings.flag("start_date"), options, settings.flag("holidays"))
     if spec.assembly.cite_inputs and not inputs.get("inputs") and not (inputs.get("web") or {}).get("enabled"):
         display.notice(NO_SOURCES, "warn")
     target = settings.flag("target")
@@ -267,8 +267,8 @@ def plan_request(settings: Settings, display) -> RunRequest:
     spec, inputs, web_note = with_web(spec, inputs, settings)
     if web_note:
         display.notice(web_note, "info")
-    options = settings.run_options(saved["options"]) if isinstance(saved.get("options"), dict) else settings.run_options()
-    options = {**options, "plan_only": False}
+    saved_options = saved.get("options") if isinstance(saved.get("options"), dict) else None
+    options = {**settings.run_options(saved_options), "plan_only": False}
     plan = check_plan({**plan, "goal": check_topic(plan["goal"], "the plan's goal")}, spec, options["max_tasks"],
                       f"--run-plan: {path}")
     setup: list[dict] = []
@@ -293,7 +293,7 @@ def resume_request(settings: Settings) -> RunRequest:
     spec = load_spec(saved.get("workflow_file") or saved["workflow"])
     return RunRequest(spec=spec, goal=goal, inputs=saved.get("inputs") or {}, saved=saved, run_dir=run_dir,
                       options=project_options(settings.flag("team"), settings.flag("start_date"),
-                                              settings.run_options(saved["options"])))
+                                              settings.run_options(saved["options"]), settings.flag("holidays")))
 
 
 # ---------------------------------------------------------------- the run
@@ -363,7 +363,8 @@ def saved_results(outcome) -> dict:
 def summary_info(outcome, llm, options: dict) -> dict:
     results = saved_results(outcome)
     plan_tasks = (outcome.shared.get("plan") or {}).get("tasks") or []
-    t = outcome.totals
+    # offline no model is called: the stand-ins' sizes are not calls or tokens anyone paid for
+    t = {} if llm.offline else outcome.totals
     info = {"status": outcome.status, "elapsed_s": outcome.elapsed_s, "calls": t.get("calls", 0),
             "prompt_tokens": t.get("prompt_tokens", 0), "completion_tokens": t.get("completion_tokens", 0),
             "cached": t.get("cached", 0), "cost_usd": t.get("cost_usd"), "output_dir": str(outcome.run_dir),
