@@ -3,6 +3,7 @@
     python main.py --example blog
     python main.py "Create a guide to Python decorators"
     python main.py --interactive
+    orch runs                     # once installed (pip install .): `orch` is `python main.py`
 
 This module only parses flags, resolves configuration and owns the terminal: the graph lives in
 `flows.py`, the nodes in `nodes.py`, everything else in `utils/`. Heavy imports (httpx, rich,
@@ -63,7 +64,8 @@ def score(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="main.py", description="Plan a task into subtasks, run them with parallel LLM workers, "
+    prog = "orch" if os.path.basename(sys.argv[0] or "") == "orch" else "main.py"
+    p = Parser(prog=prog, description="Plan a task into subtasks, run them with parallel LLM workers, "
                "review and assemble the result.",
                epilog="Exit codes: 0 ok, 1 run failed or partial, 2 bad usage or input, 130 interrupted (Ctrl-C), "
                       "143 terminated (SIGTERM); both resumable.")
@@ -115,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--show-calls", action="store_true", help="show each model call's prompt and reply on stderr")
     io.add_argument("--verbose", action="store_true", help="--show-calls, plus tracebacks and engine logs")
     io.add_argument("--version", action="store_true", help="show app, engine, HTTP client and python versions")
+    io.add_argument("--completion", choices=("bash", "zsh"), help="print a shell completion script "
+                    "(e.g. eval \"$(orch --completion bash)\")")
     return p
 
 
@@ -131,7 +135,15 @@ def version_text() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["runs"]:  # `orch runs [show ID]`: the run history, not a topic
+        from utils.app.history import runs_command
+        return runs_command(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.completion:
+        from utils.app.completion import completion_script
+        print(completion_script(build_parser(), args.completion))
+        return 0
     if args.version:
         print(version_text())
         return 0

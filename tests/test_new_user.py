@@ -341,3 +341,36 @@ def test_christmas_and_new_year_are_not_working_days_and_holidays_add_more():
     assert res.data["end_date"] == "2026-12-29"
     new_year = run_tool("schedule", tin(work_items=work, team={"dev": 1}, start="2027-01-01"))
     assert new_year.data["start_date"] == "2027-01-04"  # a holiday start moves to the next working day
+
+
+# ---------------------------------------------------------------- run history, completion
+
+def test_every_run_is_indexed_and_runs_lists_and_shows_them(tmp_path):
+    env = cli_env(tmp_path / "home", None, None)
+    out = tmp_path / "runs"
+    first = run_main(["--example", "blog", "--provider", "offline", "--output-dir", str(out)], env)
+    second = run_main(["--example", "project", "--plan-only", "--provider", "offline", "--output-dir", str(out)], env)
+    assert first.code == 0 and second.code == 0, first.explain() + second.explain()
+    listed = run_main(["runs"], env)
+    assert listed.code == 0, listed.explain()
+    rows = listed.stdout.splitlines()[2:]
+    assert len(rows) == 2 and rows[0].split()[0] == "2" and rows[1].split()[0] == "1", listed.stdout
+    assert "project" in rows[0] and "planned" in rows[0] and "blog" in rows[1] and " ok " in rows[1]
+    blog_dir = next(d for d in out.iterdir() if "-blog-" in d.name)
+    assert str(blog_dir.resolve()) in rows[1]
+    shown = run_main(["runs", "show", "1"], env)
+    assert shown.code == 0 and str(blog_dir.resolve() / "output.md") in shown.stdout, shown.explain()
+    assert run_main(["runs", "show", "9"], env).code == 2
+    again = run_main(["--resume", "1", "--output-dir", str(out)], env)  # an ID from the list
+    assert again.code == 0 and "already complete" in again.output, again.explain()
+
+
+def test_completion_scripts_name_the_flags_and_their_choices(tmp_path):
+    import subprocess
+
+    for shell in ("bash", "zsh"):
+        done = run_main(["--completion", shell], cli_env(tmp_path / "home", None, None))
+        assert done.code == 0 and "--example" in done.stdout and "--run-plan" in done.stdout
+        assert "blog report analysis project all" in done.stdout
+    bash = run_main(["--completion", "bash"], cli_env(tmp_path / "home", None, None)).stdout
+    assert subprocess.run(["bash", "-n"], input=bash, text=True).returncode == 0

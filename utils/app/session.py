@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.app.config import home
+from utils.app.history import record_run, run_folder
 from utils.app.settings import Settings, check_topic
 from utils.errors import OrchError, UsageError
 from utils.events import Event
@@ -283,7 +284,7 @@ def resume_request(settings: Settings) -> RunRequest:
     from utils.run.spec import load_spec
     from utils.run.team import project_options
 
-    run_dir = find_run(settings.resume, settings.output_dir)
+    run_dir = find_run(run_folder(settings.resume), settings.output_dir)  # a folder, its name or a history ID
     saved = load_run(run_dir)
     if settings.example and settings.example != saved.get("workflow"):
         raise UsageError(f"--resume: {run_dir} is a '{saved.get('workflow')}' run, not '{settings.example}'")
@@ -317,6 +318,7 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     except OSError as exc:
         raise UsageError(f"cannot create a run folder in {settings.output_dir}: {exc.strerror or exc}") from None
     store = RunStore(run_dir, request.saved)
+    record_run(run_dir, workflow=request.spec.name, topic=request.goal, status="running")  # even a kill -9 is listed
 
     def on_event(event: Event) -> None:
         store(event)
@@ -341,6 +343,8 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     with display:
         outcome = execute(shared, flow, store, meta=meta)
     info = summary_info(outcome, llm, request.options)
+    info["history_id"] = record_run(run_dir, workflow=request.spec.name, topic=request.goal, status=outcome.status,
+                                    info=info, document=str(outcome.document_path) if outcome.document_path else None)
     report(settings, display, outcome, info, show_document=show_document)
     return RunReport(outcome, info)
 
