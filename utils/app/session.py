@@ -343,8 +343,9 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     with display:
         outcome = execute(shared, flow, store, meta=meta)
     info = summary_info(outcome, llm, request.options)
+    document = str(outcome.document_path.resolve()) if outcome.document_path else None
     info["history_id"] = record_run(run_dir, workflow=request.spec.name, topic=request.goal, status=outcome.status,
-                                    info=info, document=str(outcome.document_path) if outcome.document_path else None)
+                                    info=info, document=document)
     report(settings, display, outcome, info, show_document=show_document)
     return RunReport(outcome, info)
 
