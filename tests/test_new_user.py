@@ -374,3 +374,70 @@ def test_completion_scripts_name_the_flags_and_their_choices(tmp_path):
         assert "blog report analysis project all" in done.stdout
     bash = run_main(["--completion", "bash"], cli_env(tmp_path / "home", None, None)).stdout
     assert subprocess.run(["bash", "-n"], input=bash, text=True).returncode == 0
+
+
+# ---------------------------------------------------------------- 7. the terminal
+
+class _Tty:
+    def __init__(self) -> None:
+        import io
+        self.buf = io.StringIO()
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self.buf.write(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_lines_on_a_terminal_wrap_at_word_boundaries(monkeypatch):
+    from utils.app.render_plain import write_line
+
+    monkeypatch.setenv("COLUMNS", "80")
+    text = "warning: " + " ".join(f"word{i:02d}-supercalifragilistic" for i in range(12))
+    tty = _Tty()
+    write_line(tty, "  " + text)
+    lines = tty.buf.getvalue().splitlines()
+    assert len(lines) > 1 and all(len(line) <= 80 for line in lines), lines
+    assert " ".join(" ".join(lines).split()) == text  # every word whole, in order
+    assert all(line.startswith("  ") for line in lines)  # the indent kept
+    import io
+    piped = io.StringIO()
+    write_line(piped, text)  # a pipe or a file gets the one line, for grep
+    assert piped.getvalue() == text + "\n"
+
+
+def test_the_live_table_titles_use_the_width_there_is():
+    import io
+
+    from rich.console import Console
+
+    from utils.app.render import Display
+    from utils.events import Event
+
+    title = "A title that is long enough to be cut at eighty columns only"
+    display = Display("rich", file=io.StringIO(), width=200)
+    display(Event("plan", {"plan": {"goal": "g", "tasks": [{"id": "t1", "title": title, "role": "writer",
+                                                            "depends_on": []}]}}))
+    probe = Console(file=io.StringIO(), width=200, record=True)
+    probe.print(display._renderable())
+    assert title in probe.export_text()
+
+
+def test_no_color_keeps_the_rich_display():
+    from tests.test_render import _Tty as Tty
+    from utils.app.render import choose_mode
+
+    assert choose_mode(quiet=False, json_out=False, stream=Tty(), env={"NO_COLOR": "1"}) == "rich"
+
+
+def test_show_plan_includes_instructions_set_with_instr(tmp_path):
+    done = run_main(["--interactive", "--example", "blog", "--provider", "offline", "--output-dir", str(tmp_path / "r")],
+                    cli_env(tmp_path / "home", None, None),
+                    stdin="Write about owls\n/instr t2 Cover barn owls only, with three examples\n/show plan\n/quit\n")
+    assert done.code == 0, done.explain()
+    after = done.stdout.split("/show plan")[-1] if "/show plan" in done.stdout else done.stdout
+    assert after.count("Cover barn owls only, with three examples") >= 2, done.stdout  # after /instr and /show

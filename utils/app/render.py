@@ -42,7 +42,7 @@ def choose_mode(*, quiet: bool, json_out: bool, stream: Any = None, env: Mapping
         tty = bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
         tty = False
-    if not tty or "NO_COLOR" in env or env.get("TERM") == "dumb":
+    if not tty or env.get("TERM") == "dumb":  # NO_COLOR: the same display, no colour (rich honours it)
         return "plain"
     return "rich"
 
@@ -295,10 +295,10 @@ class Display:
                 spinner = self._spinners.setdefault("", Spinner("dots", style="cyan"))
                 spinner.update(text=Text(f"{b.phase or 'planning'}… {self._totals_text()}".rstrip(), style="dim"))
                 return Group(header, spinner)
-            # Sized for an 80-column terminal: the title takes what the fixed columns leave.
+            # Fits an 80-column terminal: the title takes what the fixed columns (57) leave, at any width.
             table = Table(expand=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
             table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=6)
-            table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=22)
+            table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=max(22, self.console.width - 57))
             table.add_column("role", no_wrap=True, overflow="ellipsis", max_width=9)
             table.add_column("state", no_wrap=True, min_width=9, max_width=10)
             table.add_column("w", justify="right", no_wrap=True, max_width=3)
