@@ -94,7 +94,8 @@ def runs_table(rows: list[dict[str, Any]]) -> list[str]:
     """`orch runs`: one line per run, newest first."""
     if not rows:
         return [f"No runs yet (the history is {home() / DB_NAME})."]
-    head = f"{'id':>4}  {'when':<16}  {'workflow':<9} {'status':<11} {'calls':>5} {'tokens':>8} {'cost':>8}  topic · folder"
+    head = (f"{'id':>4}  {'when':<16}  {'workflow':<9} {'status':<11} {'calls':>5} {'tokens':>8} {'cost':>8}  "
+            "topic · folder")
     lines = [head, "-" * len(head)]
     for r in rows:
         cost = f"${r['cost_usd']:.4f}" if r.get("cost_usd") is not None else "-"
