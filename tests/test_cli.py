@@ -79,6 +79,30 @@ def test_free_text_topic_picks_the_workflow_and_says_so(fake_llm: FakeLLMServer,
     assert state["status"] == "ok"
 
 
+def test_a_custom_server_is_asked_for_its_model_once_and_run_json_names_it(fake_llm: FakeLLMServer,
+                                                                          tmp_path: Path):
+    # routing, the analysis target and the run each make a client: the server is asked once for all
+    fake_llm.models = ["qwen2.5:7b"]
+    fake_llm.responder = Script(plans=[SMALL_ANALYSIS], worker=worker_text)
+    sample = Path(__file__).resolve().parent.parent / "examples" / "data" / "sales.csv"
+    run = run_main(["Analyse the data in sales csv", "--data", str(sample)], tmp_path, server=fake_llm)
+    assert run.code == 0, run.explain()
+    assert [r.path.rstrip("/") for r in fake_llm.other_requests] == ["/v1/models"]
+    assert {request_kind(r) for r in fake_llm.requests} >= {"route", "plan"}
+    assert {r.model for r in fake_llm.requests} == {"qwen2.5:7b"}
+    assert run.state()["meta"]["model"] == "qwen2.5:7b"
+    assert (run.stdout + run.stderr).count("using qwen2.5:7b, the only model") == 1
+
+
+def test_a_custom_server_with_several_models_fails_before_a_run_folder(fake_llm: FakeLLMServer, tmp_path: Path):
+    fake_llm.models = ["a-model", "b-model"]
+    run = run_main(["--example", "blog"], tmp_path, server=fake_llm)
+    assert run.code == 2, run.explain()
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and "offers 2 models: a-model, b-model; choose one with --model" in lines[0], run.stderr
+    assert not fake_llm.requests and not run.run_dirs()
+
+
 def test_json_output_is_only_json(fake_llm: FakeLLMServer, tmp_path: Path):
     fake_llm.responder = Script(plans=[SMALL_BLOG], worker=worker_text)
     run = run_main(["--example", "blog", "--json"], tmp_path, server=fake_llm)

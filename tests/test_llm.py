@@ -451,7 +451,8 @@ def test_call_log_covers_answered_cached_failed_and_offline_calls(fake_llm, orch
     secret_prompt = [{"role": "user", "content": f"my key is {TEST_API_KEY}, summarise tea"}]
     fake_llm.push(Reply(text="Tea, briefly.", usage={"prompt_tokens": 12, "completion_tokens": 3,
                                                      "prompt_tokens_details": {"cached_tokens": 8}}))
-    llm = client(fake_llm, None, emit=events, cache=True)
+    llm = client(fake_llm, None, emit=events, cache=True,
+                 prices={"fake-model": {"input": 1.0, "output": 10.0, "cached_input": 0.1}})
     ask(llm, secret_prompt, purpose="task t1 (writer)")
     ask(llm, secret_prompt, purpose="task t1 (writer)")  # cached
     fake_llm.fail_next(500, n=3)
@@ -466,6 +467,10 @@ def test_call_log_covers_answered_cached_failed_and_offline_calls(fake_llm, orch
         ("task t1 (writer)", "Tea, briefly.", 12, 8)
     assert first["latency_s"] > 0 and not first["cached"] and first["error"] is None
     assert cached["cached"] and cached["reply"] == "Tea, briefly."
+    # cost_usd (report.html's table of calls): what this call cost at the configured prices; a cache
+    # hit, a failed call and the offline model cost nothing, so none is claimed for them
+    assert first["cost_usd"] == pytest.approx((4 * 1.0 + 8 * 0.1 + 3 * 10.0) / 1e6)
+    assert cached["cost_usd"] is None and failed["cost_usd"] is None and off["cost_usd"] is None
     assert failed["retries"] == 2 and "server error 500" in failed["error"] and failed["reply"] is None
     assert off["offline"] and off["reply"].startswith(LABEL)
     import json

@@ -105,6 +105,9 @@ def check_run(run: Run, name: str, *, provider: str, run_dir: Path | None = None
         assert meta.get(key), f"run.json meta has no {key}: {meta}"
     if provider == "offline":  # no model was used: none is named as if it had been
         assert meta.get("model") is None and meta.get("base_url") is None, meta
+    else:  # the model named is the one every call used
+        calls = [json.loads(line) for line in (run_dir / "calls.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert calls and {c["model"] for c in calls} == {meta["model"]}, (meta["model"], calls[:1])
     assert meta["strategy"] == state["options"]["strategy"]
     assert state["document"] == doc
 

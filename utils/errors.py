@@ -27,6 +27,11 @@ class LLMError(OrchError):
     """A model call failed after its retries, or its output could not be validated."""
 
 
+class ModelChoiceError(LLMError, UsageError):
+    """No model given and the server serves several or none: the user must name one (exit 2). Still
+    an `LLMError`, so a caller that handles failed model calls handles this one too."""
+
+
 class PlanError(OrchError):
     """The orchestrator could not produce a valid plan, even after one repair round-trip."""
 

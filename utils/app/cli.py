@@ -67,10 +67,13 @@ def run_one(settings: Settings) -> int:
 def run_all(settings: Settings) -> int:
     """`--example all`: the four workflows one after another (each with its own default topic, its
     `--data`/`--input` only where it uses them), then one table, or ONE JSON document with --json."""
-    from utils.app.session import DATA_TOOLS, SOURCE_TOOLS, _uses, make_display, request_for, run_workflow
+    from utils.app.session import (DATA_TOOLS, SOURCE_TOOLS, _uses, make_display, request_for, run_workflow,
+                                   with_model)
     from utils.run.spec import load_spec
 
     rows, worst, offline_said = [], EXIT_OK, False
+    # a custom server's model asked for once, not once a workflow
+    settings = with_model(settings, make_display(settings, mode="json" if settings.json or settings.quiet else None))
     for name in WORKFLOWS:
         spec = load_spec(name)
         sub = settings.replace(example=name, topic=None,

@@ -23,7 +23,7 @@ from utils.app.config import home
 from utils.app.render import plan_lines
 from utils.app.render_plain import notice_line, retry_line, write_line
 from utils.app.session import (OFFLINE_NOTE, RunRequest, make_display, make_llm, prepare_new_run, route_topic,
-                               run_workflow, workflow_inputs)
+                               run_workflow, with_model, workflow_inputs)
 from utils.app.settings import Settings, check_topic, check_workers
 from utils.errors import OrchError, UsageError
 from utils.events import Event
@@ -354,6 +354,8 @@ def run_interactive(settings: Settings) -> int:
     tty = sys.stdin.isatty()
     readline = _load_readline() if tty else None  # piped input never goes through readline
     history = History(home() / "history", readline)
+    # a custom server's model asked for once, at the start: plans and runs name the one they use
+    settings = with_model(settings, lambda event: say(notice_line(event.data)) if event.kind == "notice" else None)
     session = Session(settings)
     if settings.workflow_file or (settings.example and settings.example != "all"):
         session.use_spec(load_spec(settings.workflow_file or settings.example), auto=False)

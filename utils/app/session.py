@@ -15,7 +15,7 @@ from utils.app.config import home
 from utils.app.history import record_run, run_folder
 from utils.app.otel import start_tracing
 from utils.app.settings import Settings, check_topic
-from utils.errors import OrchError, UsageError
+from utils.errors import LLMError, ModelChoiceError, OrchError, UsageError
 from utils.events import Event
 from utils.model.settings import safe_base_url
 
@@ -38,6 +38,7 @@ class RunRequest:
     plan: dict | None = None
     meta: dict = field(default_factory=dict)
     setup_totals: list[dict] = field(default_factory=list)  # calls made before the run (routing, target, team)
+    model: str | None = None  # the model a custom server serves, asked once before the run (`with_model`)
 
 
 @dataclass
@@ -65,6 +66,27 @@ def make_llm(settings: Settings, emit, *, budget: int | None = None, workers: in
         raise UsageError(f"--resume: this run called {safe_base_url(server)} with an API key, which is never saved; "
                          "set OPENAI_API_KEY (or pass --provider offline to finish it without a model)")
     return make_model(llm_settings, emit=emit, home=home())
+
+
+def with_model(settings: Settings, emit) -> Settings:
+    """These settings naming the model the run will use. A custom server given no model is asked
+    which it serves once, here, before the run: meta, the display and run.json then name the model
+    actually used, the routing, set-up and run clients all use that one, and a server that serves
+    several or none fails now with one line and exit 2, before a run folder is made. A server that
+    cannot be reached fails the run as any unanswered call does (exit 1, the run folder says so)."""
+    from utils.app.runner import run_closing
+    from utils.model.settings import settings_from_env
+
+    wanted = settings_from_env(settings.llm_overrides(), settings.llm_config())
+    if wanted.provider == "offline" or wanted.model:
+        return settings
+    llm = make_llm(settings, emit)
+    try:
+        return settings.replace(model=run_closing(llm, llm.resolve_model))
+    except ModelChoiceError:
+        raise
+    except LLMError:  # not reached: the run's first call says so, and its run folder records it
+        return settings
 
 
 def make_display(settings: Settings, *, mode: str | None = None):
@@ -214,9 +236,11 @@ def request_for(settings: Settings, display) -> RunRequest:
         spec = load_spec(settings.workflow_file or settings.example)
         goal = settings.topic or default_goal(spec, settings)
         inputs = workflow_inputs(spec, settings)
+        settings = with_model(settings, display)  # inputs checked first, then the server
     else:
         goal = check_topic(settings.topic)
         check_files(settings)  # before the routing call too
+        settings = with_model(settings, display)
         spec, why = route_topic(settings, goal, display, setup)
         display.notice(f"Workflow: {spec.name} ({why}; use --example to choose another)")
         inputs = workflow_inputs(spec, settings, routed=goal)
@@ -224,7 +248,7 @@ def request_for(settings: Settings, display) -> RunRequest:
     if web_note:
         display.notice(web_note, "info")
     options = prepare_new_run(settings, spec, goal, inputs, settings.run_options(), display, setup)
-    return RunRequest(spec=spec, goal=goal, inputs=inputs, options=options, setup_totals=setup)
+    return RunRequest(spec=spec, goal=goal, inputs=inputs, options=options, setup_totals=setup, model=settings.model)
 
 
 def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, options: dict, display,
@@ -287,9 +311,10 @@ def plan_request(settings: Settings, display) -> RunRequest:
     plan = check_plan({**plan, "goal": check_topic(plan["goal"], "the plan's goal")}, spec, options["max_tasks"],
                       f"--run-plan: {path}")
     setup: list[dict] = []
+    settings = with_model(settings, display)
     options = prepare_new_run(settings, spec, plan["goal"], inputs, options, display, setup)
     return RunRequest(spec=spec, goal=plan["goal"], inputs=inputs, options=options, plan=plan, setup_totals=setup,
-                      meta={"plan_source": "user", "plan_file": str(path)})
+                      meta={"plan_source": "user", "plan_file": str(path)}, model=settings.model)
 
 
 def resume_request(settings: Settings) -> RunRequest:
@@ -324,6 +349,8 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     holder: dict[str, Any] = {"emit": display}
     if request.saved:
         settings = settings.for_resume(request.saved)
+    # the model named in meta is the one used: asked for here unless the request already knows it
+    settings = with_model(settings.replace(model=request.model) if request.model else settings, display)
     llm = make_llm(settings, lambda event: holder["emit"](event),
                    budget=request.options.get("max_tokens_total"), workers=request.options.get("max_workers"))
     carry_totals(llm, (request.saved or {}).get("totals"), *request.setup_totals)

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from utils.errors import BudgetExceeded, LLMError
+from utils.errors import BudgetExceeded, LLMError, ModelChoiceError
 from utils.events import Emit, Event, null_emit
 from utils.model.cache import ResponseCache, cache_key
 from utils.model.calllog import call_event, scrub
@@ -174,7 +174,8 @@ class LLMClient:
             if len(ids) != 1:
                 listed = ", ".join(ids[:20]) + (f" (and {len(ids) - 20} more)" if len(ids) > 20 else "")
                 why = f"offers {len(ids)} models: {listed}" if ids else "lists no models"
-                raise self._error("", f"no model given and {self.base_url} {why}; choose one with --model")
+                raise ModelChoiceError(self._scrub(f"no model given and {self.base_url} {why}; "
+                                                   "choose one with --model"))
             self.settings.model = ids[0]
             self.emit(Event("notice", {"level": "info", "message": f"using {ids[0]}, the only model "
                                        f"{self.base_url} serves (choose another with --model)"}))
