@@ -178,4 +178,5 @@ def test_stocks_dates_chart_over_time(tmp_path: Path):
     assert (described["from"], described["to"]) == (str(dates.min().date()), str(dates.max().date()))
     charts = run_tool("charts", tin(path))
     assert charts.data["time"] == "date" and charts.data["time_columns"] == ["price"]
+    assert charts.data["series"] == "symbol"  # one line per stock, not a cloud of points
     assert charts.artifacts["over_time.png"].startswith(b"\x89PNG")
