@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from fakes.fake_llm import FakeLLMServer
+from fakes.fake_llm import FakeLLMServer, _as_reply
 from tests.helpers import clean_env, fast_config, run_main
-from tests.scripted import Script
+from tests.scripted import Script, request_kind
 from utils.app.batch_file import read_batch
 from utils.errors import BudgetExceeded, UsageError
 from utils.model.limits import AdaptiveLimit, TokenBudget
@@ -106,6 +106,14 @@ def test_token_budget_reserves_across_runs_and_refuses_past_the_total():
     assert budget.reserve(100, 1024, 512) == 3000 - 800 - 1124 - 100
 
 
+class ApprovingLiteralServer(FakeLLMServer):
+    """Literal mode (a random schema-valid value for each structured request) but reviews, which the
+    Script approves: a random score would fail the run's minimum score, which is not what these test."""
+
+    def _next_reply(self, request):
+        return _as_reply(Script()(request)) if request_kind(request) == "review" else super()._next_reply(request)
+
+
 def batch_lines(n: int, data: Path) -> list:
     lines: list = []
     for i in range(n):
@@ -134,7 +142,7 @@ def test_twenty_goals_share_one_call_limit_and_a_rerun_calls_no_model(tmp_path, 
     if not data.is_file():
         data = next((Path(__file__).resolve().parent.parent / "examples").rglob("*.csv"))
     write_lines(tmp_path / "goals.jsonl", batch_lines(20, data))
-    with FakeLLMServer(schema_mode="literal", seed=3) as server:
+    with ApprovingLiteralServer(schema_mode="literal", seed=3) as server:
         server.responder = Script()
         done = run_batch_cli(tmp_path, server, "--json")
         first_calls = len(server.requests)
@@ -158,3 +166,14 @@ def test_twenty_goals_share_one_call_limit_and_a_rerun_calls_no_model(tmp_path, 
     assert sum(int(r["calls"]) for r in rows) == first_calls
     assert doc["counts"] == {"ok": 20} and [b["line"] for b in doc["bad_lines"]] == [6, 13]
     assert "20 goals (20 ok), 20 already done before, 2 bad lines skipped" in again.stdout
+
+
+def test_executor_ray_without_ray_is_one_line_saying_how_to_install_it(tmp_path, monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where it is not installed
+    write_lines(tmp_path / "goals.jsonl", [{"goal": "tea", "example": "blog"}])
+    done = run_main(["--batch", str(tmp_path / "goals.jsonl"), "--executor", "ray", "--provider", "offline",
+                     "--output-dir", str(tmp_path / "out")], clean_env(ORCH_HOME=str(tmp_path / "h")), cwd=tmp_path)
+    assert done.code == 2 and done.stderr.strip().splitlines() == [
+        "error: --executor ray needs Ray: pip install -r requirements-ray.txt (or: pip install ray)"]
+    assert not (tmp_path / "out").exists()

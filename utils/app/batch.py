@@ -88,8 +88,10 @@ class BatchLog:
         return last
 
     def append(self, record: dict) -> None:
-        with self._lock, self.path.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps({**record, "at": round(time.time(), 3)}, ensure_ascii=False) + "\n")
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({**record, "at": round(time.time(), 3)}, ensure_ascii=False) + "\n")
 
 
 def found_folders(folder: Path) -> dict[str, str]:
@@ -167,6 +169,12 @@ def run_batch(settings: Settings, parse_line: Callable[[list[str]], dict] | None
     path = Path(settings.flag("batch"))
     folder = Path(settings.flags["output_dir"]) if settings.flag("output_dir") else \
         Path(settings.config.output_dir or "runs") / f"batch-{path.stem}"
+    executor = settings.flag("executor") or "local"
+    if executor == "ray":
+        from utils.app.batch_ray import import_ray
+        import_ray()  # without Ray: one line saying how to install it, before anything is read or run
+    if executor == "ray":
+        folder = folder.resolve()  # Ray workers need not share this process's working directory
     goals, bad = read_batch(path, parse_line)
     jobs, bad = plan_jobs(settings, goals, bad, folder)
     log = BatchLog(folder)
@@ -197,18 +205,18 @@ def run_batch(settings: Settings, parse_line: Callable[[list[str]], dict] | None
     workers = int(settings.flag("batch_workers") or DEFAULT_WORKERS)
     progress = {job.key: Progress(job) for job in todo}
     view = BatchView(mode, total=len(jobs), finished=len(rows))
-    executor = settings.flag("executor") or "local"
     started = time.monotonic()
     interrupted = False
     try:
         if executor == "ray":
             from utils.app.batch_ray import run_on_ray
-            ended = run_on_ray(todo, settings, log, progress, view, budget_total=budget_total, spent=spent,
-                               limit=limit_ceiling)
+            ended, peak = run_on_ray(todo, settings, log, progress, view, budget_total=budget_total, spent=spent,
+                                     limit=limit_ceiling)
         else:
             ended = run_local(todo, workers, pool, log, progress, view)
+            peak = pool.limit.peak
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted, peak = True, pool.limit.peak
         ended = {k: p.row for k, p in progress.items() if p.row}
         for key, p in progress.items():
             if p.row is None and p.state not in ("queued",):
@@ -223,7 +231,7 @@ def run_batch(settings: Settings, parse_line: Callable[[list[str]], dict] | None
         EXIT_OK if not bad and len(ordered) == len(jobs) and all(r["status"] == "ok" for r in ordered) else EXIT_FAILED
     doc = {"batch": str(path), "folder": str(folder), "summary_csv": str(folder / SUMMARY_FILE),
            "executor": executor, "seconds": round(time.monotonic() - started, 3), "goals": ordered,
-           "bad_lines": [asdict(b) for b in bad], "peak_calls_in_flight": pool.limit.peak if executor == "local" else None,
+           "bad_lines": [asdict(b) for b in bad], "peak_calls_in_flight": peak,
            "counts": counts(ordered), "exit_code": code}
     if settings.json:
         print(json.dumps(doc, indent=1))
@@ -251,6 +259,7 @@ def plan_jobs(settings: Settings, goals: list[Goal], bad: list[BadLine], folder:
 def run_local(jobs: list[Job], workers: int, pool: Any, log: BatchLog, progress: dict[str, Progress],
               view: Any) -> dict[str, dict]:
     """The goals on `workers` threads of this process (each its own event loop), sharing `pool`."""
+    warm_imports()
     queue = list(reversed(jobs))
     lock = threading.Lock()
     ended: dict[str, dict] = {}
@@ -277,6 +286,20 @@ def run_local(jobs: list[Job], workers: int, pool: Any, log: BatchLog, progress:
             view.refresh(progress)
     view.refresh(progress)
     return ended
+
+
+def warm_imports() -> None:
+    """Import what runs import lazily, once, here: first imports racing in several threads can meet
+    a module another thread has only half initialised (a circular import between tool modules)."""
+    import importlib
+    import pkgutil
+
+    import flows  # noqa: F401 - imports nodes and the engine
+    import utils.run
+    import utils.tools
+    for package in (utils.run, utils.tools):
+        for module in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+            importlib.import_module(module.name)
 
 
 def _apply(p: Progress, snap: dict) -> None:
