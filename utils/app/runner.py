@@ -178,6 +178,9 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     from utils.run.timeline import write_pictures  # timeline.png / --plan-only plan.png (issue 14)
     write_pictures(shared, store.dir, status)
     store.close()
+    from utils.run.report_html import write_report  # report.html: the run in one page (issue 26)
+    if write_report(store.state, store.dir) is None:
+        shared["runtime"]["emit"](Event("notice", {"level": "warn", "message": "report.html could not be written"}))
     if crash is not None:
         shared["runtime"]["emit"](Event("notice", {
             "level": "error", "message": f"run crashed ({error}); what was done is saved in {store.dir}"
