@@ -24,7 +24,7 @@ from utils.model.settings import safe_base_url
 DEFAULT_OPTIONS: dict[str, Any] = {
     "strategy": "dependency", "max_workers": 4, "max_tasks": 12, "max_revisions": 1, "max_rounds": 6,
     "context_budget": 6000, "model": None, "planner_model": None, "reviewer_model": None, "plan_only": False,
-    "max_tokens_total": None,
+    "max_tokens_total": None, "min_score": None,
 }
 
 
