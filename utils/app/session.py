@@ -333,10 +333,6 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     if request.plan is not None:
         shared["plan"] = request.plan  # preset (an edited plan): the orchestrator node takes it as is
     flow = build_plan_flow() if request.options.get("plan_only") else build_flow(request.options["strategy"])
-    if not llm.offline and not llm.settings.model:  # a custom server given no model: run.json names its model
-        import asyncio
-
-        asyncio.run(llm.resolve_model())
     meta = {"version": settings.version, "provider": llm.settings.provider,
             "model": None if llm.offline else llm.settings.model,
             "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
