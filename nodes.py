@@ -25,10 +25,10 @@ from utils.events import Event
 from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_model, review_model
 from utils.run.plan import Plan, bounded_rerun
 from utils.run.planning import ask_for_plan, wire_spec_needs
-from utils.run.results import TaskResult, TaskState
+from utils.run.results import TaskResult, TaskState, review_shortfall
 from utils.run.scheduler import Schedule
 from utils.tools import ToolInput, run_tool
-from utils.tools.sources import NO_SOURCES
+from utils.tools.sources import NO_SOURCES, report_sources
 from utils.tools.web.cite import cite_web
 
 DONE, FAILED, SKIPPED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING
@@ -403,6 +403,7 @@ class AggregatorNode(AsyncNode):
                 "results": shared.get("results", {}), "options": shared["options"],
                 "stopped": shared.get("stopped"), "inputs": _input_names(shared), "emit": shared["runtime"]["emit"],
                 "unreviewed": shared.get("unreviewed"), "reason": shared.get("status_reason"),
+                "reviews": shared.get("reviews") or [],
                 "web": shared.get("inputs", {}).get("web")}
 
     async def exec_async(self, p):
@@ -423,7 +424,8 @@ class AggregatorNode(AsyncNode):
                 p["emit"](Event("notice", {"level": "warn", "message": f"cohesion pass skipped: {exc}"}))
         if p["stopped"]:
             notes.append(f"Run stopped before all tasks ran: {p['stopped']}. Resume with --resume.")
-        sources = [Path(x).name for x in p["inputs"]] if spec.assembly.cite_inputs else []
+        sources = (report_sources([Path(x).name for x in p["inputs"]], p["results"], [t.id for t in plan.tasks], sections)
+                   if spec.assembly.cite_inputs else [])
         if spec.assembly.cite_inputs and not sources and not (p["web"] or {}).get("enabled"):  # say plainly that nothing backs it
             sections.insert(0, ("sources", "Sources", f"> **{NO_SOURCES}**"))
         doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes, sources=sources)
@@ -434,6 +436,11 @@ class AggregatorNode(AsyncNode):
             status = "partial"  # e.g. a failed re-plan: every task of the kept plan ran, the plan is not what was asked
         elif status == "ok" and p["unreviewed"]:
             status, reason = "unreviewed", p["unreviewed"]
+        elif status == "ok":  # the reviewer's verdict counts: a 0.7/10 is not an ok run
+            minimum = p["options"].get("min_score")
+            shortfall = review_shortfall(p["reviews"], spec.review.min_score if minimum is None else minimum)
+            if shortfall:
+                status, reason = "needs-work", shortfall
         return {"document": doc, "title": cohesion.title if cohesion else plan.goal,
                 "meta_description": cohesion.meta_description if cohesion else "",
                 "status": status, "status_reason": reason or p["unreviewed"] or p["stopped"]}

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from utils.app.config import home
+from utils.app.history import record_run, run_folder
+from utils.app.otel import start_tracing
 from utils.app.settings import Settings, check_topic
 from utils.errors import OrchError, UsageError
 from utils.events import Event
@@ -120,6 +122,19 @@ def workflow_inputs(spec: Any, settings: Settings, *, routed: str | None = None,
     return {"inputs": inputs, "data": data}
 
 
+def default_goal(spec: Any, settings: Settings) -> str:
+    """The goal of a run given no topic. The workflow's default topic describes its demo material
+    ("the sample product market"), so with the user's own `--input` files the goal names those
+    files instead: the title and the plan speak of what the report is really built from."""
+    if settings.inputs:
+        names = [Path(p).name for p in settings.inputs]
+        if len(names) > 3:
+            names = names[:3] + [f"{len(names) - 3} more files"]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return check_topic(f"{spec.title} from {listed}")
+    return check_topic(spec.default_topic, "the workflow's default topic")
+
+
 def check_files(settings: Settings) -> list[str]:
     """Read every file the user named (sources parsed, a CSV's rows checked): a bad one is a
     one-line error now, before the routing or planning call. Returns the source paths."""
@@ -197,7 +212,7 @@ def request_for(settings: Settings, display) -> RunRequest:
     setup: list[dict] = []  # usage of the calls made before the run starts
     if settings.workflow_file or settings.example:
         spec = load_spec(settings.workflow_file or settings.example)
-        goal = settings.topic or check_topic(spec.default_topic, "the workflow's default topic")
+        goal = settings.topic or default_goal(spec, settings)
         inputs = workflow_inputs(spec, settings)
     else:
         goal = check_topic(settings.topic)
@@ -222,7 +237,7 @@ def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, opti
     from utils.run.team import project_options, propose_team
     from utils.tools.sources import NO_SOURCES
 
-    options = project_options(settings.flag("team"), settings.flag("start_date"), options)
+    options = project_options(settings.flag("team"), settings.flag("start_date"), options, settings.flag("holidays"))
     if spec.assembly.cite_inputs and not inputs.get("inputs") and not (inputs.get("web") or {}).get("enabled"):
         display.notice(NO_SOURCES, "warn")
     target = settings.flag("target")
@@ -267,8 +282,8 @@ def plan_request(settings: Settings, display) -> RunRequest:
     spec, inputs, web_note = with_web(spec, inputs, settings)
     if web_note:
         display.notice(web_note, "info")
-    options = settings.run_options(saved["options"]) if isinstance(saved.get("options"), dict) else settings.run_options()
-    options = {**options, "plan_only": False}
+    saved_options = saved.get("options") if isinstance(saved.get("options"), dict) else None
+    options = {**settings.run_options(saved_options), "plan_only": False}
     plan = check_plan({**plan, "goal": check_topic(plan["goal"], "the plan's goal")}, spec, options["max_tasks"],
                       f"--run-plan: {path}")
     setup: list[dict] = []
@@ -283,7 +298,7 @@ def resume_request(settings: Settings) -> RunRequest:
     from utils.run.spec import load_spec
     from utils.run.team import project_options
 
-    run_dir = find_run(settings.resume, settings.output_dir)
+    run_dir = find_run(run_folder(settings.resume), settings.output_dir)  # a folder, its name or a history ID
     saved = load_run(run_dir)
     if settings.example and settings.example != saved.get("workflow"):
         raise UsageError(f"--resume: {run_dir} is a '{saved.get('workflow')}' run, not '{settings.example}'")
@@ -293,7 +308,7 @@ def resume_request(settings: Settings) -> RunRequest:
     spec = load_spec(saved.get("workflow_file") or saved["workflow"])
     return RunRequest(spec=spec, goal=goal, inputs=saved.get("inputs") or {}, saved=saved, run_dir=run_dir,
                       options=project_options(settings.flag("team"), settings.flag("start_date"),
-                                              settings.run_options(saved["options"])))
+                                              settings.run_options(saved["options"]), settings.flag("holidays")))
 
 
 # ---------------------------------------------------------------- the run
@@ -317,9 +332,18 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     except OSError as exc:
         raise UsageError(f"cannot create a run folder in {settings.output_dir}: {exc.strerror or exc}") from None
     store = RunStore(run_dir, request.saved)
+    record_run(run_dir, workflow=request.spec.name, topic=request.goal, status="running")  # even a kill -9 is listed
+    meta = {"version": settings.version, "provider": llm.settings.provider,
+            "model": None if llm.offline else llm.settings.model,
+            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
+            "api_key": bool(not llm.offline and llm.settings.api_key), "engine": engine_name(),
+            "strategy": request.options["strategy"], "resumed": bool(request.saved), **request.meta}
+    tracer = start_tracing(settings.flag, display.notice, workflow=request.spec.name, meta=meta, goal=request.goal)
 
     def on_event(event: Event) -> None:
         store(event)
+        if tracer is not None:
+            tracer(event)
         if event.kind == "plan":
             display.show_plan(event.data["plan"])
         display(event)
@@ -333,16 +357,32 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     if request.plan is not None:
         shared["plan"] = request.plan  # preset (an edited plan): the orchestrator node takes it as is
     flow = build_plan_flow() if request.options.get("plan_only") else build_flow(request.options["strategy"])
-    meta = {"version": settings.version, "provider": llm.settings.provider,
-            "model": None if llm.offline else llm.settings.model,
-            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
-            "api_key": bool(not llm.offline and llm.settings.api_key), "engine": engine_name(),
-            "strategy": request.options["strategy"], "resumed": bool(request.saved), **request.meta}
-    with display:
-        outcome = execute(shared, flow, store, meta=meta)
+    status = "crashed"
+    try:
+        with display:
+            outcome = execute(shared, flow, store, meta=meta)
+        status = outcome.status
+    finally:
+        lost = tracer.end(status) if tracer is not None else None
+        if lost:
+            display.notice(lost, "warn")
     info = summary_info(outcome, llm, request.options)
+    document = str(outcome.document_path.resolve()) if outcome.document_path else None
+    info["history_id"] = record_run(run_dir, workflow=request.spec.name, topic=request.goal, status=outcome.status,
+                                    info=info, document=document)
     report(settings, display, outcome, info, show_document=show_document)
+    if settings.flag("open"):
+        open_report(outcome.run_dir, display)
     return RunReport(outcome, info)
+
+
+def open_report(run_dir: Path, display) -> None:
+    """`--open`: the run's report.html in the default browser (a notice when there is none)."""
+    import webbrowser
+
+    page = run_dir / "report.html"
+    if not page.is_file() or not webbrowser.open(page.resolve().as_uri()):
+        display.notice(f"could not open {page} in a browser", "warn")
 
 
 def saved_results(outcome) -> dict:
@@ -363,7 +403,8 @@ def saved_results(outcome) -> dict:
 def summary_info(outcome, llm, options: dict) -> dict:
     results = saved_results(outcome)
     plan_tasks = (outcome.shared.get("plan") or {}).get("tasks") or []
-    t = outcome.totals
+    # offline no model is called: the stand-ins' sizes are not calls or tokens anyone paid for
+    t = {} if llm.offline else outcome.totals
     info = {"status": outcome.status, "elapsed_s": outcome.elapsed_s, "calls": t.get("calls", 0),
             "prompt_tokens": t.get("prompt_tokens", 0), "completion_tokens": t.get("completion_tokens", 0),
             "cached": t.get("cached", 0), "cost_usd": t.get("cost_usd"), "output_dir": str(outcome.run_dir),

@@ -29,6 +29,7 @@ from utils.model.cache import ResponseCache, cache_key
 from utils.model.calllog import call_event, scrub
 from utils.model.limits import AdaptiveLimit, backoff
 from utils.model.offline import OfflineModel, StandIns
+from utils.model.pricing import call_cost, price_for
 from utils.model.settings import Completion, LLMSettings, Totals  # noqa: F401 - part of this module's API
 from utils.model.structured import extract_json, json_schema_for, validate
 from utils.model.reply import Parsed
@@ -318,30 +319,30 @@ class LLMClient:
         return scrub(text, self.settings.api_key)
 
     def _count(self, ans: Answer, model: str) -> None:
-        t, prices = self.totals, self.settings.prices or {}
+        t = self.totals
         t.calls += 1
         t.prompt_tokens += ans.prompt_tokens
         t.completion_tokens += ans.completion_tokens
         t.cached_tokens += ans.cached_tokens
         t.seconds += ans.latency_s
-        price = prices.get(model) or prices.get(ans.model)
-        if price:
-            get = price.get if isinstance(price, dict) else (lambda k: getattr(price, k, None))
-            cached_price = get("cached_input")
-            cached_price = get("input") if cached_price is None else cached_price
-            t.cost_usd = (t.cost_usd or 0.0) + ((ans.prompt_tokens - ans.cached_tokens) * get("input")
-                                                + ans.cached_tokens * cached_price
-                                                + ans.completion_tokens * get("output")) / 1e6
+        cost = call_cost(price_for(self.settings.prices, model, ans.model), ans.prompt_tokens, ans.cached_tokens,
+                         ans.completion_tokens)
+        if cost is not None:
+            t.cost_usd = (t.cost_usd or 0.0) + cost
         self.emit(Event("llm", t.as_dict()))
 
     def _log(self, purpose: str, model: str, log: _Log, out: Completion | None = None,
              error: str | None = None) -> None:
+        cost = None  # what this call cost (a cache hit or a failed call costs nothing)
+        if out is not None and not out.cached:
+            cost = call_cost(price_for(self.settings.prices, model, out.model), out.prompt_tokens,
+                             out.cached_tokens, out.completion_tokens)
         self.emit(call_event(
             purpose=purpose, model=out.model if out else model, messages=log.messages or [],
             reply=out.text if out else log.reply, key=self.settings.api_key,
             prompt_tokens=out.prompt_tokens if out else 0, completion_tokens=out.completion_tokens if out else 0,
             cached_tokens=out.cached_tokens if out else 0, latency_s=out.latency_s if out else 0.0,
-            cached=bool(out and out.cached), retries=log.retries, error=error))
+            cached=bool(out and out.cached), retries=log.retries, error=error, cost_usd=cost))
 
     def _from_cache(self, key: str, schema: type[BaseModel] | None) -> Completion | None:
         entry = self.cache.get(key)
