@@ -162,6 +162,8 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     finally:
         shared["totals"] = llm.totals_dict()
         shared["meta"]["elapsed_s"] = round(time.monotonic() - started, 3)
+        if not shared["meta"].get("model") and not llm.offline:  # a custom server's, learnt at the first call
+            shared["meta"]["model"] = llm.settings.model
         shared["status"] = status  # the final word: never leaves the "running" of the first save
         if status in ("interrupted", "failed", "stopped", "crashed") and error:
             shared["stopped"] = error
