@@ -10,6 +10,7 @@ import os
 from typing import Any, Mapping
 
 from utils.errors import UsageError
+from utils.text import add_secret
 
 PROVIDERS = ("searxng", "tavily", "brave")
 KEY_VARS = {"tavily": "TAVILY_API_KEY", "brave": "BRAVE_API_KEY"}
@@ -30,7 +31,9 @@ DEFAULTS: dict[str, Any] = {
 def api_key(provider: str) -> str | None:
     """The hosted provider's key, from the environment only (never the config file or run.json)."""
     var = KEY_VARS.get(provider)
-    return os.environ.get(var) or None if var else None
+    key = os.environ.get(var) or None if var else None
+    add_secret(key)  # scrubbed from every text from now on, whoever echoes it
+    return key
 
 
 def resolve_web(*, no_web: bool, no_cache: bool, config: Mapping[str, Any],
@@ -40,6 +43,8 @@ def resolve_web(*, no_web: bool, no_cache: bool, config: Mapping[str, Any],
     Nothing is on by default: web research needs `ORCH_SEARCH` (or `search:` in the config file).
     """
     env = os.environ if env is None else env
+    for var in KEY_VARS.values():  # configured keys are secrets even when this run does not search
+        add_secret(env.get(var))
     if no_web:
         return {"enabled": False, "why": "turned off with --no-web"}
     provider = (env.get("ORCH_SEARCH") or config.get("search") or "").strip().lower()
