@@ -19,8 +19,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from utils.text import json_text, scrub
+from utils.text import bracket_depth, json_text, scrub, valid_data
 
+MAX_LINE_BYTES = 64_000_000  # one record (a task result): a longer line is not ours and is skipped
+MAX_RECORD_DEPTH = 100
 _STOP = object()
 _BARRIER = object()  # answered even after a write error, so `flush` never waits for nothing
 # The writer wakes when the event loop hands it a record, which is the moment the loop is busy
@@ -31,18 +33,26 @@ SETTLE_S = 0.004
 
 def read_journal(path: Path) -> Iterator[dict]:
     """The records of a journal file. A torn last line (the process was killed mid-write) and any
-    line that is not a JSON object are skipped: they were never acknowledged as written."""
+    line that is not a JSON object are skipped: they were never acknowledged as written. Lines over
+    `MAX_LINE_BYTES` or nested too deeply are skipped unparsed, so memory and recursion stay bounded."""
     try:
         fh = path.open("rb")
     except FileNotFoundError:
         return
     with fh:
-        for raw in fh:
+        while True:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
             if not raw.endswith(b"\n"):
-                break
+                if len(raw) <= MAX_LINE_BYTES:
+                    break  # the end, or a torn last line
+                while raw and not raw.endswith(b"\n"):  # an over-long line: skipped unread
+                    raw = fh.readline(1 << 20)
+                continue
+            if bracket_depth(raw.decode("utf-8", "replace")) > MAX_RECORD_DEPTH:
+                continue
             try:
-                record = json.loads(raw)
-            except (ValueError, RecursionError):
+                record = valid_data(json.loads(raw))
+            except ValueError:
                 continue
             if isinstance(record, dict):
                 yield record

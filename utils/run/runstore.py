@@ -30,6 +30,7 @@ from utils.text import bracket_depth, for_file, for_markdown, json_text, scrub, 
 FORMAT = "orchestrator-run/1"
 JOURNAL, CALLS, RUN_JSON = "journal.jsonl", "calls.jsonl", "run.json"
 CHECKPOINT_EVERY_S = 5.0
+MAX_RUN_BYTES = 256_000_000  # read whole: a bigger run.json is refused before a byte is parsed
 MAX_RUN_DEPTH = 100  # a run nests a model reply (at most 64 levels) a few levels down; deeper is not ours
 # Top-level fields the runner sets; results, the plan and reviews arrive as events only.
 SET_FIELDS = ("goal", "workflow", "workflow_file", "options", "inputs", "hashes", "revisions_done", "rounds",
@@ -317,6 +318,8 @@ def load_run(run_dir: Path) -> dict:
 
     file = run_dir / RUN_JSON
     try:
+        if file.stat().st_size > MAX_RUN_BYTES:
+            raise UsageError(f"--resume: {file} is over {MAX_RUN_BYTES // 1_000_000} MB; not a run this app wrote")
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"--resume: {run_dir} is not a run folder (no run.json)") from None
@@ -325,7 +328,7 @@ def load_run(run_dir: Path) -> dict:
     if bracket_depth(text) > MAX_RUN_DEPTH:
         raise UsageError(f"--resume: {file} is nested too deeply")
     try:
-        state = json.loads(text)
+        state = valid_data(json.loads(text))  # a lone surrogate escaped in the file becomes U+FFFD here
     except ValueError as exc:
         raise UsageError(f"--resume: cannot read {file}: {str(exc)[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

@@ -17,6 +17,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterator
 from urllib.parse import urljoin, urlsplit
 
+from utils.tools.web.body import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, read_capped
+from utils.tools.web.settings import call_deadline
+
 ALLOWED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/pdf")
 RETRY_STATUS = (429, 502, 503, 504)
 RETRY_DELAY_S = 0.5
@@ -87,7 +90,8 @@ def new_client(settings: dict) -> Any:
 
     timeout = httpx.Timeout(connect=settings["connect_timeout_s"], read=settings["read_timeout_s"],
                              write=settings["connect_timeout_s"], pool=None)
-    return httpx.AsyncClient(timeout=timeout, follow_redirects=False, headers={"User-Agent": USER_AGENT})
+    return httpx.AsyncClient(timeout=timeout, follow_redirects=False,
+                             headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING})
 
 
 def _charset(content_type: str) -> str:
@@ -114,13 +118,13 @@ async def _one_hop(client: Any, url: str, settings: dict) -> tuple[Fetched | Non
         declared = resp.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > cap:
             return Fetched(url, url, "too large", code, main, int(declared)), None
-        chunks, size = [], 0
-        async for chunk in resp.aiter_bytes():
-            size += len(chunk)
-            if size > cap:  # stop reading: the rest of a huge page never crosses the wire
-                return Fetched(url, url, "too large", code, main, size), None
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        try:  # the cap is on decoded bytes, checked as they inflate (a gzip bomb stops at the cap)
+            body = await read_capped(resp, cap)
+        except BodyTooLarge as exc:
+            return Fetched(url, url, "too large", code, main, exc.size), None
+        except BadEncoding as exc:
+            return Fetched(url, url, f"bad encoding ({exc})", code, main), None
+        size = len(body)
         charset = _charset(ctype)
         if main == "application/pdf" or (main != "text/plain" and not charset):
             return Fetched(url, url, "ok", code, main, size, body), None  # the extractor reads <meta charset>
@@ -162,7 +166,7 @@ async def _follow(client: Any, url: str, settings: dict) -> Fetched:
         seen.append(current)
         # The whole hop has a deadline too (a page that drips a byte a second never hits the read
         # timeout); waiting for a slot does not count against it.
-        deadline = settings["connect_timeout_s"] + 2 * settings["read_timeout_s"]
+        deadline = call_deadline(settings)
         async with LIMITS.slot(parts.hostname, int(settings["max_fetches"]), int(settings["per_host"])):
             result, target = await asyncio.wait_for(_one_hop(client, current, settings), deadline)
         if result is not None:

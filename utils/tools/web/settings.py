@@ -28,6 +28,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+MAX_SEARCH_BYTES = 2_000_000  # a search answer is tens of KB: a bigger one is refused while streaming
+
+
+def call_deadline(settings: Mapping[str, Any]) -> float:
+    """The whole-call deadline of one request (search or page hop): a server that drips a byte a
+    second never trips the read timeout, so each call also has a limit from start to end."""
+    return float(settings["connect_timeout_s"]) + 2 * float(settings["read_timeout_s"])
+
+
 def api_key(provider: str) -> str | None:
     """The hosted provider's key, from the environment only (never the config file or run.json)."""
     var = KEY_VARS.get(provider)
