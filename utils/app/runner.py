@@ -203,6 +203,10 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
         doc_path = store.write_document(shared["document"]) if shared.get("document") else None
     except StorageError as exc:
         _storage_failed(store, exc)
+    except Exception as exc:  # a bug writing the document: the run says `crashed`, not its earlier status
+        status, code, error, crash, doc_path = "crashed", EXIT_FAILED, f"{type(exc).__name__}: {exc}", exc, None
+        shared.update(status=status, stopped=error)
+        store.save(shared)
     from utils.run.timeline import write_pictures  # timeline.png / --plan-only plan.png (issue 14)
     write_pictures(shared, store.dir, status)
     store.close()

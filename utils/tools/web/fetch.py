@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, AsyncIterator
 from urllib.parse import urljoin, urlsplit
 
-from utils.tools.web.body import ACCEPT_ENCODING, BadEncoding, BodyTooLarge, read_capped
+from utils.capped import BadEncoding, TooLarge, decoded, encodings
 from utils.tools.web.settings import call_deadline
 
 ALLOWED_TYPES = ("text/html", "application/xhtml+xml", "text/plain", "application/pdf")
 RETRY_STATUS = (429, 502, 503, 504)
 RETRY_DELAY_S = 0.5
 USER_AGENT = "orchestrator-research/0.1 (+https://github.com/; report workflow)"
+ACCEPT_ENCODING = "gzip, deflate"  # only what utils.capped inflates with a cap
 
 
 @dataclass
@@ -94,6 +95,13 @@ def new_client(settings: dict) -> Any:
                              headers={"User-Agent": USER_AGENT, "Accept-Encoding": ACCEPT_ENCODING})
 
 
+async def read_capped(resp: Any, cap: int) -> bytes:
+    """The body of a streaming httpx response, decoded by `utils.capped` from the raw bytes (httpx's
+    own decoder inflates a chunk without limit): TooLarge past `cap` decoded bytes."""
+    parts = [piece async for piece in decoded(resp.aiter_raw(), encodings(resp.headers.get_list("content-encoding")), cap)]
+    return b"".join(parts)
+
+
 def _charset(content_type: str) -> str:
     for part in content_type.split(";")[1:]:
         name, _, value = part.strip().partition("=")
@@ -120,8 +128,8 @@ async def _one_hop(client: Any, url: str, settings: dict) -> tuple[Fetched | Non
             return Fetched(url, url, "too large", code, main, int(declared)), None
         try:  # the cap is on decoded bytes, checked as they inflate (a gzip bomb stops at the cap)
             body = await read_capped(resp, cap)
-        except BodyTooLarge as exc:
-            return Fetched(url, url, "too large", code, main, exc.size), None
+        except TooLarge:
+            return Fetched(url, url, "too large", code, main, cap), None
         except BadEncoding as exc:
             return Fetched(url, url, f"bad encoding ({exc})", code, main), None
         size = len(body)

@@ -18,7 +18,8 @@ from typing import Any
 
 from utils.errors import ToolError
 from utils.text import bracket_depth, valid_data
-from utils.tools.web.body import BadEncoding, BodyTooLarge, read_capped
+from utils.capped import BadEncoding, TooLarge
+from utils.tools.web.fetch import read_capped
 from utils.tools.web.settings import KEY_VARS, MAX_SEARCH_BYTES, api_key, call_deadline
 
 _TAGS = re.compile(r"<[^>]+>")  # Brave marks query words in snippets with <strong>
@@ -94,7 +95,7 @@ async def search(client: Any, settings: dict, query: str) -> list[Hit]:
         status, raw = await asyncio.wait_for(_call(client, req), call_deadline(settings))
     except (httpx.TimeoutException, asyncio.TimeoutError):
         raise ToolError(f"{provider} search timed out") from None
-    except BodyTooLarge:
+    except TooLarge:
         raise ToolError(f"{provider} search failed: its answer is over {MAX_SEARCH_BYTES:,} bytes") from None
     except BadEncoding as exc:
         raise ToolError(f"{provider} search failed: {exc}") from None
