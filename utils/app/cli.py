@@ -28,6 +28,9 @@ def run_cli(flags: Mapping[str, Any], *, version: str) -> int:
     configure_logging(verbose)
     with terminate_as_interrupt() as term:
         try:
+            from utils.tools.web.settings import register_keys
+
+            register_keys()  # search keys are scrubbed from every line and file, like the model's key
             settings = build_settings(flags, version=version)
             code = dispatch(settings)
         except OrchError as exc:

@@ -66,3 +66,13 @@ def saved_result(result: dict) -> dict:
     arts = out.get("artifacts") or {}
     out["artifacts"] = sorted(arts) if isinstance(arts, dict) else list(arts)
     return out
+
+
+def results_digest(results: dict[str, dict]) -> str:
+    """sha256 of the finished tasks' outputs: a review recorded with the same digest judged exactly
+    this work, so a resumed run reuses it instead of paying for the same review again."""
+    import hashlib
+    import json
+
+    done = sorted((tid, str(r.get("output") or "")) for tid, r in results.items() if r.get("state") == TaskState.DONE)
+    return hashlib.sha256(json.dumps(done, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()

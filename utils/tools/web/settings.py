@@ -45,6 +45,13 @@ def api_key(provider: str) -> str | None:
     return key
 
 
+def register_keys(env: Mapping[str, str] | None = None) -> None:
+    """Every configured search key is a secret to scrub, even in a run that does not search."""
+    env = os.environ if env is None else env
+    for var in KEY_VARS.values():
+        add_secret(env.get(var))
+
+
 def resolve_web(*, no_web: bool, no_cache: bool, config: Mapping[str, Any],
                 env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The run's web settings: `{"enabled": False, "why": ...}` or the provider, endpoint and limits.
@@ -52,8 +59,7 @@ def resolve_web(*, no_web: bool, no_cache: bool, config: Mapping[str, Any],
     Nothing is on by default: web research needs `ORCH_SEARCH` (or `search:` in the config file).
     """
     env = os.environ if env is None else env
-    for var in KEY_VARS.values():  # configured keys are secrets even when this run does not search
-        add_secret(env.get(var))
+    register_keys(env)
     if no_web:
         return {"enabled": False, "why": "turned off with --no-web"}
     provider = (env.get("ORCH_SEARCH") or config.get("search") or "").strip().lower()
