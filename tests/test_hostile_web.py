@@ -11,17 +11,8 @@ import tracemalloc
 
 import pytest
 
-from fakes.fake_web import FakeWeb, gzip_bomb
-from tests.test_web_tools import pages_by_path, research, settings
-
-
-@pytest.fixture
-def web():
-    server = FakeWeb(slow_s=2.0).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from fakes.fake_web import gzip_bomb
+from tests.test_web_tools import pages_by_path, research, settings, web  # noqa: F401 - `web` is the fixture
 
 
 def peak_bytes(work) -> tuple[object, int]:
