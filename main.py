@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--workflow-file", metavar="PATH", help="run a workflow spec of your own (YAML)")
     what.add_argument("--interactive", action="store_true", help="plan, edit, run and save at a prompt")
     what.add_argument("--resume", metavar="RUN", help="continue a stopped run (folder or id)")
-    what.add_argument("--plan-only", action="store_true", help="plan, show and save the plan, then stop")
+    what.add_argument("--plan-only", action="store_true", help="plan, show and save the plan (plan.yaml), then stop")
+    what.add_argument("--run-plan", metavar="PATH", help="run a saved plan: a --plan-only run folder or a "
+                      "(edited) plan.yaml")
 
     orch = p.add_argument_group("orchestration")
     orch.add_argument("--strategy", choices=("dependency", "static", "priority", "dynamic", "hybrid"),
@@ -97,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")
     io.add_argument("--show-calls", action="store_true", help="show each model call's prompt and reply on stderr")
     io.add_argument("--verbose", action="store_true", help="--show-calls, plus tracebacks and engine logs")
+    io.add_argument("--open", action="store_true", help="open the run's report.html in a browser when it ends")
+    io.add_argument("--otel", action="store_true", help="send an OpenTelemetry trace of the run (OTLP; also on "
+                    "when OTEL_EXPORTER_OTLP_ENDPOINT is set; needs requirements-otel.txt)")
+    io.add_argument("--otel-content", action="store_true", help="put prompts and replies in the trace (off: never)")
     io.add_argument("--version", action="store_true", help="show app, engine, HTTP client and python versions")
     return p
 
