@@ -202,6 +202,7 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
         status, code, error, crash, doc_path = "crashed", EXIT_FAILED, f"{type(exc).__name__}: {exc}", exc, None
         shared.update(status=status, stopped=error)
         store.save(shared)
+    write_facts(shared, store)
     if status == "planned" and shared.get("plan"):
         _write_plan_file(shared, store)
     from utils.run.timeline import write_pictures  # timeline.png / --plan-only plan.png (issue 14)
@@ -229,6 +230,19 @@ def _storage_failed(store: RunStore, exc: StorageError) -> None:
     except StorageError:
         pass
     raise exc
+
+
+def write_facts(shared: dict, store: RunStore) -> None:
+    """facts.json in the run folder: every fact the run's extraction tasks found, in plan order
+    (README: Outputs). Nothing is written for a run that extracted none (no source tools)."""
+    from utils.run.runstore import atomic_write
+    from utils.tools.sources import collect_facts, facts_json
+
+    results = shared.get("results") or {}
+    order = [t.get("id") for t in (shared.get("plan") or {}).get("tasks", [])] or list(results)
+    facts = collect_facts(results.get(tid, {}) for tid in order)
+    if facts is not None:
+        atomic_write(store.dir / "facts.json", facts_json(facts))
 
 
 def _write_plan_file(shared: dict, store: RunStore) -> None:

@@ -121,6 +121,19 @@ def workflow_inputs(spec: Any, settings: Settings, *, routed: str | None = None,
     return {"inputs": inputs, "data": data}
 
 
+def default_goal(spec: Any, settings: Settings) -> str:
+    """The goal of a run given no topic. The workflow's default topic describes its demo material
+    ("the sample product market"), so with the user's own `--input` files the goal names those
+    files instead: the title and the plan speak of what the report is really built from."""
+    if settings.inputs:
+        names = [Path(p).name for p in settings.inputs]
+        if len(names) > 3:
+            names = names[:3] + [f"{len(names) - 3} more files"]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return check_topic(f"{spec.title} from {listed}")
+    return check_topic(spec.default_topic, "the workflow's default topic")
+
+
 def check_files(settings: Settings) -> list[str]:
     """Read every file the user named (sources parsed, a CSV's rows checked): a bad one is a
     one-line error now, before the routing or planning call. Returns the source paths."""
@@ -198,7 +211,7 @@ def request_for(settings: Settings, display) -> RunRequest:
     setup: list[dict] = []  # usage of the calls made before the run starts
     if settings.workflow_file or settings.example:
         spec = load_spec(settings.workflow_file or settings.example)
-        goal = settings.topic or check_topic(spec.default_topic, "the workflow's default topic")
+        goal = settings.topic or default_goal(spec, settings)
         inputs = workflow_inputs(spec, settings)
     else:
         goal = check_topic(settings.topic)
