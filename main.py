@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--start-date", metavar="YYYY-MM-DD", help="project: first working day (default: today)")
     io.add_argument("--team", metavar="ROLE=N,...", help='project: the team, e.g. "backend=2,frontend=1,qa=1" (default: proposed)')
     io.add_argument("--target", metavar="COLUMN", help="analysis: the column to explain (default: the model chooses)")
+    io.add_argument("--impute", choices=("median",), help="analysis: fill missing feature values (median plus a "
+                    "missing-indicator) instead of leaving those rows out of the model")
     io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")
     io.add_argument("--quiet", action="store_true", help="only errors and the final summary line")
     io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")

@@ -201,11 +201,34 @@ def correlation_matrix(ds: Dataset, cols: list[Column]) -> list[list[float | Non
     return m
 
 
-def sample(ds: Dataset, names: list[str], limit: int = MODEL_ROWS) -> dict[str, Any]:
-    """Up to `limit` cleaned rows of `names` as numpy arrays, in a fixed order (a hash of the row's values):
-    the same file always gives the same sample, and so the same model and charts."""
-    view = clean_view(ds)
+def sample(ds: Dataset, names: list[str], limit: int = MODEL_ROWS, raw: bool = False,
+           where: str | None = None) -> dict[str, Any]:
+    """Up to `limit` rows of `names` (those matching the SQL condition `where`) as numpy arrays (a
+    missing value masked), in a fixed order (a hash of the row's values): the same file always gives
+    the same sample, and so the same model and charts. `raw`: the file's values rather than the
+    cleaned view; the model reads these."""
+    view = ds.table if raw else clean_view(ds)
     cols = ", ".join(q(n) for n in names)
     cur = connection()
-    cur.execute(f"SELECT {cols} FROM {view} ORDER BY hash({cols}), {cols} LIMIT {int(limit)}")
+    cur.execute(f"SELECT {cols} FROM {view} {'WHERE ' + where if where else ''} "
+                f"ORDER BY hash({cols}), {cols} LIMIT {int(limit)}")
     return cur.fetchnumpy()
+
+
+def column_summary(ds: Dataset) -> dict[str, dict]:
+    """analysis.json's `columns`: {name: {n, missing, mean, sd, min, max}} per analysed numeric column,
+    on the raw data (n = values present; sd = sample SD, None below two values)."""
+    nums = [c for c in ds.analysed() if c.kind == NUMERIC]
+    if not nums:
+        return {}
+    exprs = []
+    for c in nums:
+        x = _scaled(c)
+        exprs += [f"count({q(c.name)})", f"avg({x})", f"stddev_samp({x})", f"min({x})", f"max({x})"]
+    row = connection().execute(f"SELECT {', '.join(exprs)} FROM {ds.table}").fetchone()
+    out = {}
+    for i, c in enumerate(nums):
+        n, mean, sd, lo, hi = row[5 * i: 5 * i + 5]
+        out[c.name] = {"n": int(n), "missing": ds.n_rows - int(n), "mean": _num(mean, c.scale),
+                       "sd": _num(sd, c.scale) if n > 1 else None, "min": _num(lo, c.scale), "max": _num(hi, c.scale)}
+    return out
