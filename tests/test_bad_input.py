@@ -53,6 +53,11 @@ CASES = {
                         {"d.csv": "région,ventes\nÎle,3\n".encode("latin-1")}),  # Latin-1 itself now loads
     "ragged csv": Case(["--example", "analysis", "--data", "{tmp}/d.csv"], 2, "line 3",
                        {"d.csv": b"region,sales\nnorth,3\nsouth\n"}),
+    "csv with no column to analyse": Case(["--example", "analysis", "--data", "{tmp}/d.csv"], 2,
+                                          "no column can be analysed",
+                                          {"d.csv": b"id,name\n" + b"".join(b"%d,person %d\n" % (i, i) for i in range(30))}),
+    "ragged whitespace file": Case(["--example", "analysis", "--data", "{tmp}/d.txt"], 2, "line 3 has 2",
+                                   {"d.txt": b"a b c\n1 2 3\n4 5\n6 7 8\n"}),
     "missing input": Case(["--example", "report", "--input", "{tmp}/notes.md"], 2, "not found"),
     "output dir is a file": Case(["--example", "blog", "--output-dir", "{tmp}/taken"], 2, "not a folder",
                                  {"taken": b"I am a file\n"}),

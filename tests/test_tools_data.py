@@ -97,11 +97,14 @@ def id_date_file(tmp_path: Path) -> Path:
 def test_ids_dates_booleans_and_mostly_empty_columns(tmp_path: Path):
     p = id_date_file(tmp_path)
     types = run_tool("load_data", tin(p)).data["types"]
-    assert types == {"row": "id", "customer_id": "id", "day": "date", "active": "boolean",
+    assert types == {"row": "id", "customer_id": "id", "day": "date", "active": "categorical",
                      "comment": "mostly empty", "x": "numeric", "y": "numeric"}
     desc = run_tool("describe", tin(p)).data
     assert set(desc["numeric"]) == {"x", "y"}  # the ID sequence is not a statistic
     assert desc["dates"]["day"]["from"] == "2024-01-01" and desc["categorical"]["active"]["n_unique"] == 2
+    with p.open(newline="", encoding="utf-8") as fh:  # the file's own labels, as written
+        labels = [r["active"] for r in csv.DictReader(fh)]
+    assert desc["categorical"]["active"]["counts"] == {v: labels.count(v) for v in set(labels)}
     model = run_tool("regression", tin(p)).data
     assert model["target"] == "y" and "row" not in model["features"] and "customer_id" not in model["features"]
     assert "ID-like" in model["excluded"]["customer_id"] and "missing" in model["excluded"]["comment"]
@@ -115,8 +118,9 @@ def test_ids_dates_booleans_and_mostly_empty_columns(tmp_path: Path):
     (b"  \n\n", "is empty"),
     (b"a,b\n1,2\n3\n6,7\n", "line 3 has 1 fields, the header \\(line 1\\) has 2"),
     (b"a,b\n1,2\n", "at least 2 data rows, found 1"),
-    (b"1,2\n3,4\n5,6\n", "no header row"),
-    (b"a,,c\n1,2,3\n4,5,6\n", "no header row"),
+    (b"a,,c\n1,2,3\n4,5,6\n", "no name for column 2"),
+    (b"id,name,empty\n" + b"".join(b"%d,person %d,\n" % (i, i) for i in range(30)),
+     "no column can be analysed \\(id: ID-like.*; name: ID-like: text.*; empty: 100% of values missing\\)"),
 ])
 def test_csv_errors_are_one_clear_line(tmp_path: Path, content: bytes | None, message: str):
     p = tmp_path / "bad.csv"
@@ -153,32 +157,30 @@ def test_describe_matches_statistics_module(clean_csv: Path):
     json.dumps(res.data, allow_nan=False)
 
 
-def test_preprocess_imputes_and_clips_known_values(tmp_path: Path):
-    xs = [1, 2, 3, 4, 5, 6, 7, 8, 100]          # 100 is the known outlier
+def test_preprocess_reports_outliers_and_changes_nothing(tmp_path: Path):
+    xs = [1, 2, 3, 4, 5, 6, 7, 8, 100]          # 100 is the known outlier, in data row 9
     rows = [[x, "a"] for x in xs] + [["", "b"], [5, ""], [6, "a"]]  # one numeric and one categorical missing
     p = write_csv(tmp_path / "p.csv", ["x", "g"], rows)
     observed = [float(x) for x in xs] + [5.0, 6.0]
     q1, _, q3 = statistics.quantiles(observed, n=4, method="inclusive")
     hi = q3 + 1.5 * (q3 - q1)
-    clipped = [min(v, hi) for v in observed]
     res = run_tool("preprocess", tin(p))
-    ch = res.data["changes"]
-    assert ch["x"]["imputed"] == 1 and ch["x"]["clipped_high"] == 1 and ch["x"]["clipped_low"] == 0
-    assert ch["x"]["upper_fence"] == pytest.approx(hi)
-    assert ch["x"]["fill"] == pytest.approx(statistics.median(clipped))
-    assert ch["g"] == {"type": "categorical", "imputed": 1, "fill": "a"}
-    assert res.data["imputed_total"] == 2 and res.data["clipped_total"] == 1
+    far = res.data["outliers"]["x"]
+    assert (far["count"], far["low"], far["high"]) == (1, 0, 1) and far["upper_fence"] == pytest.approx(hi)
+    assert far["rows"] == [{"row": 9, "value": 100.0, "beyond": pytest.approx(100 - hi),
+                            "iqrs": pytest.approx((100 - hi) / (q3 - q1))}]
+    assert res.data["missing"] == {"x": 1, "g": 1} and res.data["outliers_total"] == 1
+    assert "row 9: 100" in res.markdown and "not changed" in res.markdown
     desc = run_tool("describe", tin(p)).data["numeric"]["x"]
-    assert desc["max"] == pytest.approx(hi)
-    assert desc["min"] == 1.0  # a missing value is filled with the median, never with a fence
-    assert desc["mean"] == pytest.approx(statistics.mean(clipped + [statistics.median(clipped)]))
+    assert (desc["min"], desc["max"], desc["count"], desc["missing"]) == (1.0, 100.0, 11, 1)  # raw, not clipped
+    assert desc["mean"] == pytest.approx(statistics.mean(observed)) and desc["outliers"] == 1
     assert run_tool("preprocess", tin(p)).data == res.data  # deterministic
 
 
-def test_zero_iqr_column_is_not_clipped(tmp_path: Path):
+def test_zero_iqr_column_has_no_outliers(tmp_path: Path):
     p = write_csv(tmp_path / "flag.csv", ["flag", "v"], [[0, i] for i in range(9)] + [[1, 9]])
-    ch = run_tool("preprocess", tin(p)).data["changes"]["flag"]
-    assert ch["clipped_high"] == 0 and ch["clipping"].startswith("skipped")
+    assert "flag" not in run_tool("preprocess", tin(p)).data["outliers"]
+    assert run_tool("describe", tin(p)).data["numeric"]["flag"]["max"] == 1.0
 
 
 def test_correlations_match_statistics(clean_csv: Path):

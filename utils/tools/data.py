@@ -1,7 +1,7 @@
 """Analysis tools over the `--data` CSV: load, clean, describe, correlate, model, chart.
 
-Each tool opens the dataset (loaded and profiled once per process by `dataset.open_dataset`) and
-reads the cleaned view, so a task needs only the data path and every number is reproducible from the
+Each tool opens the dataset (loaded and profiled once per process by `dataset.open_dataset`); the
+descriptive tools (load, preprocess, describe, correlations, charts) read the raw table, so a task needs only the data path and every number is reproducible from the
 file plus the rules stated in `dataset`, `stats` and `modelling`. A file that cannot support a step
 (one numeric column has no correlations, no feature means no model) gets a sentence saying so, not a
 failure. Every tool is bounded: statistics over at most MAX_COLUMNS columns, correlations over at most
@@ -18,11 +18,12 @@ from typing import Callable
 
 from utils.errors import ToolError
 from utils.tools import ANALYSIS_JSON, ToolInput, ToolResult
-from utils.tools.data_charts import MAX_HEATMAP, bars, heatmap, histograms, numeric_first, plain, scatter
+from utils.tools.data_charts import (MAX_HEATMAP, bars, heatmap, histograms, numeric_first, over_time, plain, scatter,
+                                     time_column)
 from utils.tools.dataset import (MAX_COLUMNS, NUMERIC, TARGET_RULE, Dataset, check_target, default_target,
                                  open_dataset)
-from utils.tools.stats import (EXACT_QUANTILE_ROWS, MAX_CORR_COLUMNS, MODEL_ROWS, cleaning, correlation_columns, correlation_matrix,
-                               describe_categorical, describe_dates, describe_numeric)
+from utils.tools.stats import (EXACT_QUANTILE_ROWS, MAX_CORR_COLUMNS, MODEL_ROWS, correlation_columns, correlation_matrix,
+                               describe_categorical, describe_dates, describe_numeric, outliers)
 
 MAX_TABLE_ROWS = 40   # markdown tables list at most this many columns; `data` holds the rest
 
@@ -76,9 +77,24 @@ def _target(inp: ToolInput, ds: Dataset) -> tuple[str | None, str]:
 
 # ---- tools ---------------------------------------------------------------------------------------
 
+def _layout_md(f: dict) -> str:
+    """How the file's layout was read, in words (only what differs from a plain CSV with a header)."""
+    out = []
+    if f.get("layout"):
+        out.append(f"The file is {f['layout']}.")
+    if f.get("metadata_line"):
+        out.append(f"Its first line `{f['metadata_line']}` is metadata (rows, features, class names "
+                   f"{', '.join(f['class_labels']) or 'none'}), not data; the columns are named column1.. and target.")
+    if f.get("header"):
+        out.append(f"It has no header row; {f['header'].split(': ', 1)[1]}.")
+    if f.get("date_formats"):
+        out.append("Dates read from text: " + ", ".join(f"{k} as `{v}`" for k, v in f["date_formats"].items()) + ".")
+    return (" " + " ".join(out)) if out else ""
+
+
 @quiet
 def load_data(inp: ToolInput) -> ToolResult:
-    """What is in the file, before any cleaning: format, columns, what each is and whether it is used."""
+    """What is in the file, as read: format, columns, what each is and whether it is used."""
     ds = _dataset(inp)
     f = ds.fmt
     rows = [[c.name, c.kind, ds.n_rows - c.missing, c.missing, plain(c.distinct), c.note or "used"]
@@ -88,7 +104,7 @@ def load_data(inp: ToolInput) -> ToolResult:
     capped = sum(c.usable for c in ds.columns) - len(used)
     md = [f"**{ds.name}**: {ds.n_rows:,} rows, {len(ds.columns):,} columns, read as {f['encoding']} with "
           f"delimiter {f['delimiter']!r}, decimal separator {f['decimal']!r}"
-          + (f", thousands separator {f['thousands']!r}" if f["thousands"] else "") + ".",
+          + (f", thousands separator {f['thousands']!r}" if f["thousands"] else "") + "." + _layout_md(f),
           f"{len(used)} columns are used for statistics"
           + (f"; {len(left_out)} are left out (ID-like, dates, mostly empty, constant or free text)" if left_out else "")
           + (f"; {capped} more are beyond the {MAX_COLUMNS}-column cap" if capped > 0 else "") + ".", "",
@@ -102,45 +118,45 @@ def load_data(inp: ToolInput) -> ToolResult:
 
 @quiet
 def preprocess(inp: ToolInput) -> ToolResult:
-    """Report the cleaning every later analysis tool applies, column by column."""
+    """Missing values and outliers, reported column by column; no value is changed."""
     ds = _dataset(inp)
-    changes = cleaning(ds)
+    numeric, categorical, far = describe_numeric(ds), describe_categorical(ds), outliers(ds)
     rows = []
-    for col, ch in changes.items():
-        if ch["type"] != NUMERIC:
-            rows.append([col, ch["type"], ch["imputed"], f"mode {ch['fill']!r}" if ch["imputed"] else "—", "—", "—"])
-        else:
-            clip = (f"{ch['clipped_low']} low / {ch['clipped_high']} high" if ch["clipping"] == "applied"
-                    else ch["clipping"])
-            rows.append([col, ch["type"], ch["imputed"], f"median {plain(ch['fill'])}" if ch["imputed"] else "—",
-                         clip, f"[{plain(ch['lower_fence'])}, {plain(ch['upper_fence'])}]"])
-    n_imp = sum(ch["imputed"] for ch in changes.values())
-    n_clip = sum(ch.get("clipped_low", 0) + ch.get("clipped_high", 0) for ch in changes.values())
+    for col, d in numeric.items():
+        o = far.get(col)
+        shown = ("; ".join(f"row {r['row']}: {plain(r['value'])} ({plain(r['iqrs'], 2)} IQR beyond)"
+                           for r in o["rows"][:3]) + ("; …" if o["count"] > 3 else "")) if o else "—"
+        rows.append([col, NUMERIC, d["missing"], f"{o['low']} low / {o['high']} high" if o else "0",
+                     f"[{plain(o['lower_fence'])}, {plain(o['upper_fence'])}]" if o else "—", shown])
+    rows += [[col, "categorical", d["missing"], "—", "—", "—"] for col, d in categorical.items()]
+    n_missing = sum(r[2] for r in rows)
+    n_out = sum(o["count"] for o in far.values())
     approx = (f" Quartiles are t-digest estimates (more than {EXACT_QUANTILE_ROWS:,} rows)."
               if ds.n_rows > EXACT_QUANTILE_ROWS else "")
-    md = (f"Cleaned **{ds.name}** ({ds.n_rows:,} rows): {n_imp:,} missing values imputed "
-          "(numeric: median, categorical: most frequent value), "
-          f"{n_clip:,} outliers clipped to the 1.5×IQR fences.{approx}\n\n"
-          + (_md_table(["column", "type", "imputed", "fill", "clipped", "fences"], rows) if rows
-             else "No column is fit for statistics, so nothing was cleaned."))
-    public = {k: {kk: vv for kk, vv in v.items() if kk not in ("lo", "hi", "scale")} for k, v in changes.items()}
-    return ToolResult(markdown=md, data={"file": ds.name, "rows": ds.n_rows, "changes": public,
-                                         "imputed_total": n_imp, "clipped_total": n_clip})
+    md = (f"**{ds.name}** ({ds.n_rows:,} rows) as it is: {n_missing:,} missing values and {n_out:,} outliers "
+          "(beyond the 1.5×IQR fences), reported here and not changed: no value is clipped or filled in, "
+          f"and every table and chart shows the raw data. Row 1 is the file's first data row.{approx}\n\n"
+          + _md_table(["column", "type", "missing", "outliers", "fences", "farthest"], rows))
+    return ToolResult(markdown=md, data={"file": ds.name, "rows": ds.n_rows, "missing_total": n_missing,
+                                         "missing": {r[0]: r[2] for r in rows}, "outliers": far,
+                                         "outliers_total": n_out})
 
 
 @quiet
 def describe(inp: ToolInput) -> ToolResult:
     ds = _dataset(inp)
     numeric, categorical, dates = describe_numeric(ds), describe_categorical(ds), describe_dates(ds)
-    keys = ["count", "mean", "std", "min", "q1", "median", "q3", "max"]
-    parts = [f"Summary of **{ds.name}** after cleaning ({ds.n_rows:,} rows)."
+    keys = ["count", "missing", "mean", "std", "min", "q1", "median", "q3", "max", "outliers"]
+    parts = [f"Summary of **{ds.name}** as in the file ({ds.n_rows:,} rows; missing values left out, "
+             "nothing clipped or filled; std is the sample SD; outliers: beyond the 1.5×IQR fences)."
              + (" Quartiles and medians are t-digest estimates." if ds.n_rows > EXACT_QUANTILE_ROWS else "")]
     if numeric:
         parts.append(_md_table(["column"] + keys, [[c] + [plain(s[k]) for k in keys] for c, s in numeric.items()]))
     for col, info in list(categorical.items())[:MAX_TABLE_ROWS]:
         shown = ", ".join(f"{k} ({v:,})" for k, v in list(info["counts"].items())[:10])
         more = f", … {info['n_unique'] - 10} more" if info["n_unique"] > 10 else ""
-        parts.append(f"- **{col}**: {info['n_unique']} categories: {shown}{more}")
+        gone = f"; {info['missing']:,} missing" if info["missing"] else ""
+        parts.append(f"- **{col}**: {info['n_unique']} categories: {shown}{more}{gone}")
     for col, info in dates.items():
         parts.append(f"- **{col}** (dates): from {info['from']} to {info['to']}")
     if not (numeric or categorical or dates):
@@ -163,7 +179,8 @@ def correlations(inp: ToolInput) -> ToolResult:
     pairs = [{"a": names[i], "b": names[j], "r": m[i][j]} for i in range(len(names))
              for j in range(i + 1, len(names)) if m[i][j] is not None]
     pairs.sort(key=lambda p: (-abs(p["r"]), p["a"], p["b"]))
-    md = [f"Pearson correlations between numeric columns of **{ds.name}** (after cleaning): {rule}"
+    md = [f"Pearson correlations between numeric columns of **{ds.name}** on the raw values (each pair "
+          f"over the rows that have both): {rule}"
           + (f", at most {MAX_CORR_COLUMNS}" if rule != "all numeric columns" else "") + ".", ""]
     if len(names) <= 12:
         md += [_md_table([""] + names, [[c] + [plain(x, 3) for x in row] for c, row in zip(names, m)]), ""]
@@ -212,10 +229,16 @@ def charts(inp: ToolInput) -> ToolResult:
     md: list[str] = []
     data: dict = {"file": ds.name, "target": target}
     nums = numeric_first(ds, target)
-    drawn_hist = histograms(ds, nums, f"Distributions ({ds.name}, after cleaning)")
+    drawn_hist = histograms(ds, nums, f"Distributions ({ds.name}, raw values)")
     if drawn_hist:
         artifacts["histograms.png"], data["histogram_columns"] = drawn_hist
         md.append("![Histograms of the numeric columns](histograms.png)")
+    time = time_column(ds)
+    drawn_time = over_time(ds, time, nums) if time else None
+    if drawn_time:
+        artifacts["over_time.png"], data["time_columns"] = drawn_time
+        data["time"] = time.name
+        md.append(f"![The numeric columns over {time.name}](over_time.png)")
     cats = {k: v for k, v in describe_categorical(ds).items() if v["n_unique"] <= 20}  # bars show it all
     if target in cats:
         cats = {target: cats[target], **cats}

@@ -1,8 +1,9 @@
 """Charts that adapt to the data: only panels that have something to show, at most MAX_PANELS per
 figure, labels shortened to fit, plain tick numbers (12,440 rather than 1.244e+04).
 
-Drawn from the same fixed sample the model uses (at most MODEL_ROWS rows), so a 10-million-row file
-charts as fast as a small one. Values near the float limit are drawn in units of a power of ten (the
+Drawn from the raw values as they are in the file (missing values left out, nothing clipped or
+filled), from a fixed sample of at most MODEL_ROWS rows, so a 10-million-row file charts as fast as a
+small one. Values near the float limit are drawn in units of a power of ten (the
 axis says which), because a histogram's bin width overflows there.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 from typing import Any
 
 from utils.tools import new_figure, png_bytes
-from utils.tools.dataset import NUMERIC, Column, Dataset
+from utils.tools.dataset import DATE, NUMERIC, Column, Dataset
 from utils.tools.stats import MODEL_ROWS, sample
 
 MAX_PANELS = 12
@@ -44,6 +45,14 @@ def _plain_axis(axis: Any) -> None:
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: plain(v, 3)))
 
 
+def floats(values: Any, scale: float = 1.0) -> Any:
+    """A sampled column as floats with NaN where the file has no value (DuckDB returns masked arrays for
+    columns with NULLs; their masked slots hold fill values, never to be drawn as data)."""
+    import numpy as np
+
+    return np.ma.asarray(values).astype(float).filled(np.nan) / scale
+
+
 def _grid(n: int) -> tuple[int, int]:
     ncols = min(4, n)
     return (n + ncols - 1) // ncols, ncols
@@ -57,7 +66,7 @@ def histograms(ds: Dataset, cols: list[Column], title: str) -> tuple[bytes, list
     data = sample(ds, [c.name for c in cols], MODEL_ROWS) if cols else {}
     panels = []
     for c in cols:
-        v = np.asarray(data[c.name], dtype=float) / c.scale
+        v = floats(data[c.name], c.scale)
         v = v[np.isfinite(v)]
         if v.size and np.ptp(v) > 0:
             panels.append((c, v))
@@ -108,8 +117,7 @@ def scatter(ds: Dataset, target: Column, best: Column, slope_line: bool = True) 
     import numpy as np
 
     data = sample(ds, [best.name, target.name], MODEL_ROWS)
-    x = np.asarray(data[best.name], dtype=float) / best.scale
-    y = np.asarray(data[target.name], dtype=float) / target.scale
+    x, y = floats(data[best.name], best.scale), floats(data[target.name], target.scale)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
     if x.size < 2 or np.ptp(x) == 0:
@@ -155,3 +163,50 @@ def numeric_first(ds: Dataset, target: str | None) -> list[Column]:
     """Numeric columns to chart: the target first, then file order."""
     nums = [c for c in ds.analysed() if c.kind == NUMERIC]
     return sorted(nums, key=lambda c: c.name != target)
+
+
+def time_column(ds: Dataset) -> Column | None:
+    """The column that holds time: the first date column, else the first integer-years column."""
+    return next((c for c in ds.of(DATE)), None) or next((c for c in ds.analysed() if c.year), None)
+
+
+def over_time(ds: Dataset, time: Column, cols: list[Column]) -> tuple[bytes, list[str]] | None:
+    """Each column's raw values against time (at most 4 panels): a line when every time occurs once,
+    points when several rows share a time (several series in one file, as in a long-format table)."""
+    import numpy as np
+
+    cols = [c for c in cols if c is not time][:4]
+    if not cols:
+        return None
+    data = sample(ds, [time.name] + [c.name for c in cols], MODEL_ROWS)
+    t = np.ma.asarray(data[time.name])
+    if t.dtype.kind not in "Mmfiu":
+        return None
+    t = t.filled(np.datetime64("NaT")) if t.dtype.kind in "Mm" else floats(t)
+    fig = new_figure(7.5, 2.4 * len(cols) + 0.8)
+    drawn = []
+    for i, c in enumerate(cols):
+        y = floats(data[c.name], c.scale)
+        ok = np.isfinite(y) & ~(np.isnat(t) if t.dtype.kind in "Mm" else ~np.isfinite(t))
+        if ok.sum() < 2:
+            continue
+        order = np.argsort(t[ok], kind="stable")
+        tx, ty = t[ok][order], y[ok][order]
+        ax = fig.add_subplot(len(cols), 1, i + 1)
+        if np.unique(tx).size == tx.size:
+            ax.plot(tx, ty, color="#4C72B0", linewidth=1)
+        else:
+            ax.scatter(tx, ty, s=6, alpha=0.5, color="#4C72B0")
+        ax.set_ylabel(short(c.name, 18), fontsize=8)
+        _plain_axis(ax.yaxis)
+        if t.dtype.kind not in "Mm":
+            from matplotlib.ticker import FormatStrFormatter
+
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))  # years as 1947, not 1,947
+        ax.tick_params(labelsize=7)
+        drawn.append(c.name)
+    if not drawn:
+        return None
+    fig.suptitle(f"Over time ({short(time.name, 30)})", fontsize=11)
+    fig.tight_layout()
+    return png_bytes(fig), drawn

@@ -8,17 +8,24 @@ nothing is parsed by hand and no column is ever held as a Python list.
 
 Rules a reader can check (also stated in the `load_data` output):
 - encoding: UTF-8 (BOM accepted), UTF-16 with a BOM, otherwise Latin-1;
+- layout (`layout.py`): whitespace-separated files (statsmodels' raw data files) and a scikit-learn
+  metadata first line (`150,4,setosa,...`) are recognised; a file without a header gets the names
+  `column1`, `column2`, ...;
 - decimal comma: when the delimiter is not a comma and text columns hold numbers like `1.234,5`;
+- yes/no columns keep the file's own labels (read as text, never turned into True/False);
+- dates: the sniffer's, plus text columns whose every value parses with one of DATE_FORMATS
+  (`Jan 1 2000`, `2021-01`, `01/02/2003`: day/month order from the values, see `layout.py`);
+- years: an integer column with every value in 1700..2200 is time (a numeric feature), never an ID;
 - ID-like columns (excluded from statistics): a name such as `id`, `customer_id` or `OrderID` with
   nearly all values distinct, an integer sequence (max − min + 1 = rows, all distinct), or text
   with every value distinct;
 - mostly empty (excluded): more than half of the values missing; constant: one distinct value;
 - categorical: text or boolean with at most 50 distinct values; more than that is free text.
+A file in which no column can be analysed is refused (ToolError), never an empty success.
 """
 from __future__ import annotations
 
 import atexit
-import codecs
 import csv
 import math
 import os
@@ -31,19 +38,20 @@ from pathlib import Path
 from typing import Any
 
 from utils.errors import ToolError
+from utils.tools.layout import (NULLS, ambiguous, convert_dates, head_lines, lit, number_format, one_line, q, sniff,
+                                sniff_encoding, sklearn_metadata, sql_options, tokens, whitespace_fields,
+                                whitespace_to_tsv)
 
 NUMERIC, CATEGORICAL, BOOLEAN, DATE = "numeric", "categorical", "boolean", "date"
 ID, EMPTY, CONSTANT, TEXT = "id", "mostly empty", "constant", "text"
-NULLS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "na", "n/a", "None"]
 MAX_CATEGORIES = 50          # more distinct values than this: free text, not a category
 MAX_TARGET_CLASSES = 20      # a categorical target with more classes is not modelled
 MOSTLY_EMPTY = 0.5           # share of missing values above which a column is left out
 MAX_COLUMNS = 200            # columns cleaned and analysed (file order); the rest are listed only
 EXACT_CELLS = 5_000_000    # up to this many cells distinct counts are exact, above it HyperLogLog
+YEARS = (1700, 2200)         # an integer column within this range holds years, never an ID
 HUGE = 1e100                 # values beyond this are divided by a power of ten before arithmetic
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key)$|^(id|uuid|guid)([_\s.-]|$)|[a-z0-9](ID|Id)$", re.I)
-_DEC_COMMA = re.compile(r"^[+-]?(\d{1,3}(\.\d{3})+|\d+)(,\d+)?$")
-_THOUSANDS_COMMA = re.compile(r"^[+-]?(\d{1,3}(,\d{3})+|\d+)(\.\d+)?$")
 _AUTO_NAME = re.compile(r"^column\d+$")
 
 
@@ -58,6 +66,7 @@ class Column:
     scale: float = 1.0           # divide by this before sums and products (values near 1e308)
     minimum: Any = None
     maximum: Any = None
+    year: bool = False           # integer years (1700..2200): time, kept as a numeric feature
 
     @property
     def usable(self) -> bool:
@@ -90,11 +99,6 @@ class Dataset:
     def analysed(self) -> list[Column]:
         """The columns statistics use: usable ones, at most MAX_COLUMNS in file order."""
         return [c for c in self.columns if c.usable][:MAX_COLUMNS]
-
-
-def q(name: str) -> str:
-    """A SQL identifier for any column name (quotes doubled), so odd headers cannot break a query."""
-    return '"' + name.replace('"', '""') + '"'
 
 
 # ---- the process-wide database ----------------------------------------------------------------
@@ -155,108 +159,74 @@ _LOAD_LOCK = threading.Lock()
 
 # ---- loading ----------------------------------------------------------------------------------
 
-def _sniff_encoding(p: Path) -> str:
-    """UTF-8 when the first MiB decodes as UTF-8 (a character cut at the end is fine), else Latin-1."""
-    with p.open("rb") as fh:
-        head = fh.read(1 << 20)
-    if not head.strip():
-        raise ToolError(f"CSV file {p.name} is empty")
-    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return "utf-16"
-    try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
-        return "utf-8"
-    except UnicodeDecodeError:
-        return "latin-1"
-
-
-def _opts(**kw: Any) -> str:
-    parts = []
-    for k, v in kw.items():
-        if isinstance(v, bool):
-            parts.append(f"{k}={'true' if v else 'false'}")
-        elif isinstance(v, (int, float)):
-            parts.append(f"{k}={v}")
-        elif isinstance(v, list):
-            parts.append(f"{k}=[" + ", ".join(_lit(x) for x in v) + "]")
-        else:
-            parts.append(f"{k}={_lit(v)}")
-    return ", ".join(parts)
-
-
-def _lit(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
-def _one_line(exc: Exception, name: str) -> str:
-    """DuckDB's multi-line CSV errors as one line that names the line and the problem."""
-    text = str(exc)
-    line = re.search(r"CSV Error on Line: (\d+)", text)
-    cols = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", text)
-    if line and cols:
-        return (f"CSV file {name}: line {line.group(1)} has {cols.group(2)} fields, "
-                f"the header (line 1) has {cols.group(1)}")
-    first = text.split("\n", 1)[0].removeprefix("Invalid Input Error: ").removeprefix("Conversion Error: ")
-    return f"CSV file {name} could not be read: " + (f"line {line.group(1)}: " if line else "") + first[:300]
-
-
-def _number_format(cur: Any, src: str, base: dict, delim: str, sniffed: list[dict]) -> dict:
-    """Decimal comma / thousands separators, judged from the text columns of the first rows."""
-    text_cols = {c["name"] for c in sniffed if c["type"] == "VARCHAR"}
-    if not text_cols:
-        return {}
-    cur.execute(f"SELECT * FROM read_csv({src}, {_opts(**base, all_varchar=True)}) LIMIT 2000")
-    names = [d[0] for d in cur.description]
-    rows = cur.fetchall()
-    decimal_comma = thousands_comma = thousands_dot = False
-    for j, n in enumerate(names):
-        if n not in text_cols:
-            continue
-        cells = [r[j].strip() for r in rows if r[j] is not None and r[j].strip() not in NULLS]
-        if not cells:
-            continue
-        if delim != "," and all(_DEC_COMMA.match(c) for c in cells) and any("," in c for c in cells):
-            decimal_comma = True
-            thousands_dot = thousands_dot or any(re.search(r"\d\.\d{3}", c) for c in cells)
-        elif all(_THOUSANDS_COMMA.match(c) for c in cells) and any("," in c for c in cells):
-            thousands_comma = True
-    if decimal_comma:
-        return {"decimal_separator": ",", **({"thousands": "."} if thousands_dot else {})}
-    return {"thousands": ","} if thousands_comma else {}
-
-
 def _load(p: Path) -> Dataset:
-    encoding = _sniff_encoding(p)
+    encoding = sniff_encoding(p)
     cur = connection()
-    src = _lit(str(p))
-    base: dict[str, Any] = {"encoding": encoding, "nullstr": NULLS, "header": True}
+    src, lines = p, head_lines(p, encoding)
+    fmt_all: dict[str, Any] = {"encoding": encoding}
+    base: dict[str, Any] = {"encoding": encoding, "nullstr": NULLS}
+    meta = sklearn_metadata(lines)
     try:
-        sniff = cur.execute(f"SELECT Delimiter, Columns FROM sniff_csv({src}, {_opts(encoding=encoding)})").fetchone()
-        delim, sniffed = sniff[0], sniff[1]
-        if len(sniffed) == 1:
-            _check_single_column(p, encoding)
-        base["delim"] = delim
-        fmt = _number_format(cur, src, base, delim, sniffed)
+        if meta:
+            base.update(delim=",", header=False, skip=1, names=meta["names"])
+            fmt_all.update(metadata_line=lines[0], class_labels=meta["labels"])
+            sniffed = cur.execute(f"SELECT Columns, DateFormat FROM sniff_csv({lit(str(src))}, "
+                                  f"{sql_options(**base)})").fetchone()
+            delim, header, columns, date_fmt = ",", False, sniffed[0], sniffed[1]
+        else:
+            delim, header, columns, date_fmt = sniff(cur, src, encoding)
+            fields = whitespace_fields(lines)
+            one_text_column = len(columns) == 1 and columns[0]["type"] == "VARCHAR"
+            mixed_blanks = delim in (" ", "\t") and len(columns) < fields and len({len(tokens(x)) for x in lines}) == 1
+            if fields and (one_text_column or mixed_blanks):  # runs of spaces (and tabs) separate the fields
+                src = whitespace_to_tsv(p, encoding, _STATE["folder"], fields)
+                base["encoding"] = "utf-8"
+                fmt_all["layout"] = "whitespace-separated"
+                delim, header, columns, date_fmt = sniff(cur, src, "utf-8", delim="\t")
+            elif len(columns) == 1:
+                _check_single_column(p, encoding)
+            base.update(delim=delim, header=header)
+            if not header:  # named as a reader counts columns
+                base["names"] = [f"column{i}" for i in range(1, len(columns) + 1)]
+                fmt_all["header"] = f"none: columns named column1..column{len(columns)}"
+        fmt = number_format(cur, lit(str(src)), base, delim, columns)
+        # yes/no columns keep the file's labels; dates read day/month-ambiguously are decided below
+        as_text = {c["name"]: "VARCHAR" for c in columns if c["type"] == "BOOLEAN"
+                   or (ambiguous(date_fmt) and c["type"].startswith(("DATE", "TIMESTAMP")))}
         with _LOCK:
             _STATE["n"] += 1
             table = f"t{_STATE['n']}"
-        cur.execute(f"CREATE TABLE {table} AS SELECT * FROM read_csv({src}, {_opts(**base, **fmt)})")
+        cur.execute("SET preserve_insertion_order = true")  # rowid = row order in the file
+        try:
+            cur.execute(f"CREATE TABLE {table} AS SELECT * FROM read_csv({lit(str(src))}, {sql_options(**base, **fmt)}"
+                        + (f", types={{{', '.join(f'{lit(k)}: {lit(v)}' for k, v in as_text.items())}}}"
+                           if as_text else "") + ")")
+        finally:
+            cur.execute("SET preserve_insertion_order = false")
     except ToolError:
         raise
     except Exception as exc:  # duckdb.Error: a CSV the sniffer or reader cannot take
         if "sniffing" in str(exc):
             _check_single_column(p, encoding)
-        raise ToolError(_one_line(exc, p.name)) from None
+        raise ToolError(one_line(exc, p.name)) from None
     described = cur.execute(f"DESCRIBE {table}").fetchall()
     names, types = [r[0] for r in described], [r[1] for r in described]
-    _check_header(names, p.name)
+    if header:
+        _check_header(names, p.name)
+    dates = convert_dates(cur, table, [n for n, t in zip(names, types) if t == "VARCHAR"])
+    if dates:
+        types = [r[1] for r in cur.execute(f"DESCRIBE {table}").fetchall()]
+        fmt_all["date_formats"] = dates
     n_rows = cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
     if n_rows < 2:
         raise ToolError(f"CSV file {p.name} needs at least 2 data rows, found {n_rows}")
-    columns = _profile(cur, table, names, types, n_rows)
-    fmt_all = {"encoding": encoding, "delimiter": delim, "decimal": fmt.get("decimal_separator", "."),
-               "thousands": fmt.get("thousands")}
-    return Dataset(name=p.name, table=table, n_rows=int(n_rows), columns=columns, fmt=fmt_all)
+    columns_out = _profile(cur, table, names, types, n_rows)
+    if not any(c.usable for c in columns_out):
+        why = "; ".join(f"{c.name}: {c.note or c.kind}" for c in columns_out[:8])
+        raise ToolError(f"CSV file {p.name}: no column can be analysed ({why}"
+                        + (f"; … {len(columns_out) - 8} more" if len(columns_out) > 8 else "") + ")")
+    fmt_all.update(delimiter=delim, decimal=fmt.get("decimal_separator", "."), thousands=fmt.get("thousands"))
+    return Dataset(name=p.name, table=table, n_rows=int(n_rows), columns=columns_out, fmt=fmt_all)
 
 
 def _check_single_column(p: Path, encoding: str) -> None:
@@ -267,30 +237,20 @@ def _check_single_column(p: Path, encoding: str) -> None:
     if first.count(delim) == 0:
         return
     header = next(csv.reader([first], delimiter=delim))
-    cols = ", ".join(f"{_lit(h or f'c{i}')}: 'VARCHAR'" for i, h in enumerate(header))
+    cols = ", ".join(f"{lit(h or f'c{i}')}: 'VARCHAR'" for i, h in enumerate(header))
     try:
-        connection().execute(f"SELECT count(*) FROM read_csv({_lit(str(p))}, "
-                         f"{_opts(delim=delim, quote=chr(34), escape=chr(34), header=True, auto_detect=False, encoding=encoding)},"
+        connection().execute(f"SELECT count(*) FROM read_csv({lit(str(p))}, "
+                         f"{sql_options(delim=delim, quote=chr(34), escape=chr(34), header=True, auto_detect=False, encoding=encoding)},"
                          f" columns={{{cols}}})").fetchall()
     except Exception as exc:
-        raise ToolError(_one_line(exc, p.name)) from None
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        raise ToolError(one_line(exc, p.name)) from None
 
 
 def _check_header(names: list[str], name: str) -> None:
-    """Auto-generated names (column0, column1, ...) mean the first line was data, not a header."""
-    if names and (all(_AUTO_NAME.match(n) for n in names) or all(_is_number(n) for n in names)):
-        raise ToolError(f"CSV file {name} has no header row (the first line looks like data)")
+    """A header with a blank name: the reader cannot say what that column is."""
     blank = [i for i, n in enumerate(names) if _AUTO_NAME.match(n)]
     if blank and len(names) > 1:
-        raise ToolError(f"CSV file {name} has no header row (column {blank[0] + 1} has no name)")
+        raise ToolError(f"CSV file {name} has a header row with no name for column {blank[0] + 1}")
 
 
 # ---- profiling --------------------------------------------------------------------------------
@@ -339,12 +299,15 @@ def _classify(name: str, sql_type: str, n_rows: int, present: int, distinct: int
     col = Column(name=name, kind=kind, sql_type=sql_type, missing=missing, distinct=distinct, minimum=lo, maximum=hi)
     nearly_all = present > 0 and distinct >= 0.97 * present
     integer = kind == NUMERIC and "INT" in sql_type.upper()
+    col.year = integer and present > 0 and YEARS[0] <= lo and hi <= YEARS[1]
     if present == 0 or missing / n_rows > MOSTLY_EMPTY:
         col.kind, col.note = EMPTY, f"{missing / n_rows:.0%} of values missing"
     elif distinct <= 1:
         col.kind, col.note = CONSTANT, "a single value"
     elif kind in (NUMERIC, CATEGORICAL) and _ID_NAME.search(name) and nearly_all:
         col.kind, col.note = ID, "ID-like: its name, and values (nearly) all distinct"
+    elif col.year:
+        col.note = "years: time, used as a number"
     elif integer and nearly_all and present >= 10 and hi - lo + 1 <= 1.03 * present:
         col.kind, col.note = ID, "ID-like: a sequence of distinct integers"
     elif kind == CATEGORICAL and nearly_all and present >= 20:
@@ -362,7 +325,7 @@ def _classify(name: str, sql_type: str, n_rows: int, present: int, distinct: int
 
 # ---- targets ------------------------------------------------------------------------------------
 
-TARGET_RULE = ("the last numeric column that is not ID-like, a date or mostly empty; if there is none, "
+TARGET_RULE = ("the last numeric column that is not ID-like, years, a date or mostly empty; if there is none, "
                f"the last categorical or yes/no column with 2–{MAX_TARGET_CLASSES} values")
 
 
@@ -375,7 +338,7 @@ def target_candidates(ds: Dataset) -> list[Column]:
 def default_target(ds: Dataset) -> str | None:
     """The offline rule (TARGET_RULE); None when no column qualifies."""
     cands = target_candidates(ds)
-    numeric = [c for c in cands if c.kind == NUMERIC]
+    numeric = [c for c in cands if c.kind == NUMERIC and not c.year]
     pick = (numeric or cands)[-1:] 
     return pick[0].name if pick else None
 

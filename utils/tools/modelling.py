@@ -97,7 +97,7 @@ def model_rows(ds: Dataset, target: Column, features: list[Column], impute: str 
         dropped["missing feature values"] = ds.n_rows - int(no_target) - int(usable)
     if usable > MODEL_ROWS:
         dropped[f"outside the uniform sample of {MODEL_ROWS:,} rows"] = int(usable) - MODEL_ROWS
-    data = sample(ds, [target.name] + [f.name for f in features], MODEL_ROWS, raw=True, where=usable_where)
+    data = sample(ds, [target.name] + [f.name for f in features], MODEL_ROWS, where=usable_where)
     return data, dropped
 
 

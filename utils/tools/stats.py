@@ -1,9 +1,11 @@
-"""Cleaning and statistics as SQL over the loaded dataset: every figure is one DuckDB aggregate.
+"""Statistics as SQL over the loaded dataset: every figure is one DuckDB aggregate.
 
-Cleaning rule (applied by every later tool, through one view): numeric missing -> median, categorical
-missing -> most frequent value (ties: alphabetical), numeric values beyond the 1.5×IQR fences are
-clipped to the fence (no clipping when the IQR is 0). Columns with values beyond 1e100 are divided
-by a power of ten before sums, so numbers near the float limit (1e308) never overflow to inf.
+Nothing is cleaned: no value is clipped, winsorised or filled in. Descriptive figures (`describe_*`,
+`column_summary`, `outliers`, correlations) and the rows the charts and the model read (`sample`)
+come from the raw table, so every table and chart shows the data as it is. Columns with values
+beyond 1e100 are divided by a power of ten before sums, so numbers near the float limit (1e308)
+never overflow to inf.
+Outliers (beyond the 1.5×IQR fences) are reported with their row numbers, never changed.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from utils.tools.dataset import BOOLEAN, CATEGORICAL, DATE, NUMERIC, Column, Dat
 
 MAX_CORR_COLUMNS = 30     # correlations: the target and the 29 columns most correlated with it
 TOP_CATEGORIES = 20
+OUTLIER_ROWS = 10         # outliers listed by row per column (the farthest); all are counted
 MODEL_ROWS = 100_000      # models and charts use at most this many rows (a fixed hash-ordered sample)
 _ONE_QUERY_CELLS = 5_000_000
 EXACT_QUANTILE_ROWS = 2_000_000  # quartiles above this many rows are t-digest estimates (said in the output)
@@ -41,77 +44,10 @@ def _quartiles(cur: Any, source: str, cols: list[Column], n_rows: int) -> dict[s
     return out
 
 
-def cleaning(ds: Dataset) -> dict[str, dict]:
-    """Per analysed column, what cleaning does (computed once per dataset, then cached)."""
-    with ds.lock:
-        if "cleaning" in ds.cache:
-            return ds.cache["cleaning"]
-        cur = connection()
-        cols = ds.analysed()
-        nums = [c for c in cols if c.kind == NUMERIC]
-        quart = _quartiles(cur, ds.table, nums, ds.n_rows)
-        plan: dict[str, dict] = {}
-        counts = []
-        for c in nums:
-            q1, med, q3 = quart[c.name]
-            iqr = q3 - q1
-            lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-            plan[c.name] = {"type": NUMERIC, "imputed": c.missing, "fill": med * c.scale, "scale": c.scale,
-                            "lower_fence": _num(lo, c.scale), "upper_fence": _num(hi, c.scale), "lo": lo, "hi": hi,
-                            "clipping": "applied" if iqr > 0 else "skipped (IQR is 0)",
-                            "clipped_low": 0, "clipped_high": 0}
-            if iqr > 0:
-                counts += [f"count_if({_scaled(c)} < {lo!r})", f"count_if({_scaled(c)} > {hi!r})"]
-        if counts:
-            row = cur.execute(f"SELECT {', '.join(counts)} FROM {ds.table}").fetchone()
-            it = iter(row)
-            for c in nums:
-                if plan[c.name]["clipping"] == "applied":
-                    plan[c.name]["clipped_low"], plan[c.name]["clipped_high"] = int(next(it)), int(next(it))
-        for c in cols:
-            if c.kind in (CATEGORICAL, BOOLEAN):
-                fill = _mode(cur, ds.table, c) if c.missing else None
-                plan[c.name] = {"type": c.kind, "imputed": c.missing if fill is not None else 0, "fill": fill}
-        ds.cache["cleaning"] = plan
-        ds.cache["view"] = _create_view(cur, ds, plan)
-        return plan
-
-
-def _mode(cur: Any, table: str, c: Column) -> Any:
-    row = cur.execute(f"SELECT {q(c.name)} FROM {table} WHERE {q(c.name)} IS NOT NULL GROUP BY 1 "
-                      f"ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()
-    return row[0] if row else None
-
-
-def _create_view(cur: Any, ds: Dataset, plan: dict[str, dict]) -> str:
-    """The cleaned columns as a view (`c_<table>`): each later query reads clean values directly."""
-    exprs = []
-    for c in ds.analysed():
-        p = plan[c.name]
-        if c.kind == NUMERIC:
-            x = _scaled(c)
-            if p["clipping"] == "applied":  # least/greatest skip NULLs, so NULL is filled first
-                x = f"least(greatest({x}, {p['lo']!r}), {p['hi']!r})"
-            x = x if c.scale == 1.0 else f"({x} * {c.scale!r})"
-            exprs.append(f"CASE WHEN {q(c.name)} IS NULL THEN {p['fill']!r} ELSE {x} END AS {q(c.name)}")
-        elif p["fill"] is None:
-            exprs.append(q(c.name))
-        else:
-            fill = ("TRUE" if p["fill"] else "FALSE") if c.kind == BOOLEAN else "'" + str(p["fill"]).replace("'", "''") + "'"
-            exprs.append(f"coalesce({q(c.name)}, {fill}) AS {q(c.name)}")
-    view = f"c_{ds.table}"
-    cur.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {', '.join(exprs) or '1 AS one'} FROM {ds.table}")
-    return view
-
-
-def clean_view(ds: Dataset) -> str:
-    cleaning(ds)
-    return ds.cache["view"]
-
-
 def describe_numeric(ds: Dataset) -> dict[str, dict]:
-    """count, mean, sample std, min, quartiles, max of each cleaned numeric column."""
-    view, cur = clean_view(ds), connection()
+    """Per numeric column, on the raw values as in the file (missing values left out, nothing clipped or
+    filled): count, missing, mean, sample SD, min, quartiles, max and the number of 1.5×IQR outliers."""
+    cur = connection()
     nums = [c for c in ds.analysed() if c.kind == NUMERIC]
     out: dict[str, dict] = {}
     if not nums:
@@ -120,14 +56,66 @@ def describe_numeric(ds: Dataset) -> dict[str, dict]:
     for c in nums:
         x = _scaled(c)
         exprs += [f"count({q(c.name)})", f"avg({x})", f"stddev_samp({x})", f"min({x})", f"max({x})"]
-    row = cur.execute(f"SELECT {', '.join(exprs)} FROM {view}").fetchone()
-    quart = _quartiles(cur, view, nums, ds.n_rows)
+    row = cur.execute(f"SELECT {', '.join(exprs)} FROM {ds.table}").fetchone()
+    quart = raw_quartiles(ds)
+    far = outliers(ds)
     for i, c in enumerate(nums):
         n, mean, std, lo, hi = row[5 * i: 5 * i + 5]
         q1, med, q3 = quart[c.name]
         s = c.scale
-        out[c.name] = {"count": int(n), "mean": _num(mean, s), "std": _num(std or 0.0, s), "min": _num(lo, s),
-                       "q1": _num(q1, s), "median": _num(med, s), "q3": _num(q3, s), "max": _num(hi, s)}
+        out[c.name] = {"count": int(n), "missing": ds.n_rows - int(n), "mean": _num(mean, s),
+                       "std": _num(std, s) if n > 1 else None, "min": _num(lo, s), "q1": _num(q1, s),
+                       "median": _num(med, s), "q3": _num(q3, s), "max": _num(hi, s),
+                       "outliers": far[c.name]["count"] if c.name in far else 0}
+    return out
+
+
+def raw_quartiles(ds: Dataset) -> dict[str, tuple]:
+    """(q1, median, q3) of each analysed numeric column's raw values, in scaled units; cached per dataset."""
+    with ds.lock:
+        if "raw_quartiles" not in ds.cache:
+            nums = [c for c in ds.analysed() if c.kind == NUMERIC]
+            ds.cache["raw_quartiles"] = _quartiles(connection(), ds.table, nums, ds.n_rows)
+        return ds.cache["raw_quartiles"]
+
+
+def column_summary(ds: Dataset) -> dict[str, dict]:
+    """analysis.json's `columns`: {name: {n, missing, mean, sd, min, max}} per analysed numeric column,
+    on the raw data (n = values present; sd = sample SD, None below two values)."""
+    return {name: {"n": d["count"], "missing": d["missing"], "mean": d["mean"], "sd": d["std"],
+                   "min": d["min"], "max": d["max"]} for name, d in describe_numeric(ds).items()}
+
+
+def outliers(ds: Dataset, listed: int = OUTLIER_ROWS) -> dict[str, dict]:
+    """Values beyond the 1.5×IQR fences, reported and never changed: per numeric column with any, the
+    fences, the count below and above, and the `listed` farthest as {row, value, beyond, iqrs}: row 1 is
+    the file's first data row, `beyond` the distance past the fence, `iqrs` that distance in IQRs.
+    Cached per dataset (the describe and preprocess tools both report it)."""
+    with ds.lock:
+        if "outliers" in ds.cache:
+            return ds.cache["outliers"]
+    cur = connection()
+    quart = raw_quartiles(ds)
+    out: dict[str, dict] = {}
+    for c in (c for c in ds.analysed() if c.kind == NUMERIC):
+        q1, _, q3 = quart[c.name]
+        iqr = q3 - q1
+        if not (iqr > 0 and math.isfinite(iqr)):
+            continue
+        lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+        x = _scaled(c)
+        beyond = f"CASE WHEN {x} < {lo!r} THEN {lo!r} - {x} ELSE {x} - {hi!r} END"
+        low, high = cur.execute(f"SELECT count_if({x} < {lo!r}), count_if({x} > {hi!r}) FROM {ds.table}").fetchone()
+        if not (low or high):
+            continue
+        rows = cur.execute(f"SELECT rowid + 1, {x}, {beyond} FROM {ds.table} WHERE {x} < {lo!r} OR {x} > {hi!r} "
+                           f"ORDER BY 3 DESC, 1 LIMIT {int(listed)}").fetchall()
+        out[c.name] = {"count": int(low + high), "low": int(low), "high": int(high),
+                       "lower_fence": _num(lo, c.scale), "upper_fence": _num(hi, c.scale),
+                       "rows": [{"row": int(r), "value": _num(v, c.scale), "beyond": _num(b, c.scale),
+                                 "iqrs": float(b) / iqr} for r, v, b in rows]}
+    with ds.lock:
+        ds.cache["outliers"] = out
     return out
 
 
@@ -140,13 +128,14 @@ def _num(x: Any, scale: float) -> float | None:
 
 
 def describe_categorical(ds: Dataset) -> dict[str, dict]:
-    view, cur = clean_view(ds), connection()
+    """The most frequent values of each category column, with the file's own labels, and its missing count."""
+    cur = connection()
     out: dict[str, dict] = {}
     for c in ds.analysed():
         if c.kind in (CATEGORICAL, BOOLEAN):
-            rows = cur.execute(f"SELECT CAST({q(c.name)} AS VARCHAR), count(*) FROM {view} WHERE {q(c.name)} "
+            rows = cur.execute(f"SELECT CAST({q(c.name)} AS VARCHAR), count(*) FROM {ds.table} WHERE {q(c.name)} "
                                f"IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {TOP_CATEGORIES}").fetchall()
-            out[c.name] = {"n_unique": c.distinct, "counts": {str(k): int(v) for k, v in rows}}
+            out[c.name] = {"n_unique": c.distinct, "missing": c.missing, "counts": {str(k): int(v) for k, v in rows}}
     return out
 
 
@@ -175,10 +164,10 @@ def correlation_columns(ds: Dataset, target: str | None) -> tuple[list[Column], 
 
 
 def with_target(ds: Dataset, target: Column, others: list[Column]) -> dict[str, float | None]:
-    """Pearson r of each column with the target, in one scan."""
+    """Pearson r of each column with the target on the raw values (pairwise-complete rows), in one scan."""
     if not others:
         return {}
-    view = clean_view(ds)
+    view = ds.table
     exprs = ", ".join(f"corr({_scaled(target)}, {_scaled(c)})" for c in others)
     row = connection().execute(f"SELECT {exprs} FROM {view}").fetchone()
     return {c.name: _finite(r) for c, r in zip(others, row)}
@@ -189,8 +178,10 @@ def _finite(x: Any) -> float | None:
 
 
 def correlation_matrix(ds: Dataset, cols: list[Column]) -> list[list[float | None]]:
-    """Pearson r for every pair in one scan; a constant column has no correlation (None), not NaN."""
-    view = clean_view(ds)
+    """Pearson r for every pair in one scan, on the raw values with pairwise-complete rows (a row missing
+    either value is left out of that pair only), as pandas' `DataFrame.corr()`; a constant column has no
+    correlation (None), not NaN."""
+    view = ds.table
     pairs = [(i, j) for i in range(len(cols)) for j in range(i + 1, len(cols))]
     m: list[list[float | None]] = [[1.0 if i == j else None for j in range(len(cols))] for i in range(len(cols))]
     if pairs:
@@ -201,34 +192,13 @@ def correlation_matrix(ds: Dataset, cols: list[Column]) -> list[list[float | Non
     return m
 
 
-def sample(ds: Dataset, names: list[str], limit: int = MODEL_ROWS, raw: bool = False,
-           where: str | None = None) -> dict[str, Any]:
-    """Up to `limit` rows of `names` (those matching the SQL condition `where`) as numpy arrays (a
-    missing value masked), in a fixed order (a hash of the row's values): the same file always gives
-    the same sample, and so the same model and charts. `raw`: the file's values rather than the
-    cleaned view; the model reads these."""
-    view = ds.table if raw else clean_view(ds)
+def sample(ds: Dataset, names: list[str], limit: int = MODEL_ROWS, where: str | None = None) -> dict[str, Any]:
+    """Up to `limit` rows of `names` (those matching the SQL condition `where`) as numpy arrays, a
+    missing value masked, in a fixed order (a hash of the row's values): the same file always gives
+    the same sample, and so the same model and charts. The file's values: nothing is filled or clipped."""
     cols = ", ".join(q(n) for n in names)
     cur = connection()
-    cur.execute(f"SELECT {cols} FROM {view} {'WHERE ' + where if where else ''} "
+    cur.execute(f"SELECT {cols} FROM {ds.table} {'WHERE ' + where if where else ''} "
                 f"ORDER BY hash({cols}), {cols} LIMIT {int(limit)}")
     return cur.fetchnumpy()
 
-
-def column_summary(ds: Dataset) -> dict[str, dict]:
-    """analysis.json's `columns`: {name: {n, missing, mean, sd, min, max}} per analysed numeric column,
-    on the raw data (n = values present; sd = sample SD, None below two values)."""
-    nums = [c for c in ds.analysed() if c.kind == NUMERIC]
-    if not nums:
-        return {}
-    exprs = []
-    for c in nums:
-        x = _scaled(c)
-        exprs += [f"count({q(c.name)})", f"avg({x})", f"stddev_samp({x})", f"min({x})", f"max({x})"]
-    row = connection().execute(f"SELECT {', '.join(exprs)} FROM {ds.table}").fetchone()
-    out = {}
-    for i, c in enumerate(nums):
-        n, mean, sd, lo, hi = row[5 * i: 5 * i + 5]
-        out[c.name] = {"n": int(n), "missing": ds.n_rows - int(n), "mean": _num(mean, c.scale),
-                       "sd": _num(sd, c.scale) if n > 1 else None, "min": _num(lo, c.scale), "max": _num(hi, c.scale)}
-    return out
