@@ -22,7 +22,7 @@ from utils.tools.data_charts import (MAX_HEATMAP, bars, heatmap, histograms, num
                                      time_column)
 from utils.tools.dataset import (MAX_COLUMNS, NUMERIC, TARGET_RULE, Dataset, check_target, default_target,
                                  open_dataset)
-from utils.tools.stats import (EXACT_QUANTILE_ROWS, MAX_CORR_COLUMNS, MODEL_ROWS, correlation_columns, correlation_matrix,
+from utils.tools.stats import (EXACT_QUANTILE_ROWS, MAX_CORR_COLUMNS, correlation_columns, correlation_matrix,
                                describe_categorical, describe_dates, describe_numeric, outliers)
 
 MAX_TABLE_ROWS = 40   # markdown tables list at most this many columns; `data` holds the rest

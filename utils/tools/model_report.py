@@ -14,7 +14,7 @@ from utils.tools.dataset import Column, Dataset
 from utils.tools.model_cv import BASELINE, cross_validate
 from utils.tools.modelling import (COND_WARN, MAX_CLASSES, VIF_WARN, choose_features, design, fit_model, labels,
                                    leakage, model_rows, numbers, target_classes)
-from utils.tools.stats import MODEL_ROWS, column_summary
+from utils.tools.stats import column_summary
 
 KEYS = ("target", "method", "n", "dropped", "columns", "coefficients", "r2", "adj_r2", "residual_sd",
         "condition_number", "cv")

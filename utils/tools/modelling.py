@@ -195,7 +195,8 @@ def fit_model(X: Any, y: Any, terms: list[str], classes: list[str] | None) -> di
     """statsmodels' fit on every row given: the analysis.json fields method, n, coefficients, r2,
     adj_r2, residual_sd, condition_number, plus `vif` and `notes` for the document."""
     import numpy as np
-    import statsmodels.api as sm
+    from statsmodels.discrete.discrete_model import Logit, MNLogit
+    from statsmodels.regression.linear_model import OLS
 
     out: dict[str, Any] = {"n": int(len(y)), "r2": None, "adj_r2": None, "residual_sd": None,
                            "condition_number": _condition(X), "vif": vif(X, terms), "notes": []}
@@ -203,7 +204,7 @@ def fit_model(X: Any, y: Any, terms: list[str], classes: list[str] | None) -> di
         out["notes"].append("the features are exactly collinear: some coefficients are not identifiable "
                             "(the minimum-norm solution is shown)")
     if classes is None:
-        res = sm.OLS(numbers(y), X).fit()
+        res = OLS(numbers(y), X).fit()
         out.update(method="ols", coefficients=_table(terms, res.params, res.bse, res.conf_int(0.05), res.pvalues),
                    r2=float(res.rsquared), adj_r2=float(res.rsquared_adj), residual_sd=float(math.sqrt(res.scale)))
         return out
@@ -212,7 +213,7 @@ def fit_model(X: Any, y: Any, terms: list[str], classes: list[str] | None) -> di
     binary = len(classes) == 2
     out["method"] = "logit" if binary else "mnlogit"
     try:
-        res = (sm.Logit(yc, X) if binary else sm.MNLogit(yc, X)).fit(disp=0, maxiter=500)
+        res = (Logit(yc, X) if binary else MNLogit(yc, X)).fit(disp=0, maxiter=500)
         params = np.asarray(res.params)
         if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.asarray(res.bse))):
             raise ValueError("non-finite estimates")
@@ -222,7 +223,9 @@ def fit_model(X: Any, y: Any, terms: list[str], classes: list[str] | None) -> di
                             "predicted by the features, so no coefficients are reported")
         return out
     if not res.mle_retvals.get("converged", True):
-        out["notes"].append("the maximum-likelihood fit did not converge in 500 iterations")
+        out["notes"].append("the maximum-likelihood fit did not converge in 500 iterations: a class is (almost) "
+                            "perfectly separated by the features, so no finite estimate exists and the coefficients "
+                            "and standard errors below are where the optimiser stopped, not estimates to interpret")
     out["r2"] = float(res.prsquared)  # McFadden's pseudo-R²
     if binary:
         out["coefficients"] = _table(terms, res.params, res.bse, res.conf_int(0.05), res.pvalues)
