@@ -1,16 +1,16 @@
 """Graph wiring: which node follows which, per strategy. `main.py` picks the graph.
 
-    OrchestratorNode --work--> WorkerBatch --review--> ReviewerNode --approve--> AggregatorNode
-                                   ^  |                     |
-                                   |  +--stopped------------|-------------------> AggregatorNode
-                                   +-------revise-----------+
+    OrchestratorNode --work--> WorkerBatch --review--> ClaimsNode --review--> ReviewerNode --approve--> AggregatorNode
+    WorkerBatch --stopped--> AggregatorNode
+    ClaimsNode --revise--> WorkerBatch   (sentences the citation check failed, back to their workers once)
+    ReviewerNode --revise--> WorkerBatch (bounded by --max-revisions)
     dynamic/hybrid:  WorkerBatch --replan--> ReplanNode --work--> WorkerBatch
-                                             ReplanNode --review--> ReviewerNode
+                                             ReplanNode --review--> ClaimsNode
     ReviewerNode and ReplanNode --stopped--> AggregatorNode (token budget: what is done is assembled)
 """
 from __future__ import annotations
 
-from nodes import AggregatorNode, OrchestratorNode, ReplanNode, ReviewerNode, WorkerBatch
+from nodes import AggregatorNode, ClaimsNode, OrchestratorNode, ReplanNode, ReviewerNode, WorkerBatch
 from utils.engine import AsyncGraph
 
 STRATEGIES = ("dependency", "static", "priority", "dynamic", "hybrid")
@@ -27,8 +27,11 @@ def build_flow(strategy: str = "dependency") -> AsyncGraph:
         raise ValueError(f"unknown strategy {strategy!r}")
     orchestrator, workers = OrchestratorNode(), WorkerBatch()
     reviewer, aggregator = ReviewerNode(), AggregatorNode()
+    claims = ClaimsNode()
     orchestrator - "work" >> workers
-    workers - "review" >> reviewer
+    workers - "review" >> claims
+    claims - "review" >> reviewer
+    claims - "revise" >> workers            # sentences the citation check failed, back once
     workers - "stopped" >> aggregator
     reviewer - "revise" >> workers
     reviewer - "approve" >> aggregator
@@ -37,6 +40,6 @@ def build_flow(strategy: str = "dependency") -> AsyncGraph:
         replanner = ReplanNode()
         workers - "replan" >> replanner
         replanner - "work" >> workers
-        replanner - "review" >> reviewer
+        replanner - "review" >> claims
         replanner - "stopped" >> aggregator
     return AsyncGraph(start=orchestrator)

@@ -62,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--workflow-file", metavar="PATH", help="run a workflow spec of your own (YAML)")
     what.add_argument("--interactive", action="store_true", help="plan, edit, run and save at a prompt")
     what.add_argument("--resume", metavar="RUN", help="continue a stopped run (folder or id)")
-    what.add_argument("--plan-only", action="store_true", help="plan, show and save the plan, then stop")
+    what.add_argument("--plan-only", action="store_true", help="plan, show and save the plan (plan.yaml), then stop")
+    what.add_argument("--run-plan", metavar="PATH", help="run a saved plan: a --plan-only run folder or a "
+                      "(edited) plan.yaml")
 
     orch = p.add_argument_group("orchestration")
     orch.add_argument("--strategy", choices=("dependency", "static", "priority", "dynamic", "hybrid"),

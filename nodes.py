@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from utils.run.assemble import assemble, document_sections, run_status
+from utils.run.claim_evidence import check_drafts
+from utils.run.claims import digest, totals
 from utils.run.context import cohesion_messages, review_messages, worker_messages
 from utils.engine import AsyncNode, AsyncParallelBatchNode
 from utils.errors import BudgetExceeded, OrchError
@@ -103,7 +105,8 @@ class WorkerBatch(AsyncParallelBatchNode):
         results = shared.get("results", {})  # prep only reads the store
         queue = set(shared.get("queue", []))
         opts = shared["options"]
-        _phase(shared, "revising" if shared.get("pass_kind") == "revision" else "working")
+        revising = shared.get("pass_kind") in ("revision", "claims")  # claims: sent back by the citation check
+        _phase(shared, "revising" if revising else "working")
         to_run = [t for t in plan.tasks if t.id in queue]
         satisfied = {tid for tid, r in results.items() if r.get("state") == DONE and tid not in queue}
         sched = Schedule(to_run, max_workers=opts["max_workers"], strategy=opts["strategy"],
@@ -111,7 +114,7 @@ class WorkerBatch(AsyncParallelBatchNode):
         llm, emit = _runtime(shared)
         common = {"plan": plan, "sched": sched, "llm": llm, "emit": emit, "spec": shared["spec"],
                   "options": opts, "prior": results, "inputs": shared.get("inputs", {}),
-                  "feedback": shared.get("feedback", {}) if shared.get("pass_kind") == "revision" else {}}
+                  "feedback": shared.get("feedback", {}) if revising else {}}
         return [{**common, "task": t} for t in to_run]
 
     async def exec_async(self, item):
@@ -164,7 +167,8 @@ class WorkerBatch(AsyncParallelBatchNode):
             system=role.system, plan=plan, task=task, budget_tokens=item["options"]["context_budget"],
             dep_outputs={d: r.get("output", "") for d, r in deps.items()}, feedback=feedback,
             previous=item["prior"].get(task.id, {}).get("output", "") if feedback else "")
-        schema = output_model(role.output, spec.roles)
+        team = (item["options"].get("tool_params") or {}).get("team")  # --team or proposed: what staffs it
+        schema = output_model(role.output, spec.roles, team)
         reply = await item["llm"].complete(
             messages, model=role.model or item["options"].get("role_models", {}).get(task.role)
             or item["options"].get("model"), schema=schema,
@@ -273,6 +277,52 @@ class ReplanNode(AsyncNode):
             return "review"
         shared["queue"], shared["pass_kind"] = queue, "plan"
         return "work"
+
+
+class ClaimsNode(AsyncNode):
+    """Holds each new model draft to its sources before review (`utils/run/claims.py`): a sentence
+    that fails goes back to its worker once, with the exact problem; if the revision still fails,
+    the sentence is marked unverified in the document and counted."""
+
+    async def prep_async(self, shared):
+        llm = _phase(shared, "checking claims")
+        spec, results = shared["spec"], shared.get("results", {})
+        ordered = [results[t.id] for t in Plan.model_validate(shared["plan"]).tasks if t.id in results]
+        kind = {r["id"]: getattr(spec.roles.get(r.get("role")), "kind", None) for r in ordered}
+        drafts = {r["id"]: r.get("output") or "" for r in ordered if r.get("state") == DONE and kind[r["id"]] == "llm"
+                  and (r.get("claims") or {}).get("digest") != digest(r.get("output") or "")}
+        return {"offline": llm.offline, "mode": spec.claims, "inputs": _input_names(shared), "results": ordered,
+                "tools": [r for r in ordered if kind[r["id"]] == "tool"], "drafts": drafts,
+                "sent": dict(shared.get("claims_sent", {}))}
+
+    async def exec_async(self, p):
+        if p["offline"]:  # no model wrote anything: placeholders are not claims
+            return {}
+        return await asyncio.to_thread(check_drafts, p["mode"], p["inputs"], p["results"], p["tools"],
+                                       p["drafts"], p["sent"])
+
+    async def post_async(self, shared, p, checked):
+        emit, results = shared["runtime"]["emit"], shared.setdefault("results", {})
+        sent, back = shared.setdefault("claims_sent", {}), {}
+        for tid, out in checked.items():
+            if "feedback" in out:
+                sent[tid], back[tid] = out["record"]["sent_back"], out["feedback"]
+                continue
+            results[tid].update(output=out["output"], claims=out["record"])
+            emit(Event("claims", {"id": tid, "result": results[tid]}))
+            marked = out["record"]["unsupported"] + out["record"]["uncited"]
+            if marked:
+                emit(Event("notice", {"level": "warn", "message": f"claims: {tid}: {marked} sentence(s) marked "
+                                                                  "unverified (reasons in footnotes)"}))
+        records = [r["claims"] for r in results.values() if r.get("state") == DONE and r.get("claims")]
+        if records:
+            shared["verification"] = totals(records)
+        if not back:
+            return "review"
+        emit(Event("notice", {"level": "info", "message": "claims: sent back to their workers once: " + ", ".join(
+            f"{tid} ({sent[tid]} sentence(s))" for tid in back)}))
+        shared["feedback"], shared["queue"], shared["pass_kind"] = back, list(back), "claims"
+        return "revise"
 
 
 class ReviewerNode(AsyncNode):

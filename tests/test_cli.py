@@ -67,7 +67,8 @@ def test_example_blog(fake_llm: FakeLLMServer, tmp_path: Path):
 
 def test_free_text_topic_picks_the_workflow_and_says_so(fake_llm: FakeLLMServer, tmp_path: Path):
     fake_llm.responder = Script(plans=[SMALL_ANALYSIS], worker=worker_text)
-    run = run_main(["Analyse the data in sales csv"], tmp_path, server=fake_llm)
+    sample = Path(__file__).resolve().parent.parent / "examples" / "data" / "sales.csv"
+    run = run_main(["Analyse the data in sales csv", "--data", str(sample)], tmp_path, server=fake_llm)
     assert run.code == 0, run.explain()
     notice = [line for line in run.stdout.splitlines() if "Workflow: analysis" in line]
     assert len(notice) == 1, run.stdout

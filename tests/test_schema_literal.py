@@ -218,14 +218,16 @@ def test_unreviewed_run_is_saved_as_such_with_its_reason_and_exit_1(tmp_path):
     assert any(line.startswith("  why: review round 1 failed") for line in summary_details(info))
 
 
-def test_schedule_without_a_breakdown_is_reported_not_a_crash(tmp_path):
+def test_schedule_without_a_breakdown_gets_one_added_not_a_failed_task(tmp_path):
+    """Issue 24.4: the producer the plan forgot is added (and said), so the scheduler has its material."""
     plan = {"notes": "", "tasks": [{"id": "s", "title": "Schedule", "role": "scheduler"},
                                    {"id": "w", "title": "Summary", "role": "writer", "depends_on": ["s"]}]}
+    breakdown = {"summary": "s", "work_items": [{"id": "w1", "name": "Build", "estimate_days": 3, "role": "backend"}]}
     with FakeLLMServer() as server:
-        server.responder = Script(plans=[plan])
+        server.responder = Script(plans=[plan], worker=lambda tid, req: json.dumps(breakdown) if tid == "breakdown"
+                                  else f"## {tid}\n\nText.")
         outcome, events = run_workflow(server, "project", "dependency", tmp_path)
-    assert any("task 's' (scheduler) needs a 'breakdown' task" in n["message"] for n in events.of("notice"))
+    assert any("added task 'breakdown' (breakdown): task 's' (scheduler)" in n["message"] for n in events.of("notice"))
     results = outcome.shared["results"]
-    assert results["s"]["state"] == "failed" and "no work breakdown" in results["s"]["error"]
-    assert results["w"]["state"] == "skipped" and outcome.document_path.is_file()
-    assert outcome.error is None and outcome.status == "failed"
+    assert results["breakdown"]["state"] == "done" and results["s"]["state"] == "done"
+    assert results["s"]["data"]["duration_days"] == 3 and results["w"]["state"] == "done"

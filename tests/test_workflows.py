@@ -233,6 +233,9 @@ def check_analysis(run_dir: Path, state: dict, doc: str, data: Path | None = Non
         assert stats[col]["mean"] == pytest.approx(statistics.fmean(values), rel=1e-9), col
         assert stats[col]["median"] == pytest.approx(statistics.median(values), rel=1e-9), col
         assert stats[col]["std"] == pytest.approx(statistics.stdev(values), rel=1e-9), col
+    far = result_of(state, "cleaner")["data"]["outliers"]  # the rows make_sample_data.py corrupted
+    assert {(c, r["row"]) for c, o in far.items() for r in o["rows"]} == {("price", 30), ("price", 150),
+                                                                           ("visitors", 99)}
     charts = result_of(state, "charter")
     assert charts["artifacts"] and all(a.endswith(".png") for a in charts["artifacts"])
     assert all(a in IMAGE.findall(doc) for a in charts["artifacts"])

@@ -143,8 +143,9 @@ class Session:
         elif event.kind == "notice" and event.data.get("level") == "warn":
             say(notice_line(event.data))
 
-    def use_spec(self, spec: Any, *, auto: bool) -> None:
-        inputs = workflow_inputs(spec, self.settings)  # checks --input/--data before anything is planned
+    def use_spec(self, spec: Any, *, auto: bool, routed: str | None = None) -> None:
+        # checks --input/--data before anything is planned; a routed topic's data file is asked for
+        inputs = workflow_inputs(spec, self.settings, routed=routed, ask=input)
         spec, inputs, _ = with_web(spec, inputs, self.settings)  # web roles only when web research is on
         if self.spec is not None and self.spec.name != spec.name and self.plan is not None:
             self.plan = None
@@ -170,8 +171,8 @@ class Session:
         if self.spec is None or self.auto_spec:  # routed exactly as on the command line
             self.llm(self.planning_emit)  # says the offline note once, before anything else
             spec, why = route_topic(self.settings, self.topic, self.planning_emit)
-            self.use_spec(spec, auto=True)
             say(f"Workflow: {spec.name} ({why}; /example NAME to choose another)")
+            self.use_spec(spec, auto=True, routed=self.topic)
         self.plan_topic()
 
     def ask_planner(self, goal_text: str) -> tuple[Plan, bool]:

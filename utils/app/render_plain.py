@@ -69,6 +69,11 @@ def summary_line(info: dict) -> str:
     cost = info.get("cost_usd")
     if cost is not None and not info.get("offline"):
         parts.append(f"${float(cost):.4f}")
+    claims = info.get("claims")
+    if claims:  # the citation check (utils/run/claims.py): what it checked, what it could not support
+        part = f"claims: {fmt_int(claims.get('checked') or 0)} checked, {fmt_int(claims.get('unsupported') or 0)} unsupported"
+        uncited = int(claims.get("uncited") or 0)
+        parts.append(part + (f", {fmt_int(uncited)} uncited" if uncited else ""))
     if info.get("output_dir"):
         parts.append(str(info["output_dir"]))
     return " · ".join(parts)

@@ -66,21 +66,12 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
 
 
 def _checked_plan(plan: dict | None, spec) -> dict | None:
-    """A saved plan is validated like a model's (cycles, self-dependencies, duplicate ids, unknown
-    roles): a hand-edited run.json must be a clear error, not a run that waits forever."""
-    from pydantic import ValidationError
-
-    from utils.run.plan import Plan, plan_problems
+    """A saved plan is validated like a model's: a hand-edited run.json is a clear error."""
+    from utils.run.planfile import check_plan
 
     if plan is None:
         return None
-    try:
-        parsed = Plan.model_validate(plan)
-    except ValidationError as exc:
-        raise UsageError(f"--resume: the saved plan is malformed: {exc.errors()[0]['msg']}") from None
-    problems = plan_problems(parsed, spec.roles, None, allow_empty=True)
-    if problems:
-        raise UsageError("--resume: the saved plan is invalid: " + "; ".join(problems[:3]))
+    check_plan(plan, spec, None, "--resume: the saved plan", allow_empty=True)
     return plan
 
 
@@ -174,10 +165,16 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
         shared["status"] = status  # the final word: never leaves the "running" of the first save
         if status in ("interrupted", "failed", "stopped", "crashed") and error:
             shared["stopped"] = error
-        if status == "crashed" and not shared.get("document"):
-            shared["document"] = partial_document(shared, error)
+        if status in ("crashed", "interrupted") and not shared.get("document"):
+            store.flush()  # after Ctrl-C the store has seen tasks the shared store has not
+            results = {**(store.state.get("results") or {}), **(shared.get("results") or {})}
+            note = (f"The run crashed ({error})" if status == "crashed" else
+                    "The run was interrupted") + "; this document holds the tasks that were done."
+            shared["document"] = partial_document(shared, note, results)
         store.save(shared)
     doc_path = store.write_document(shared["document"]) if shared.get("document") else None
+    if status == "planned" and shared.get("plan"):
+        _write_plan_file(shared, store)
     from utils.run.timeline import write_pictures  # timeline.png / --plan-only plan.png (issue 14)
     write_pictures(shared, store.dir, status)
     store.close()
@@ -191,13 +188,27 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
                    totals=shared["totals"])
 
 
-def partial_document(shared: dict, error: str) -> str | None:
-    """The document from the tasks that are done, with a note saying why the rest is missing;
-    None when nothing is done (an empty document would only hide that)."""
+def _write_plan_file(shared: dict, store: RunStore) -> None:
+    """A `--plan-only` run's plan as `plan.yaml`, to edit and run with `--run-plan`; said in a notice."""
+    from utils.run.planfile import PLAN_FILE, plan_yaml
+    from utils.run.runstore import atomic_write
+
+    atomic_write(store.dir / PLAN_FILE, plan_yaml(shared["plan"], shared["workflow"], shared.get("workflow_file"),
+                                                  store.dir / PLAN_FILE))
+    shared["runtime"]["emit"](Event("notice", {
+        "level": "info", "message": f"Plan saved: {store.dir / PLAN_FILE} (edit it if you like); run it with: "
+                                    f"python main.py --run-plan {store.dir}"}))
+
+
+def partial_document(shared: dict, note: str, results: dict | None = None) -> str | None:
+    """The document from the tasks that are done (`results`, default the shared store's), with a
+    note saying why the rest is missing; None when nothing is done (an empty document would only
+    hide that). A crash and a Ctrl-C or SIGTERM keep the finished work readable, as a budget stop does."""
     from utils.run.assemble import assemble, document_sections
     from utils.run.plan import Plan
 
-    results = shared.get("results") or {}
+    results = {k: v for k, v in (shared.get("results") if results is None else results).items()
+               if isinstance(v, dict)}
     if not shared.get("plan") or not any(r.get("state") == TaskState.DONE for r in results.values()):
         return None
     try:
@@ -205,7 +216,7 @@ def partial_document(shared: dict, error: str) -> str | None:
         spec = shared["spec"]
         sections = document_sections(plan, results, spec.assembly.include_roles, spec.assembly.summary_role)
         return assemble(plan, sections, None, offline=bool(getattr(shared["runtime"]["llm"], "offline", False)),
-                        notes=[f"The run crashed ({error}); this document holds the tasks that were done."])
+                        notes=[note])
     except Exception:  # noqa: BLE001 - the crash being recorded matters more than this document
         return None
 

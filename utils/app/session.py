@@ -51,12 +51,18 @@ class RunReport:
 # ---------------------------------------------------------------- building blocks
 
 def make_llm(settings: Settings, emit, *, budget: int | None = None, workers: int | None = None):
-    """The run's model client: flags > environment > config file > defaults (`settings_from_env`)."""
+    """The run's model client: flags > environment > config file > saved run > defaults
+    (`settings_from_env`). A resumed run that sent a key needs one again: said now, before anything
+    in its folder changes."""
     from utils.model.client import make_model
     from utils.model.settings import settings_from_env
 
-    return make_model(settings_from_env(settings.llm_overrides(budget, workers), settings.llm_config()), emit=emit,
-                     home=home())
+    llm_settings = settings_from_env(settings.llm_overrides(budget, workers), settings.llm_config())
+    if settings.saved_key and llm_settings.provider == "openai" and not llm_settings.api_key:
+        server = llm_settings.base_url or "the OpenAI API"
+        raise UsageError(f"--resume: this run called {safe_base_url(server)} with an API key, which is never saved; "
+                         "set OPENAI_API_KEY (or pass --provider offline to finish it without a model)")
+    return make_model(llm_settings, emit=emit, home=home())
 
 
 def make_display(settings: Settings, *, mode: str | None = None):
@@ -84,12 +90,23 @@ def _uses(spec: Any, tools: set[str]) -> bool:
                for r in (getattr(spec, "roles", None) or {}).values())
 
 
-def workflow_inputs(spec: Any, settings: Settings) -> dict:
+def workflow_inputs(spec: Any, settings: Settings, *, routed: str | None = None, ask=None) -> dict:
     """Files a workflow's tools read: `--input` sources (report) and the `--data` CSV (analysis).
 
     Checked before any model call, so a bad file costs nothing; a file the workflow would ignore
-    is an error rather than silently unused.
+    is an error rather than silently unused. A free-text topic `routed` to a workflow that reads
+    data needs the user's own file: `ask` for it (interactive) or stop, since analysing the shipped
+    sample for "the market for e-bikes" would answer another question (the demo's own topic keeps it).
     """
+    if routed is not None and not settings.data and spec.sample_data and " ".join(routed.split()) != \
+            " ".join((spec.default_topic or "").split()):
+        answer = (ask(f"The {spec.name} workflow needs a data file for this topic. Data file (CSV): ") or "").strip() \
+            if ask else ""
+        if not answer:
+            raise UsageError(f"this topic was routed to the {spec.name} workflow, which needs your data: "
+                             "pass --data PATH.csv (or --example NAME to choose another workflow)")
+        check_csv(answer)
+        settings = settings.replace(data=answer)
     if settings.data and not (spec.sample_data or _uses(spec, DATA_TOOLS)):
         raise UsageError(f"--data is not used by the {spec.name} workflow (it is for analysis)")
     if settings.inputs and not (spec.sample_inputs or _uses(spec, SOURCE_TOOLS)):
@@ -175,6 +192,8 @@ def request_for(settings: Settings, display) -> RunRequest:
 
     if settings.resume:
         return resume_request(settings)
+    if settings.flag("run_plan"):
+        return plan_request(settings, display)
     setup: list[dict] = []  # usage of the calls made before the run starts
     if settings.workflow_file or settings.example:
         spec = load_spec(settings.workflow_file or settings.example)
@@ -185,7 +204,7 @@ def request_for(settings: Settings, display) -> RunRequest:
         check_files(settings)  # before the routing call too
         spec, why = route_topic(settings, goal, display, setup)
         display.notice(f"Workflow: {spec.name} ({why}; use --example to choose another)")
-        inputs = workflow_inputs(spec, settings)
+        inputs = workflow_inputs(spec, settings, routed=goal)
     spec, inputs, web_note = with_web(spec, inputs, settings)  # web research on or off (README: Web research)
     if web_note:
         display.notice(web_note, "info")
@@ -231,6 +250,38 @@ def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, opti
     return options
 
 
+def plan_request(settings: Settings, display) -> RunRequest:
+    """`--run-plan PATH`: a new run of a saved (maybe edited) plan, checked like a model's plan.
+    Next to a run.json (a `--plan-only` folder) it takes that run's inputs and options too;
+    flags given now still win, by the one precedence rule."""
+    from utils.app.websetup import with_web
+    from utils.run.planfile import check_plan, find_plan_file, read_plan_file
+    from utils.run.runstore import RUN_JSON, load_run
+    from utils.run.spec import load_spec
+
+    path = find_plan_file(settings.flag("run_plan"))
+    workflow, plan = read_plan_file(path)
+    saved = load_run(path.parent) if (path.parent / RUN_JSON).is_file() else {}
+    spec = load_spec(workflow)
+    given = saved.get("inputs") or {}
+    builtin = not workflow.endswith((".yaml", ".yml"))  # a name (its sample inputs apply) or a spec file
+    settings = settings.replace(example=spec.name if builtin else None, workflow_file=None if builtin else workflow,
+                                data=settings.data or given.get("data"),
+                                inputs=settings.inputs or tuple(given.get("inputs") or ()))
+    inputs = workflow_inputs(spec, settings)
+    spec, inputs, web_note = with_web(spec, inputs, settings)
+    if web_note:
+        display.notice(web_note, "info")
+    options = settings.run_options(saved["options"]) if isinstance(saved.get("options"), dict) else settings.run_options()
+    options = {**options, "plan_only": False}
+    plan = check_plan({**plan, "goal": check_topic(plan["goal"], "the plan's goal")}, spec, options["max_tasks"],
+                      f"--run-plan: {path}")
+    setup: list[dict] = []
+    options = prepare_new_run(settings, spec, plan["goal"], inputs, options, display, setup)
+    return RunRequest(spec=spec, goal=plan["goal"], inputs=inputs, options=options, plan=plan, setup_totals=setup,
+                      meta={"plan_source": "user", "plan_file": str(path)})
+
+
 def resume_request(settings: Settings) -> RunRequest:
     """`--resume`: the saved goal, workflow and inputs; options by the one precedence rule."""
     from utils.run.runstore import find_run, load_run
@@ -261,6 +312,8 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     from utils.run.runstore import RunStore, new_run_dir
 
     holder: dict[str, Any] = {"emit": display}
+    if request.saved:
+        settings = settings.for_resume(request.saved)
     llm = make_llm(settings, lambda event: holder["emit"](event),
                    budget=request.options.get("max_tokens_total"), workers=request.options.get("max_workers"))
     carry_totals(llm, (request.saved or {}).get("totals"), *request.setup_totals)
@@ -287,7 +340,8 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     flow = build_plan_flow() if request.options.get("plan_only") else build_flow(request.options["strategy"])
     meta = {"version": settings.version, "provider": llm.settings.provider,
             "model": None if llm.offline else llm.settings.model,
-            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url), "engine": engine_name(),
+            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
+            "api_key": bool(not llm.offline and llm.settings.api_key), "engine": engine_name(),
             "strategy": request.options["strategy"], "resumed": bool(request.saved), **request.meta}
     with display:
         outcome = execute(shared, flow, store, meta=meta)
@@ -323,7 +377,7 @@ def summary_info(outcome, llm, options: dict) -> dict:
             "done": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") == "done"],
             "left": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") != "done"],
             "offline": llm.offline, "model": None if llm.offline else llm.settings.model, "resume_hint": None,
-            "reason": outcome.shared.get("status_reason")}
+            "reason": outcome.shared.get("status_reason"), "claims": outcome.shared.get("verification")}
     if outcome.status in ("interrupted", "stopped"):
         info["resume_hint"] = resume_command(outcome, options, len(info["left"]))
     return info

@@ -59,6 +59,9 @@ class Settings:
     version: str | None = None
     # every flag as parsed, read-only: for a workflow's own flags (e.g. --team, --target, --no-web)
     flags: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    # a resumed run's model settings (provider, model, base URL from run.json): under the config file
+    saved_model: Mapping[str, Any] = field(default_factory=dict)
+    saved_key: bool = False  # the saved run sent an API key (the key itself is never saved)
 
     def flag(self, name: str, default: Any = None) -> Any:
         value = self.flags.get(name)
@@ -76,6 +79,14 @@ class Settings:
         check_workers(opts.get("max_workers"), "run.json options.max_workers")
         return opts
 
+    def for_resume(self, saved: Mapping[str, Any]) -> "Settings":
+        """These settings for continuing `saved` (a run.json): its provider, model and base URL slot in
+        under the config file, so a shell without OPENAI_BASE_URL resumes against the same server
+        instead of filling the rest of the run with offline placeholders."""
+        meta = saved.get("meta") if isinstance(saved.get("meta"), Mapping) else {}
+        model = {k: meta[k] for k in ("provider", "model", "base_url") if isinstance(meta.get(k), str) and meta[k]}
+        return self.replace(saved_model=model, saved_key=meta.get("api_key") is True)
+
     def llm_overrides(self, budget: int | None = None, workers: int | None = None) -> dict[str, Any]:
         """Flag values for the model client (`settings_from_env` puts them above env and config).
         `budget`/`workers`: the run's own values where they differ (a resumed run's saved options)."""
@@ -90,7 +101,7 @@ class Settings:
 
     def llm_config(self) -> dict[str, Any]:
         """The config file's model settings, in the shape `settings_from_env` takes."""
-        cfg = self.config.model_dump(exclude={"models", "prices"}, exclude_none=True)
+        cfg = {**self.saved_model, **self.config.model_dump(exclude={"models", "prices"}, exclude_none=True)}
         cfg["prices"] = {k: v.model_dump() for k, v in self.config.prices.items()} or None
         return cfg
 
@@ -130,6 +141,10 @@ def check_conflicts(flags: Mapping[str, Any]) -> None:
         (f("plan_only") and f("interactive"), "--plan-only has no effect with --interactive (plans are shown there)"),
         (f("interactive") and f("example") == "all", "--interactive works on one workflow: use --example NAME"),
         (f("json") and f("quiet"), "give --json or --quiet, not both"),
+        (f("run_plan") and (f("resume") or f("interactive") or f("plan_only") or f("topic") is not None
+                            or f("example") or f("workflow_file")),
+         "--run-plan runs the plan file's own workflow and goal: drop --resume, --interactive, --plan-only, "
+         "--example, --workflow-file and the topic"),
     ]
     for broken, message in rules:
         if broken:

@@ -128,13 +128,15 @@ def cohesion_model(section_ids: Iterable[str], *, meta_limit: int = 155) -> type
         transitions=(list[transition], Field(default_factory=list, description="sections after the first")))
 
 
-def output_model(name: str | None, roles: dict[str, Any]) -> type[BaseModel] | None:
-    """A role's structured output for this run; a work breakdown's `role` is an enum of the team that
-    the workflow's scheduling tool staffs (its `params.team`), so every item can be scheduled."""
+def output_model(name: str | None, roles: dict[str, Any], team: Iterable[str] | None = None) -> type[BaseModel] | None:
+    """A role's structured output for this run; a work breakdown's `role` is an enum of the run's
+    team (`team`: --team or the proposed one), else of the team the workflow's scheduling tool
+    staffs (its `params.team`), so every item can be scheduled by someone the user has."""
     base = OUTPUT_SCHEMAS.get(name or "")
     if base is not WorkBreakdown:
         return base
-    team = [r for role in roles.values() for r in ((getattr(role, "params", None) or {}).get("team") or {})]
+    team = list(team or []) or [r for role in roles.values()
+                                for r in ((getattr(role, "params", None) or {}).get("team") or {})]
     if not team:
         return base
     item_id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]

@@ -286,22 +286,36 @@ def salvage_plan(plan: Plan, known_ids: Iterable[str] = ()) -> tuple[Plan, list[
     return plan.model_copy(update={"tasks": tasks}), fixes
 
 
-def wire_needs(plan: Plan, needs: dict[str, list[str]], frozen: Iterable[str] = ()) -> list[str]:
+def wire_needs(plan: Plan, needs: dict[str, list[str]], frozen: Iterable[str] = (),
+               titles: dict[str, str] | None = None) -> list[str]:
     """Give each task whose role declares `needs` a dependency on the plan's tasks of those roles.
 
     A schema-valid plan can still leave a tool task without its material (a schedule with no
-    breakdown to schedule). Edges are only added when they make no cycle. Returns one sentence per
-    task whose need the plan cannot meet, for the run's notices; the tool then reports it too.
-    `frozen` tasks (finished in an earlier round) are left as they ran."""
-    missing: list[str] = []
+    breakdown to schedule; 3 of 5 model-made project plans did). A producer the plan forgot is
+    added: it takes the consumer's dependencies (so it runs after the requirements) and the consumer
+    waits for it, instead of the tool failing its task. Edges are only added when they make no
+    cycle. `titles`: the run's roles (name -> title of an added task); a needed role outside them is
+    only reported. Returns one sentence per change worth a notice. `frozen` tasks (finished in an
+    earlier round) are left as they ran."""
+    notes: list[str] = []
     frozen = set(frozen)
-    for t in plan.tasks:
+    for t in list(plan.tasks):
         if t.id in frozen:
             continue
         for role in needs.get(t.role, []):
             providers = [p.id for p in plan.tasks if p.role == role and p.id != t.id]
+            if not providers and role not in (titles or {}):  # not a role of this run: say so
+                notes.append(f"task '{t.id}' ({t.role}) needs a '{role}' task and the plan has none")
+                continue
             if not providers:
-                missing.append(f"task '{t.id}' ({t.role}) needs a '{role}' task and the plan has none")
+                taken = set(plan.ids())
+                new_id = next(i for i in (role, *(f"{role}_{n}" for n in range(2, 10_000))) if i not in taken)
+                added = Task(id=new_id, title=(titles or {})[role], role=role,
+                             depends_on=list(t.depends_on), priority=t.priority)
+                plan.tasks.insert(plan.tasks.index(t), added)
+                t.depends_on.append(new_id)
+                notes.append(f"added task '{new_id}' ({role}): task '{t.id}' ({t.role}) needs one and the plan "
+                             "had none")
                 continue
             if set(providers) & set(t.depends_on):
                 continue  # the plan already wired one of them
@@ -309,4 +323,4 @@ def wire_needs(plan: Plan, needs: dict[str, list[str]], frozen: Iterable[str] = 
                 t.depends_on.append(pid)
                 if find_cycle({x.id: list(x.depends_on) for x in plan.tasks}):
                     t.depends_on.remove(pid)
-    return missing
+    return notes

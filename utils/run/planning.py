@@ -52,4 +52,11 @@ async def ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str]
 def wire_spec_needs(plan: Plan, spec, frozen: Iterable[str] = ()) -> list[str]:
     """Dependencies the spec declares (`needs`) that the plan left out; sentences for what is missing."""
     needs = {name: list(role.needs) for name, role in spec.roles.items() if role.needs}
-    return wire_needs(plan, needs, frozen) if needs else []
+    titles = {name: _title(role.description or name) for name, role in spec.roles.items()}
+    return wire_needs(plan, needs, frozen, titles) if needs else []
+
+
+def _title(description: str) -> str:
+    """A task title from a role's description: its first clause, capitalised."""
+    head = description.split(":")[0].split(";")[0].strip() or description
+    return head[:1].upper() + head[1:80]

@@ -33,7 +33,7 @@ MAX_RUN_DEPTH = 100  # a run nests a model reply (at most 64 levels) a few level
 # Top-level fields the runner sets; results, the plan and reviews arrive as events only.
 SET_FIELDS = ("goal", "workflow", "workflow_file", "options", "inputs", "hashes", "revisions_done", "rounds",
               "document", "title", "meta_description", "status", "status_reason", "stopped",
-              "totals", "meta")
+              "totals", "meta", "verification")
 
 
 def _read_umask() -> int:
@@ -196,7 +196,7 @@ class RunStore:
                          checkpoint=True)
         elif event.kind == "review":
             self._record({"k": "review", "review": dict(event.data)}, checkpoint=True)
-        elif event.kind == "task" and "result" in event.data:
+        elif event.kind in ("task", "claims") and "result" in event.data:  # claims: a draft marked by the check
             result = event.data["result"]
             arts = result.get("artifacts")
             blobs = dict(arts) if isinstance(arts, dict) and arts else None

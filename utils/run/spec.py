@@ -67,6 +67,9 @@ class WorkflowSpec(BaseModel):
     offline_plan: dict[str, Any] = Field(default_factory=dict)
     sample_inputs: list[str] = Field(default_factory=list)   # relative to examples/
     sample_data: str | None = None                           # relative to examples/
+    # How model sections' numbers are held to evidence (utils/run/claims.py): `sources` (cited file lines
+    # and web passages; an uncited number is flagged), `figures` (the tools' results), `none`.
+    claims: Literal["sources", "figures", "none"] = "none"
     path: str = ""
 
     def example_path(self, rel: str) -> Path:
@@ -93,7 +96,7 @@ def load_spec(name_or_path: str) -> WorkflowSpec:
     if not path.is_file():
         known = ", ".join(spec_names())
         raise UsageError(f"unknown workflow '{name_or_path}' (known: {known})")
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     try:
         spec = WorkflowSpec.model_validate({**raw, "path": str(path)})
     except ValidationError as exc:
@@ -104,33 +107,35 @@ def load_spec(name_or_path: str) -> WorkflowSpec:
     return spec
 
 
-def _read_yaml(path: Path) -> dict:
+def read_yaml(path: Path, what: str = "workflow file") -> dict:
+    """A YAML mapping from a file a user wrote (a spec, an edited plan.yaml): size, encoding, depth,
+    aliases and shape checked, so whatever it holds is a mapping or a one-line UsageError."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise UsageError(f"workflow file {path} cannot be read: {exc.strerror or exc}") from None
+        raise UsageError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
     if len(data) > MAX_SPEC_BYTES:
-        raise UsageError(f"workflow file {path} is larger than {MAX_SPEC_BYTES // 1000} kB")
+        raise UsageError(f"{what} {path} is larger than {MAX_SPEC_BYTES // 1000} kB")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"workflow file {path} is not UTF-8 text (a binary file?)") from None
+        raise UsageError(f"{what} {path} is not UTF-8 text (a binary file?)") from None
     if "\x00" in text:
-        raise UsageError(f"workflow file {path} is not text (it contains NUL bytes)")
+        raise UsageError(f"{what} {path} is not text (it contains NUL bytes)")
     if bracket_depth(text) > MAX_SPEC_DEPTH:
-        raise UsageError(f"workflow file {path} is nested deeper than {MAX_SPEC_DEPTH} levels")
+        raise UsageError(f"{what} {path} is nested deeper than {MAX_SPEC_DEPTH} levels")
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise UsageError(f"workflow file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise UsageError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
     except (RecursionError, ValueError, TypeError):
-        raise UsageError(f"workflow file {path} is nested too deeply or malformed") from None
+        raise UsageError(f"{what} {path} is nested too deeply or malformed") from None
     if not isinstance(raw, dict):
-        raise UsageError(f"workflow file {path} must be a mapping of keys (name, roles, ...), "
+        raise UsageError(f"{what} {path} must be a mapping of keys, "
                          f"not {type(raw).__name__}")
     problem = _shape_problem(raw)
     if problem:
-        raise UsageError(f"workflow file {path}: {problem}")
+        raise UsageError(f"{what} {path}: {problem}")
     return raw
 
 

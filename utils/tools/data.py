@@ -19,7 +19,7 @@ from typing import Callable
 from utils.errors import ToolError
 from utils.tools import ANALYSIS_JSON, ToolInput, ToolResult
 from utils.tools.data_charts import (MAX_HEATMAP, bars, heatmap, histograms, numeric_first, over_time, plain, scatter,
-                                     time_column)
+                                     series_column, time_column)
 from utils.tools.dataset import (MAX_COLUMNS, NUMERIC, TARGET_RULE, Dataset, check_target, default_target,
                                  open_dataset)
 from utils.tools.stats import (EXACT_QUANTILE_ROWS, MAX_CORR_COLUMNS, correlation_columns, correlation_matrix,
@@ -234,10 +234,11 @@ def charts(inp: ToolInput) -> ToolResult:
         artifacts["histograms.png"], data["histogram_columns"] = drawn_hist
         md.append("![Histograms of the numeric columns](histograms.png)")
     time = time_column(ds)
-    drawn_time = over_time(ds, time, nums) if time else None
+    series = series_column(ds)
+    drawn_time = over_time(ds, time, nums, series) if time else None
     if drawn_time:
         artifacts["over_time.png"], data["time_columns"] = drawn_time
-        data["time"] = time.name
+        data["time"], data["series"] = time.name, series.name if series else None
         md.append(f"![The numeric columns over {time.name}](over_time.png)")
     cats = {k: v for k, v in describe_categorical(ds).items() if v["n_unique"] <= 20}  # bars show it all
     if target in cats:

@@ -12,12 +12,13 @@ import math
 from typing import Any
 
 from utils.tools import new_figure, png_bytes
-from utils.tools.dataset import DATE, NUMERIC, Column, Dataset
+from utils.tools.dataset import BOOLEAN, CATEGORICAL, DATE, NUMERIC, Column, Dataset
 from utils.tools.stats import MODEL_ROWS, sample
 
 MAX_PANELS = 12
 MAX_HEATMAP = 12
 MAX_SCATTER_POINTS = 5_000
+MAX_SERIES = 8               # a category with at most this many values splits a time chart into lines
 LABEL_CHARS = 22
 
 
@@ -170,19 +171,31 @@ def time_column(ds: Dataset) -> Column | None:
     return next((c for c in ds.of(DATE)), None) or next((c for c in ds.analysed() if c.year), None)
 
 
-def over_time(ds: Dataset, time: Column, cols: list[Column]) -> tuple[bytes, list[str]] | None:
-    """Each column's raw values against time (at most 4 panels): a line when every time occurs once,
-    points when several rows share a time (several series in one file, as in a long-format table)."""
+def series_column(ds: Dataset) -> Column | None:
+    """A category with 2..MAX_SERIES values that may split a long-format table into series (`symbol`)."""
+    return next((c for c in ds.analysed() if c.kind in (CATEGORICAL, BOOLEAN) and 2 <= c.distinct <= MAX_SERIES),
+                None)
+
+
+def over_time(ds: Dataset, time: Column, cols: list[Column], series: Column | None = None
+              ) -> tuple[bytes, list[str]] | None:
+    """Each column's raw values against time (at most 4 panels): a line when every time occurs once; when
+    several rows share a time (a long-format table), one line per value of `series` if given, else
+    points. At most MAX_SCATTER_POINTS drawn per line, evenly spaced in time order."""
     import numpy as np
 
     cols = [c for c in cols if c is not time][:4]
     if not cols:
         return None
-    data = sample(ds, [time.name] + [c.name for c in cols], MODEL_ROWS)
+    data = sample(ds, [time.name] + [c.name for c in cols] + ([series.name] if series else []), MODEL_ROWS)
     t = np.ma.asarray(data[time.name])
     if t.dtype.kind not in "Mmfiu":
         return None
     t = t.filled(np.datetime64("NaT")) if t.dtype.kind in "Mm" else floats(t)
+    groups = None
+    if series is not None:
+        g = np.ma.asarray(data[series.name])
+        groups = np.where(np.ma.getmaskarray(g), None, np.asarray(g.data, dtype=object))
     fig = new_figure(7.5, 2.4 * len(cols) + 0.8)
     drawn = []
     for i, c in enumerate(cols):
@@ -192,11 +205,21 @@ def over_time(ds: Dataset, time: Column, cols: list[Column]) -> tuple[bytes, lis
             continue
         order = np.argsort(t[ok], kind="stable")
         tx, ty = t[ok][order], y[ok][order]
+        once = np.unique(tx).size == tx.size
         ax = fig.add_subplot(len(cols), 1, i + 1)
-        if np.unique(tx).size == tx.size:
-            ax.plot(tx, ty, color="#4C72B0", linewidth=1)
+        if once or groups is None:
+            step = max(1, tx.size // MAX_SCATTER_POINTS)  # every step-th point in time order: bounded
+            if once:
+                ax.plot(tx[::step], ty[::step], color="#4C72B0", linewidth=1)
+            else:
+                ax.scatter(tx[::step], ty[::step], s=6, alpha=0.5, color="#4C72B0")
         else:
-            ax.scatter(tx, ty, s=6, alpha=0.5, color="#4C72B0")
+            gs = groups[ok][order]
+            for level in sorted({v for v in gs if v is not None}, key=str):
+                m = gs == level
+                step = max(1, int(m.sum()) // MAX_SCATTER_POINTS)
+                ax.plot(tx[m][::step], ty[m][::step], linewidth=1, label=short(str(level), 14))
+            ax.legend(fontsize=6, title=short(series.name, 14), title_fontsize=6)
         ax.set_ylabel(short(c.name, 18), fontsize=8)
         _plain_axis(ax.yaxis)
         if t.dtype.kind not in "Mm":

@@ -73,6 +73,12 @@ def _is_date_or_time(text: str, m: re.Match, num: str) -> bool:
     return bare and re.fullmatch(r"(1[89]|20|21)\d\d", num) is not None  # a year, unless it carries a unit
 
 
+def _skip(text: str, m: re.Match) -> bool:
+    """Numbers that are never quantities, whatever follows them: ids, versions, dates, years."""
+    prev, lead = _prev_word(text, m.start()), text[max(0, m.start() - 1):m.start()]
+    return lead == "#" or prev in _VERSION_WORDS or prev in _ID_WORDS or _is_date_or_time(text, m, m.group("num"))
+
+
 def _unit_after(text: str, end: int) -> tuple[str, int]:
     """The counted noun right after a number ("4,975 orders"), or ''."""
     m = _WORD.match(text, end)
@@ -109,9 +115,7 @@ def quantities(sentence: str) -> list[Quantity]:
     floor = 0
     for m in _QTY.finditer(sentence):
         num = m.group("num")
-        prev = _prev_word(sentence, m.start())
-        lead = sentence[max(0, m.start() - 1):m.start()]
-        if lead == "#" or prev in _VERSION_WORDS or prev in _ID_WORDS or _is_date_or_time(sentence, m, num):
+        if _skip(sentence, m):
             continue
         value = float(num.replace(",", ""))
         cur = _CURRENCY.get((m.group("cur") or "").strip().lower(), "")
@@ -156,3 +160,44 @@ def unit_from_name(name: str) -> tuple[str, str]:
     if lower and lower[-1] in suffixes:
         return suffixes[lower[-1]], " ".join(words[:-1]) or name
     return "", " ".join(words) or name
+
+
+_SCALE_FACTOR = {"thousand": 1e3, "million": 1e6, "billion": 1e9, "trillion": 1e12}
+
+
+def scale_factor(word: str) -> float:
+    """What a scale word multiplies by: "billion" and "bn" 1e9, "k" 1e3; anything else 1."""
+    return _SCALE_FACTOR.get(_SCALE.get(word.strip().lower(), ""), 1.0)
+
+
+@dataclass
+class Stated:
+    """A number as a sentence states it: "4.2 billion" is value 4.2e9 shown to a step of 1e8."""
+    text: str
+    value: float        # scaled: "4.2 billion" -> 4_200_000_000
+    raw: float          # as written: 4.2
+    step: float         # the precision shown, scaled: "4.2 billion" -> 1e8, "6.5 %" -> 0.1
+    scaled: bool        # a scale word (thousand, million, bn...) multiplied it
+    percent: bool
+    start: int
+    end: int
+
+
+def stated_numbers(sentence: str) -> list[Stated]:
+    """Every number a sentence states as an amount, with or without a unit: what a citation check
+    compares with its source. Ids, versions, dates and years are left out by the same rules that
+    keep them out of `quantities`, so the check and the extractor agree on what a number is.
+    A single-letter scale ("5m", "3k") only counts after a currency sign: alone it may be a unit."""
+    found = []
+    for m in _QTY.finditer(sentence):
+        if _skip(sentence, m) or re.match(r"(?:st|nd|rd|th)\b", sentence[m.end("num"):], re.IGNORECASE):
+            continue  # "1st", "3rd": a position, not an amount
+        num = m.group("num")
+        raw = float(num.replace(",", ""))
+        decimals = len(num.split(".", 1)[1]) if "." in num else 0
+        word = (m.group("scale") or "").strip()
+        factor = 1.0 if len(word) == 1 and not m.group("cur") else scale_factor(word)
+        end = m.end() if factor != 1.0 or m.group("pct") else m.end("num")
+        found.append(Stated(sentence[m.start():end].strip(), raw * factor, raw, 10.0 ** -decimals * factor,
+                            factor != 1.0, bool(m.group("pct")), m.start(), end))
+    return found
