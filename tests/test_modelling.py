@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import run_app
+from tests.test_real_datasets import vega_json_as_csv
 from utils.tools import ToolInput, run_tool
 from utils.tools.data_charts import plain
 
@@ -115,21 +116,15 @@ def test_spector_grade_is_a_logit_equal_to_statsmodels(tmp_path: Path):
     assert f"| {odds} |" in res.markdown
 
 
-def iris_csv(tmp: Path) -> Path:
-    spec = importlib.util.find_spec("vega_datasets")
-    if spec is None:
+def vega_csv(name: str, tmp: Path) -> Path:
+    """vega_datasets' `NAME.json` as a CSV (a null as an empty cell), written as test_real_datasets does."""
+    if importlib.util.find_spec("vega_datasets") is None:
         pytest.skip("vega_datasets is not installed")
-    rows = json.loads((Path(spec.origin).parent / "_data" / "iris.json").read_text(encoding="utf-8"))
-    path = tmp / "iris.csv"
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return path
+    return vega_json_as_csv(f"_data/{name}.json")(tmp)
 
 
 def test_iris_species_is_a_multinomial_logit_with_the_files_labels(tmp_path: Path):
-    path = iris_csv(tmp_path)
+    path = vega_csv("iris", tmp_path)
     res = run_tool("regression", tin(path, "species"))
     a = res.data
     assert a["method"] == "mnlogit" and sorted(a["coefficients"]) == ["versicolor", "virginica"]  # vs setosa
@@ -158,22 +153,9 @@ def test_seattle_weather_mnlogit_equals_statsmodels(tmp_path: Path):
 
 # ---- rows as they are ------------------------------------------------------------------------------
 
-def cars_csv(tmp: Path) -> Path:
-    spec = importlib.util.find_spec("vega_datasets")
-    if spec is None:
-        pytest.skip("vega_datasets is not installed")
-    rows = json.loads((Path(spec.origin).parent / "_data" / "cars.json").read_text(encoding="utf-8"))
-    path = tmp / "cars.csv"
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
-    return path
-
-
 def test_cars_missing_target_rows_left_out_and_ols_equals_statsmodels(tmp_path: Path):
     """vega cars: 8 cars have no MPG (they were filled with the median before) and 6 more no horsepower."""
-    path = cars_csv(tmp_path)
+    path = vega_csv("cars", tmp_path)
     a = run_tool("regression", tin(path, "Miles_per_Gallon")).data
     df = pd.read_csv(path)
     assert a["dropped"]["rows"] == {"missing target": int(df["Miles_per_Gallon"].isna().sum()),
