@@ -101,6 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")
     io.add_argument("--show-calls", action="store_true", help="show each model call's prompt and reply on stderr")
     io.add_argument("--verbose", action="store_true", help="--show-calls, plus tracebacks and engine logs")
+    io.add_argument("--open", action="store_true", help="open the run's report.html in a browser when it ends")
+    io.add_argument("--otel", action="store_true", help="send an OpenTelemetry trace of the run (OTLP; also on "
+                    "when OTEL_EXPORTER_OTLP_ENDPOINT is set; needs requirements-otel.txt)")
+    io.add_argument("--otel-content", action="store_true", help="put prompts and replies in the trace (off: never)")
     io.add_argument("--version", action="store_true", help="show app, engine, HTTP client and python versions")
     return p
 

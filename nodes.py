@@ -28,7 +28,7 @@ from utils.run.planning import ask_for_plan, wire_spec_needs
 from utils.run.results import TaskResult, TaskState
 from utils.run.scheduler import Schedule
 from utils.tools import RUN_FILES, ToolInput, run_tool
-from utils.tools.sources import NO_SOURCES
+from utils.tools.sources import NO_SOURCES, report_sources
 from utils.tools.web.cite import cite_web
 
 DONE, FAILED, SKIPPED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING
@@ -426,7 +426,8 @@ class AggregatorNode(AsyncNode):
                 p["emit"](Event("notice", {"level": "warn", "message": f"cohesion pass skipped: {exc}"}))
         if p["stopped"]:
             notes.append(f"Run stopped before all tasks ran: {p['stopped']}. Resume with --resume.")
-        sources = [Path(x).name for x in p["inputs"]] if spec.assembly.cite_inputs else []
+        sources = (report_sources([Path(x).name for x in p["inputs"]], p["results"], [t.id for t in plan.tasks], sections)
+                   if spec.assembly.cite_inputs else [])
         if spec.assembly.cite_inputs and not sources and not (p["web"] or {}).get("enabled"):  # say plainly that nothing backs it
             sections.insert(0, ("sources", "Sources", f"> **{NO_SOURCES}**"))
         doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes, sources=sources)

@@ -2,10 +2,11 @@
 
 A chain of 20 tasks, 50 ms a call on the fake server (in a child process), run six ways:
 
-- bare socket, bare httpx: the same 20 requests in a row with no app at all, over a raw asyncio
-  socket and over `httpx.AsyncClient` (the app's HTTP library): the floor this machine, the Python
-  fake server and the HTTP library set before the app spends anything; and over aiohttp when it is
-  installed (it is not a requirement: the alternative weighed, with its import time);
+- bare socket, bare httpx, bare SDK: the same 20 requests in a row with no app at all, over a raw
+  asyncio socket, over `httpx.AsyncClient` and over the `openai` SDK as the app calls it (retries
+  off, the body read raw): the floors this machine, the Python fake server, the HTTP library and the
+  SDK set before the app spends anything; and over aiohttp when it is installed (not a requirement:
+  the alternative weighed, with its import time);
 - API: the graph on a shared store (flows.build_flow, plan preset), events to nowhere;
 - API + run store: utils.app.runner.execute with a RunStore listening to the events, as the CLI
   saves run.json; the time the store's event handler holds the event loop is timed per task;
@@ -58,6 +59,17 @@ async def _bare_httpx(sh, url: str) -> None:
             json.loads(resp.content)
 
 
+async def _bare_sdk(sh, url: str) -> None:
+    """The official SDK as the app uses it (retries off), with nothing of the app around it."""
+    import openai
+
+    async with openai.AsyncOpenAI(base_url=url, api_key="sk-bench", max_retries=0) as sdk:
+        for tid, _, _ in sh.tasks:
+            body = json.loads(request_body(tid, 4000))
+            async with sdk.chat.completions.with_streaming_response.create(**body) as resp:
+                json.loads(await resp.read())
+
+
 async def _bare_aiohttp(sh, url: str) -> None:
     import aiohttp
 
@@ -87,7 +99,8 @@ async def _bare_socket(sh, url: str) -> None:
         writer.close()
 
 
-BARE = {"bare socket": _bare_socket, "bare httpx": _bare_httpx, "bare aiohttp": _bare_aiohttp}
+BARE = {"bare socket": _bare_socket, "bare httpx": _bare_httpx, "bare openai SDK": _bare_sdk,
+        "bare aiohttp": _bare_aiohttp}
 
 
 def run_bare(sh, server, mode: str) -> None:
@@ -147,7 +160,7 @@ def main() -> None:
     print(f"{sh.name}; worker phase and hand-overs from the server's record; median of {REPEAT} runs, modes interleaved")
     home = scratch("home")
     has_aiohttp = importlib.util.find_spec("aiohttp") is not None
-    bare = ("bare socket", "bare httpx", "bare aiohttp") if has_aiohttp else ("bare socket", "bare httpx")
+    bare = ("bare socket", "bare httpx", "bare openai SDK", *(("bare aiohttp",) if has_aiohttp else ()))
     modes = (*bare, "API", "API + run store", "CLI --json", "CLI")
     phases: dict[str, list[float]] = {m: [] for m in modes}
     hand: dict[str, list[float]] = {m: [] for m in modes}
@@ -178,14 +191,15 @@ def main() -> None:
           rows)
     cli = per_hop["CLI"]
     med = {m: median(hand[m]) * 1000 for m in modes}
-    own = med["CLI"] - med["bare httpx"]
+    own = med["CLI"] - med["bare openai SDK"]
     print(f"\nCLI overhead per hop over the model's latency: {cli:.2f} ms (goal <= {TARGET_MS} ms: "
           f"{verdict(cli <= TARGET_MS)}).\nWhere a hop goes (hand-over medians, less noisy than the phase): "
           f"socket + fake server {med['bare socket']:.2f} ms (the floor with no app); httpx "
-          f"{med['bare httpx'] - med['bare socket']:+.2f} ms; engine + LLM client {med['API'] - med['bare httpx']:+.2f} ms; "
+          f"{med['bare httpx'] - med['bare socket']:+.2f} ms; openai SDK over its HTTP package "
+          f"{med['bare openai SDK'] - med['bare httpx']:+.2f} ms; engine + LLM client {med['API'] - med['bare openai SDK']:+.2f} ms; "
           f"run store {med['API + run store'] - med['API']:+.2f} ms; CLI process and settings "
           f"{med['CLI --json'] - med['API + run store']:+.2f} ms; live display {med['CLI'] - med['CLI --json']:+.2f} ms."
-          f"\nThe app's own share through the CLI (over its HTTP library alone): {own:.2f} ms "
+          f"\nThe app's own share through the CLI (over the bare SDK): {own:.2f} ms "
           f"(<= {TARGET_MS} ms: {verdict(own <= TARGET_MS)})")
     if "bare aiohttp" in modes:
         print(f"aiohttp instead of httpx: hand-over median {med['bare aiohttp']:.2f} ms vs {med['bare httpx']:.2f} ms; "
@@ -194,7 +208,8 @@ def main() -> None:
     p95 = percentile(hand["CLI"], 0.95) * 1000
     floor = percentile(hand["bare socket"], 0.95) * 1000
     print(f"hand-over p95 through the CLI: {p95:.2f} ms (goal < 1 ms: {verdict(p95 < 1.0)}); "
-          f"with no app and a bare socket: {floor:.2f} ms, bare httpx: {percentile(hand['bare httpx'], 0.95) * 1000:.2f} ms")
+          f"with no app and a bare socket: {floor:.2f} ms, bare httpx: {percentile(hand['bare httpx'], 0.95) * 1000:.2f} ms, "
+          f"bare SDK: {percentile(hand['bare openai SDK'], 0.95) * 1000:.2f} ms")
 
 
 if __name__ == "__main__":

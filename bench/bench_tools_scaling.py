@@ -17,7 +17,7 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from utils.tools import ToolInput, run_tool  # noqa: E402
-from utils.tools.sources import Source, text_facts  # noqa: E402
+from utils.tools.source_facts import text_facts  # noqa: E402
 
 
 def text_of(mb: float) -> str:
@@ -38,8 +38,8 @@ def main() -> None:
     print("report: fact extraction from one single-spaced paragraph")
     prev = None
     for mb in (0.5, 1, 2, 4):
-        src = Source(path=Path("big.txt"), name="big.txt", kind="text", text=text_of(mb))
-        s = timed(lambda: text_facts(src))
+        text = text_of(mb)
+        s = timed(lambda: text_facts("big.txt", text))
         print(f"  {mb:>4} MB  {s:7.2f} s" + (f"  x{s / prev:.1f}" if prev else ""))
         prev = s
     print("project: schedule (CPM, allocation, table, Mermaid and PNG Gantt)")

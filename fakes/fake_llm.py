@@ -55,6 +55,8 @@ class Reply:
     drop_connection: bool = False
     wait_for: threading.Event | None = None
     chunk_size: int = 7  # characters per streamed delta
+    finish_reason: str = "stop"  # "length": the reply was cut at max_tokens
+    write: Callable[[Any, "RecordedRequest"], None] | None = None  # writes the whole answer (fakes/fake_faults.py)
 
     def content(self) -> str:
         if self.text is not None:
@@ -75,6 +77,7 @@ class RecordedRequest:
     t_in: float
     t_out: float | None = None
     status: int | None = None
+    query: str = ""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -128,7 +131,7 @@ class FakeLLMServer:
         self.keep_alive = keep_alive  # like real servers: successful replies keep the connection open
         self.refuse_json_schema = refuse_json_schema
         self.require_key = require_key
-        self.models = models or ["fake-model", "gpt-4o-mini"]
+        self.models = models or ["fake-model"]
         self.requests: list[RecordedRequest] = []
         self.other_requests: list[RecordedRequest] = []
         self.max_in_flight = 0
@@ -279,7 +282,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: dict[str, Any]) -> RecordedRequest:
         return RecordedRequest(method=self.command, path=self.path.split("?")[0], body=body,
-                               headers={k.lower(): v for k, v in self.headers.items()}, t_in=time.monotonic())
+                               headers={k.lower(): v for k, v in self.headers.items()}, t_in=time.monotonic(),
+                               query=self.path.partition("?")[2])
 
     def _send(self, status: int, payload: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
@@ -358,6 +362,10 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
             return
+        if reply.write is not None:
+            rec.status = reply.status
+            reply.write(self, rec)
+            return
         if reply.body is not None:
             payload = reply.body.encode() if isinstance(reply.body, str) else reply.body
             rec.status = reply.status
@@ -379,7 +387,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         data = {"id": f"chatcmpl-fake-{len(fake.requests)}", "object": "chat.completion", "created": int(time.time()),
                 "model": model, "usage": usage,
-                "choices": [{"index": 0, "finish_reason": "stop",
+                "choices": [{"index": 0, "finish_reason": reply.finish_reason,
                              "message": {"role": "assistant", "content": text}}]}
         rec.status = reply.status
         self._send_json(reply.status, data, reply.headers)
@@ -405,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
         size = max(1, reply.chunk_size)
         for start in range(0, len(text), size):
             event([{"index": 0, "delta": {"content": text[start:start + size]}, "finish_reason": None}])
-        event([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        event([{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}])
         if (rec.body.get("stream_options") or {}).get("include_usage"):
             event([], usage=usage)
         self.wfile.write(b"data: [DONE]\n\n")

@@ -21,10 +21,10 @@ def test_assemble_with_cohesion_and_offline_banner():
     sections = [("s1", "One", "Body one"), ("s2", "Two", "## Two\nBody two")]
     cohesion = Cohesion(title="Title", meta_description="Meta", introduction="Intro",
                         transitions={"s2": "Next, two."})
-    doc = assemble(PLAN, sections, cohesion, offline=True, notes=["a note"], sources=["a.md"])
+    doc = assemble(PLAN, sections, cohesion, offline=True, notes=["a note"], sources=["`a.md`: 3 facts"])
     assert doc.startswith("# Title\n") and OFFLINE_BANNER in doc
     assert doc.index("## One") < doc.index("Body one") < doc.index("## Two") < doc.index("Next, two.") < doc.index("Body two")
-    assert doc.count("## Two") == 1 and "## Sources" in doc and "- `a.md`" in doc and "> a note" in doc
+    assert doc.count("## Two") == 1 and "## Sources" in doc and "- `a.md`: 3 facts" in doc and "> a note" in doc
 
 
 def test_run_status():

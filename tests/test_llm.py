@@ -6,6 +6,8 @@ never with sleeps in the test.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import socket
 import threading
 from pathlib import Path
@@ -395,13 +397,19 @@ def test_fake_server_wait_for_and_models(fake_llm, tmp_path):
         assert "fake-model" in [m["id"] for m in json.load(resp)["data"]]
 
 
-def test_retry_after_header_forms():
-    from utils.model.transport import retry_after as _retry_after
+def test_wait_hint_header_forms():
+    from utils.model.reply import wait_hint
 
-    assert _retry_after({"retry-after-ms": "250"}) == 0.25
-    assert _retry_after({"retry-after": "2"}) == 2.0
-    assert _retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a past date
-    assert _retry_after({"retry-after": "soon"}) is None and _retry_after({}) is None
+    assert wait_hint({"retry-after-ms": "250"}) == 0.25
+    assert wait_hint({"Retry-After": "2"}) == 2.0
+    assert wait_hint({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0  # a past date
+    assert 3590 < wait_hint({"retry-after": email.utils.format_datetime(
+        datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1), usegmt=True)}) <= 3600
+    assert wait_hint({"llm_provider-retry-after": "7"}) == 7.0  # LiteLLM passes the upstream's wait on so
+    assert wait_hint({"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0s"}) == 360.0
+    assert wait_hint({"x-ratelimit-reset-tokens": "20ms"}) == pytest.approx(0.02)
+    assert wait_hint({"retry-after": "soon"}) is None and wait_hint({}) is None
+    assert wait_hint({"retry-after": "inf", "x-ratelimit-reset-requests": "1h2m"}) == 3720.0
 
 
 # -- the lean client: cache key, hard budget, call log, cached tokens, early SDK import ---------------
@@ -478,21 +486,21 @@ def test_cached_prompt_tokens_are_counted_and_priced(fake_llm, tmp_path):
     assert plain.totals.cost_usd == pytest.approx((1000 * 1.0 + 100 * 10.0) / 1e6)  # no cached price: input price
 
 
-def test_the_http_import_starts_when_the_client_is_made():
+def test_the_sdk_import_starts_when_the_client_is_made():
     import subprocess
     import sys
 
     code = ("import sys, threading\n"
             "from utils.model.client import LLMClient\nfrom utils.model.settings import LLMSettings\n"
-            "assert 'httpx' not in sys.modules\n"
+            "assert 'openai' not in sys.modules\n"
             "LLMClient(LLMSettings(provider='openai', base_url='http://127.0.0.1:9/v1'))\n"
             "t = [t for t in threading.enumerate() if t.name == 'http-import']\n"
             "t[0].join(30) if t else None\n"
             "import utils.model.transport as tr\n"
-            "print('httpx' in sys.modules, len(tr._tls))\n")
+            "print('openai' in sys.modules, len(tr._tls))\n")
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
-    assert done.stdout.strip() == "True 1", done.stderr  # httpx imported and the CA bundle loaded
+    assert done.stdout.strip() == "True 1", done.stderr  # the SDK imported and the CA bundle loaded
 
 
 def test_every_client_shares_one_tls_context_that_verifies():

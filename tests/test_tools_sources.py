@@ -57,25 +57,25 @@ def test_text_facts_are_quantities_with_units_and_lines(tmp_path: Path):
     facts = by_pointer(res.data["facts"])
     build = facts["ci.md:L3"]
     # "fell from 42 to 17" is one claim whose current figure is 17
-    assert [(f["value"], f["unit"], f["previous"], f["measure"]) for f in build] == [(17.0, "min", 42.0, "Build time")]
-    # a sentence wrapped over two lines is kept whole and points at both lines
-    flaky = facts["ci.md:L4-L5"][0]
+    assert [(f["value"], f["unit"], f["earlier"], f["what"]) for f in build] == [(17.0, "min", 42.0, "Build time fell")]
+    # a sentence wrapped over two lines is kept whole and points at the line of its number
+    flaky = facts["ci.md:L4"][0]
     assert flaky["text"] == "Flaky tests dropped to 3.5 percent, a record low for the team."
-    assert (flaky["value"], flaky["unit"], flaky["measure"]) == (3.5, "%", "Flaky tests")
+    assert (flaky["value"], flaky["unit"], flaky["what"], flaky["line"]) == (3.5, "%", "Flaky tests", 4)
     assert (facts["ci.md:L8"][0]["value"], facts["ci.md:L8"][0]["unit"]) == (1200.0, "$")
     # table cells: the unit comes from the cell or the column name
-    assert {(f["measure"], f["value"], f["unit"]) for f in facts["ci.md:L14"]} == {
+    assert {(f["what"], f["value"], f["unit"]) for f in facts["ci.md:L14"]} == {
         ("tests duration", 11.0, "min"), ("tests share", 64.0, "%")}
     values = {f["value"] for f in res.data["facts"]}
     # headings, versions, ports, dates, times, ids and years are not facts
     assert not {2.0, 3.12, 3.11, 8080.0, 5432.0, 2025.0, 10.0, 30.0, 4521.0, 77.0, 2024.0, 123.0} & values
     assert not any(f["pointer"] in ("ci.md:L1", "ci.md:L7", "ci.md:L9", "ci.md:L10") for f in res.data["facts"])
-    assert all(f["unit"] and f["measure"] for f in res.data["facts"])
-    assert "- Each runner costs $1,200 a month. [source: ci.md:L8] → Each runner: $1,200" in res.markdown
+    assert all(f["unit"] and f["what"] for f in res.data["facts"])
+    assert "- Each runner costs $1,200 a month. [source: ci.md:L8] → Each runner: $1,200 (a month)" in res.markdown
 
 
 def test_quantities_read_the_unit_and_measure():
-    got = [(q.measure, q.value, q.unit) for q in quantities(
+    got = [(q.what, q.value, q.unit) for q in quantities(
         "Pipelines account for 38% of spend, runners for 27% and storage for 14%.")]
     assert got == [("Pipelines", 38.0, "%"), ("runners", 27.0, "%"), ("storage", 14.0, "%")]
     assert [(q.value, q.unit) for q in quantities("We now run 12 stages and 3 runners.")] == [
@@ -105,7 +105,9 @@ def test_json_facts_have_lines_units_and_skip_labels(tmp_path: Path):
     facts = run_tool("extract_facts", tin([p])).data["facts"]
     lines = p.read_text(encoding="utf-8").splitlines()
     got = {(f["value"], f["unit"]) for f in facts}
-    assert got == {(97.5, "%"), (10.0, "runs"), (12.0, "runs"), (4.0, "odd name")}
+    # a key with no unit suffix gives no unit (its name is what is measured, never the unit)
+    assert got == {(97.5, "%"), (10.0, "runs"), (12.0, "runs"), (4.0, "")}
+    assert {f["what"] for f in facts if f["unit"] == "runs"} == {"ci runs #1", "ci runs #2"}
     for f in facts:
         line = int(f["pointer"].split(":L")[1].split()[0])
         assert f"{f['value']:g}" in lines[line - 1]
@@ -173,20 +175,43 @@ def test_read_source_errors(tmp_path: Path, name: str, content: bytes | None, me
         read_source(p)
 
 
-def test_chart_compares_only_like_units(tmp_path: Path):
+def test_chart_compares_like_with_like(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import utils.tools.facts_chart as facts_chart
+    figures = []
+    real = facts_chart.new_figure
+    monkeypatch.setattr(facts_chart, "new_figure", lambda *a: figures.append(real(*a)) or figures[-1])
     p = tmp_path / "ci.md"
     p.write_text("Build time fell from 42 min to 17 min. Deploys take 9 min.\n"
-                 "Flaky tests are 3.5% and cache misses 12.34%. Runners cost $1,200.\n", encoding="utf-8")
-    facts = run_tool("extract_facts", tin([p])).data
+                 "Flaky tests are 3.5% and cache misses 12.34%. Runners cost $1,200.\n"
+                 "Usage grew 6.5% and then rose 2% more. We spent $48,000 of a $60,000 allocation.\n", encoding="utf-8")
+    q = tmp_path / "m.json"
+    q.write_text(json.dumps({"sales": {"by_quarter": [1020, 1020, 1265, 1510]}}), encoding="utf-8")
+    facts = run_tool("extract_facts", tin([p, q])).data
     res = run_tool("chart_facts", tin([], deps={"t1": {"data": facts, "output": ""}}))
     assert res.artifacts["facts.png"].startswith(b"\x89PNG")
-    assert sorted(res.data["units"]) == ["%", "min"]  # the lone $ figure compares with nothing
-    charted = {(c["unit"], c["value"]) for c in res.data["charted"]}
-    assert charted == {("min", 17.0), ("min", 9.0), ("%", 3.5), ("%", 12.3)}  # current figure, rounded
-    assert "](facts.png)" in res.markdown
+    # shares and growth rates are both "%" but never share a panel
+    assert sorted(res.data["kinds"]) == ["amount (min)", "change (%)", "money ($)", "sales by quarter", "share (%)"]
+    charted = {(c["kind"], c["value"]) for c in res.data["charted"]}
+    assert {("amount (min)", 17.0), ("amount (min)", 9.0), ("change (%)", 6.5), ("change (%)", 2.0),
+            ("money ($)", 1200.0), ("money ($)", 48000.0)} <= charted
+    assert ("share (%)", 12.34) in charted  # values as the source states them, not rounded
+    assert {c["value"] for c in res.data["charted"] if c["kind"] == "sales by quarter"} == {1020.0, 1265.0, 1510.0}
+    assert "](facts.png)" in res.markdown and "of $60,000" in res.markdown
+    texts = [t for ax in figures[0].axes for t in [ax._left_title, *ax.texts, *ax.get_yticklabels()]]
+    assert any("$" in t.get_text() for t in texts) or any("$" in k for k in res.data["kinds"])
+    assert texts and not any(t.get_parse_math() for t in texts)  # "$48,000 ... $60,000" is never mathtext
     empty = run_tool("chart_facts", tin([], deps={"t1": {"data": None}, "t2": {"data": {"facts": [
-        {"text": "x", "source": "x", "pointer": "x:L1", "value": 3.0, "unit": "%"}]}}}))
+        {"text": "x", "file": "x", "pointer": "x:L1", "value": 3.0, "unit": "%"}]}}}))
     assert empty.artifacts == {} and empty.data == {"charted": []} and "nothing to compare" in empty.markdown
+
+
+def test_bar_labels_tell_bars_apart_and_dollars_are_text():
+    from utils.tools.facts_chart import bar_labels
+    same = [{"what": "sales by quarter", "line": 3}, {"what": "sales by quarter", "line": 4},
+            {"what": "mean net generation", "group": "Nuclear", "line": 2},
+            {"what": "mean net generation", "group": "Solar", "line": 9}]
+    labels = bar_labels(same)
+    assert len(set(labels)) == 4 and "Nuclear" in labels[2]
 
 
 def test_sample_sources_parse():
@@ -194,4 +219,5 @@ def test_sample_sources_parse():
     res = run_tool("extract_facts", tin(paths))
     json.dumps(res.data)
     assert set(res.data["sources"]) == {p.name for p in paths}
-    assert all(f["unit"] and ":L" in f["pointer"] for f in res.data["facts"])
+    assert all(":L" in f["pointer"] and f["line"] > 0 for f in res.data["facts"])
+    assert all(f["unit"] for f in res.data["facts"] if f["file"] == "market_notes.md")

@@ -94,3 +94,31 @@ def test_ragged_csv_input_is_refused_before_planning(tmp_path: Path):
     run = run_main(["--example", "report", "--input", str(ragged)], tmp_path)
     assert run.code == 2 and "line 3 has 3 fields" in run.stderr, run.explain()
     assert run.run_dirs() == []  # nothing planned, nothing saved
+
+
+def test_report_from_user_inputs_is_titled_from_them_and_lists_every_source(tmp_path: Path):
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Heat pumps\n\nInstallations rose to 87% of new homes from 81% in 2024.\n"
+                     "We spent $48,000 of a $60,000 allocation.\n", encoding="utf-8")
+    table = tmp_path / "figures.csv"
+    table.write_text("year,source,net_generation\n2001,Fossil,35361\n2001,Wind,1100\n2002,Fossil,35991\n"
+                     "2002,Wind,1400\n", encoding="utf-8")
+    empty = tmp_path / "readme.txt"
+    empty.write_text("Version 3.2 through 3.9, port 8080, on 2024-05-01.\n", encoding="utf-8")
+    run = run_main(["--example", "report", "--input", str(notes), "--input", str(table), "--input", str(empty)], tmp_path)
+    assert run.code == 0, run.explain()
+    doc = (run.run_dir() / "output.md").read_text(encoding="utf-8")
+    assert "sample product market" not in doc and "sample product market" not in run.state()["goal"]
+    assert doc.startswith("# Research report from notes.md, figures.csv and readme.txt")
+    facts = json.loads((run.run_dir() / "facts.json").read_text(encoding="utf-8"))
+    assert {k for f in facts for k in f} >= {"file", "line", "value", "unit", "what", "scope", "earlier", "total"}
+    rose = next(f for f in facts if f["file"] == "notes.md" and f["value"] == 87)
+    assert (rose["line"], rose["unit"], rose["earlier"], rose["scope"]) == (3, "%", 81, "in 2024")
+    spent = next(f for f in facts if f["value"] == 48000)
+    assert (spent["unit"], spent["total"], spent["earlier"]) == ("$", 60000, None)
+    # per series, never pooled: Fossil and Wind each get their own mean
+    assert sorted((f["group"], f["value"]) for f in facts if f["file"] == "figures.csv") == [
+        ("Fossil", 35676.0), ("Wind", 1250.0)]
+    sources = doc.split("\n## Sources\n", 1)[1]
+    for line in ("- `notes.md`: 2 facts", "- `figures.csv`: 2 facts", "- `readme.txt`: 0 facts"):
+        assert line in sources, sources

@@ -183,43 +183,36 @@ def check_report(run_dir: Path, state: dict, doc: str) -> None:
     checked = 0
     for r in gatherers:
         for fact in r["data"]["facts"]:
-            src = sources[fact["source"]]
+            src = sources[fact["file"]]
             pointer = fact["pointer"]
-            assert pointer.startswith(f"{src.name}:")
-            assert f"[source: {pointer}]" in doc, pointer
-            where = pointer.split(":", 1)[1]
+            assert pointer.startswith(f"{src.name}:L{fact['line']}")
+            cited = [(int(a), int(b or a)) for a, b in re.findall(rf"\[source: {re.escape(src.name)}:L(\d+)(?:-L(\d+))?", doc)]
+            assert any(a <= fact["line"] <= b for a, b in cited), pointer  # the document shows where it came from
             if src.suffix == ".md":
-                lines = src.read_text(encoding="utf-8").splitlines()
-                m = re.fullmatch(r"L(\d+)(?:-L(\d+))?", where)
-                first, last = int(m.group(1)), int(m.group(2) or m.group(1))
-                span = " ".join(lines[first - 1:last])
-                if fact["text"].startswith("Heading: "):
-                    assert span.lstrip("#").strip() == fact["text"][len("Heading: "):]
-                    continue
-                assert fact["text"].split()[0] in lines[first - 1], (pointer, fact["text"])
-                assert fact["text"].split()[-1] in lines[last - 1], (pointer, fact["text"])
-                if fact["value"] is not None:  # the number lies within the lines pointed at
-                    assert f"{fact['value']:g}" in span.replace(",", ""), (pointer, fact["value"], span)
+                line = src.read_text(encoding="utf-8").splitlines()[fact["line"] - 1]
+                assert f"{fact['value']:g}" in line.replace(",", ""), (pointer, fact["value"], line)  # on that line
+                assert fact["unit"] and fact["what"], pointer
                 checked += 1
             elif src.suffix == ".json":
                 node = json.loads(src.read_text(encoding="utf-8"))
-                for key in re.findall(r"\.(\w+)|\[(\d+)\]", where[1:]):
+                for key in re.findall(r"\.(\w+)|\[(\d+)\]", pointer.split("(", 1)[1].rstrip(")")[1:]):
                     node = node[key[0]] if key[0] else node[int(key[1])]
                 assert float(node) == fact["value"], pointer
                 checked += 1
             elif src.suffix == ".csv":
-                col = re.search(r"column '([^']+)'", where)
-                if col:
-                    with src.open(newline="", encoding="utf-8") as fh:
-                        vals = [float(row[col.group(1)]) for row in csv.DictReader(fh)
-                                if row[col.group(1)].strip().upper() != "NA"]
-                    assert fact["value"] == pytest.approx(statistics.fmean(vals)), pointer
-                    checked += 1
+                with src.open(newline="", encoding="utf-8") as fh:
+                    vals = [float(row[fact["column"]]) for row in csv.DictReader(fh)
+                            if row[fact["column"]].strip().upper() != "NA"]
+                assert fact["value"] == pytest.approx(statistics.fmean(vals)), pointer
+                checked += 1
     assert checked >= 15
     assert "\n## Sources\n" in doc
     sources_part = doc.split("\n## Sources\n", 1)[1]
-    for name in sources:
-        assert f"`{name}`" in sources_part
+    saved = json.loads((run_dir / "facts.json").read_text(encoding="utf-8"))
+    assert len(saved) == sum(len(r["data"]["facts"]) for r in gatherers)
+    for name in sources:  # every file, with the number of facts it gave
+        n = sum(1 for f in saved if f["file"] == name)
+        assert f"- `{name}`: {n} fact{'s' if n != 1 else ''}" in sources_part, name
 
 
 def check_analysis(run_dir: Path, state: dict, doc: str, data: Path | None = None) -> None:

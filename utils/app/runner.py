@@ -173,11 +173,15 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
             shared["document"] = partial_document(shared, note, results)
         store.save(shared)
     doc_path = store.write_document(shared["document"]) if shared.get("document") else None
+    write_facts(shared, store)
     if status == "planned" and shared.get("plan"):
         _write_plan_file(shared, store)
     from utils.run.timeline import write_pictures  # timeline.png / --plan-only plan.png (issue 14)
     write_pictures(shared, store.dir, status)
     store.close()
+    from utils.run.report_html import write_report  # report.html: the run in one page (issue 26)
+    if write_report(store.state, store.dir) is None:
+        shared["runtime"]["emit"](Event("notice", {"level": "warn", "message": "report.html could not be written"}))
     if crash is not None:
         shared["runtime"]["emit"](Event("notice", {
             "level": "error", "message": f"run crashed ({error}); what was done is saved in {store.dir}"
@@ -186,6 +190,19 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     return Outcome(status=status, exit_code=code, run_dir=store.dir, shared=shared,
                    elapsed_s=shared["meta"]["elapsed_s"], error=error, document_path=doc_path,
                    totals=shared["totals"])
+
+
+def write_facts(shared: dict, store: RunStore) -> None:
+    """facts.json in the run folder: every fact the run's extraction tasks found, in plan order
+    (README: Outputs). Nothing is written for a run that extracted none (no source tools)."""
+    from utils.run.runstore import atomic_write
+    from utils.tools.sources import collect_facts, facts_json
+
+    results = shared.get("results") or {}
+    order = [t.get("id") for t in (shared.get("plan") or {}).get("tasks", [])] or list(results)
+    facts = collect_facts(results.get(tid, {}) for tid in order)
+    if facts is not None:
+        atomic_write(store.dir / "facts.json", facts_json(facts))
 
 
 def _write_plan_file(shared: dict, store: RunStore) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.app.config import home
+from utils.app.otel import start_tracing
 from utils.app.settings import Settings, check_topic
 from utils.errors import OrchError, UsageError
 from utils.events import Event
@@ -120,6 +121,19 @@ def workflow_inputs(spec: Any, settings: Settings, *, routed: str | None = None,
     return {"inputs": inputs, "data": data}
 
 
+def default_goal(spec: Any, settings: Settings) -> str:
+    """The goal of a run given no topic. The workflow's default topic describes its demo material
+    ("the sample product market"), so with the user's own `--input` files the goal names those
+    files instead: the title and the plan speak of what the report is really built from."""
+    if settings.inputs:
+        names = [Path(p).name for p in settings.inputs]
+        if len(names) > 3:
+            names = names[:3] + [f"{len(names) - 3} more files"]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return check_topic(f"{spec.title} from {listed}")
+    return check_topic(spec.default_topic, "the workflow's default topic")
+
+
 def check_files(settings: Settings) -> list[str]:
     """Read every file the user named (sources parsed, a CSV's rows checked): a bad one is a
     one-line error now, before the routing or planning call. Returns the source paths."""
@@ -197,7 +211,7 @@ def request_for(settings: Settings, display) -> RunRequest:
     setup: list[dict] = []  # usage of the calls made before the run starts
     if settings.workflow_file or settings.example:
         spec = load_spec(settings.workflow_file or settings.example)
-        goal = settings.topic or check_topic(spec.default_topic, "the workflow's default topic")
+        goal = settings.topic or default_goal(spec, settings)
         inputs = workflow_inputs(spec, settings)
     else:
         goal = check_topic(settings.topic)
@@ -322,9 +336,17 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     except OSError as exc:
         raise UsageError(f"cannot create a run folder in {settings.output_dir}: {exc.strerror or exc}") from None
     store = RunStore(run_dir, request.saved)
+    meta = {"version": settings.version, "provider": llm.settings.provider,
+            "model": None if llm.offline else llm.settings.model,
+            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
+            "api_key": bool(not llm.offline and llm.settings.api_key), "engine": engine_name(),
+            "strategy": request.options["strategy"], "resumed": bool(request.saved), **request.meta}
+    tracer = start_tracing(settings.flag, display.notice, workflow=request.spec.name, meta=meta, goal=request.goal)
 
     def on_event(event: Event) -> None:
         store(event)
+        if tracer is not None:
+            tracer(event)
         if event.kind == "plan":
             display.show_plan(event.data["plan"])
         display(event)
@@ -338,16 +360,29 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     if request.plan is not None:
         shared["plan"] = request.plan  # preset (an edited plan): the orchestrator node takes it as is
     flow = build_plan_flow() if request.options.get("plan_only") else build_flow(request.options["strategy"])
-    meta = {"version": settings.version, "provider": llm.settings.provider,
-            "model": None if llm.offline else llm.settings.model,
-            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
-            "api_key": bool(not llm.offline and llm.settings.api_key), "engine": engine_name(),
-            "strategy": request.options["strategy"], "resumed": bool(request.saved), **request.meta}
-    with display:
-        outcome = execute(shared, flow, store, meta=meta)
+    status = "crashed"
+    try:
+        with display:
+            outcome = execute(shared, flow, store, meta=meta)
+        status = outcome.status
+    finally:
+        lost = tracer.end(status) if tracer is not None else None
+        if lost:
+            display.notice(lost, "warn")
     info = summary_info(outcome, llm, request.options)
     report(settings, display, outcome, info, show_document=show_document)
+    if settings.flag("open"):
+        open_report(outcome.run_dir, display)
     return RunReport(outcome, info)
+
+
+def open_report(run_dir: Path, display) -> None:
+    """`--open`: the run's report.html in the default browser (a notice when there is none)."""
+    import webbrowser
+
+    page = run_dir / "report.html"
+    if not page.is_file() or not webbrowser.open(page.resolve().as_uri()):
+        display.notice(f"could not open {page} in a browser", "warn")
 
 
 def saved_results(outcome) -> dict:

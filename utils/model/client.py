@@ -3,9 +3,13 @@
 Everything that talks to a model goes through `complete()`, so retries, the run-wide concurrency
 limit, the response cache, the token budget, structured output, the call log and the usage totals
 are implemented once. `make_model` picks the real client or the offline model once, when a run's
-model is made, and both answer the same `complete()`. This is the ONE retry layer: there is no SDK
-underneath retrying on its own (utils/model/transport.py speaks HTTP), and nodes never retry. Error messages are one line, name the task (`purpose`) and
-never contain the API key or the credentials of a base URL.
+model is made, and both answer the same `complete()`. This is the ONE retry layer: the `openai` SDK
+underneath has its retries off (utils/model/transport.py), and nodes never retry. Error messages are
+one line, name the task (`purpose`) and never contain the API key or the credentials of a base URL.
+
+A reply cut at `max_tokens` (finish reason "length") is not a finished answer: a text reply is
+continued where it stopped (up to `CONTINUATIONS` times, joined seamlessly, with a notice); a
+structured one is an error naming max_tokens, since half a JSON object cannot be continued safely.
 """
 from __future__ import annotations
 
@@ -25,14 +29,21 @@ from utils.model.cache import ResponseCache, cache_key
 from utils.model.calllog import call_event, scrub
 from utils.model.limits import AdaptiveLimit, backoff
 from utils.model.offline import OfflineModel, StandIns
+from utils.model.pricing import call_cost, price_for
 from utils.model.settings import Completion, LLMSettings, Totals  # noqa: F401 - part of this module's API
 from utils.model.structured import extract_json, json_schema_for, validate
-from utils.model.tokens import messages_tokens
-from utils.model.transport import Answer, Fatal, Rejected, Transient, Transport
+from utils.model.reply import Parsed
+from utils.model.tokens import estimate_tokens, messages_tokens
+from utils.model.transport import Fatal, Rejected, Transient, Transport
 
 REPLY_RESERVE = 1024  # reply tokens a call reserves under a token budget when it sets no max_tokens
 MIN_REPLY = 512       # ...and the fewest it may be cut to before the budget counts as spent
 UNREACHED_DEADLINE_S = 15.0  # a server never reached yet is more likely a wrong URL than an outage
+CONTINUATIONS = 2            # times a text reply cut at max_tokens is asked to go on
+CONTINUE = ("Your reply was cut off by the length limit. Continue exactly where it stopped, without "
+            "repeating anything and without any preamble.")
+_THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)  # reasoning models' scratchpad
+_NAMES_SCHEMA = re.compile(r"response_format|json_schema", re.IGNORECASE)
 
 
 def make_model(settings: LLMSettings, *, emit: Emit = null_emit, home: Path | None = None,
@@ -41,6 +52,34 @@ def make_model(settings: LLMSettings, *, emit: Emit = null_emit, home: Path | No
     if settings.provider == "offline":
         return OfflineModel(settings, emit=emit, standins=standins, home=home)
     return LLMClient(settings, emit=emit, home=home)
+
+
+@dataclass
+class Answer:
+    """One reply with sane counts (estimated where the server gave none) and why it stopped."""
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    model: str
+    latency_s: float
+    finish: str | None = None
+
+    @classmethod
+    def of(cls, parsed: Parsed, latency_s: float, messages: list[dict], model: str) -> "Answer":
+        text = _THINK.sub("", parsed.text, count=1)
+        return cls(text=text, latency_s=latency_s, model=parsed.model or model, finish=parsed.finish,
+                   prompt_tokens=messages_tokens(messages) if parsed.prompt_tokens is None else parsed.prompt_tokens,
+                   completion_tokens=estimate_tokens(text) if parsed.completion_tokens is None
+                   else parsed.completion_tokens,
+                   cached_tokens=min(parsed.cached_tokens or 0, parsed.prompt_tokens or 0))
+
+    def then(self, more: "Answer", text: str) -> "Answer":
+        """This answer and a follow-up one as one: `text`, both calls' tokens and time."""
+        return Answer(text=text, prompt_tokens=self.prompt_tokens + more.prompt_tokens,
+                      completion_tokens=self.completion_tokens + more.completion_tokens,
+                      cached_tokens=self.cached_tokens + more.cached_tokens, model=more.model,
+                      latency_s=self.latency_s + more.latency_s, finish=more.finish)
 
 
 @dataclass
@@ -66,6 +105,7 @@ class LLMClient:
         self.limit = AdaptiveLimit(settings.max_concurrency)
         self._reserved = 0
         self._reached = False  # has any request of this client been answered?
+        self._model_lock: asyncio.Lock | None = None
 
     @property
     def base_url(self) -> str:
@@ -84,8 +124,12 @@ class LLMClient:
                        max_tokens: int | None = None, schema: type[BaseModel] | None = None,
                        purpose: str = "") -> Completion:
         """One answer from the model: text, or a validated `schema` instance in `.data`."""
-        model = model or self.settings.model
         log = _Log(messages=messages)
+        try:
+            model = model or self.settings.model or await self.resolve_model()
+        except LLMError as exc:
+            self._log(purpose, model or "", log, error=str(exc))
+            raise
         try:
             out = await self._complete(messages, model, temperature, max_tokens, schema, purpose, log)
         except Exception as exc:
@@ -105,7 +149,7 @@ class LLMClient:
                 return hit
         started = time.monotonic()
         if schema is None:
-            ans, data = await self._call(messages, model, temperature, max_tokens, None, purpose, log), None
+            ans, data = await self._text(messages, model, temperature, max_tokens, purpose, log), None
         else:
             ans, data = await self._structured(messages, model, temperature, max_tokens, schema, purpose, log)
         if key is not None:
@@ -114,6 +158,43 @@ class LLMClient:
         return Completion(text=ans.text, data=data, prompt_tokens=ans.prompt_tokens,
                           completion_tokens=ans.completion_tokens, model=ans.model,
                           latency_s=round(time.monotonic() - started, 3), cached_tokens=ans.cached_tokens)
+
+    async def resolve_model(self) -> str:
+        """The model of a custom server given none: its only one, named in a notice; several are
+        listed in a one-line error (the default name of one provider means nothing to another)."""
+        if self._model_lock is None:
+            self._model_lock = asyncio.Lock()
+        async with self._model_lock:
+            if self.settings.model:
+                return self.settings.model
+            try:
+                ids = await self.transport.models()
+            except Fatal as exc:
+                raise self._error("", f"no model given and {exc}; choose one with --model") from None
+            if len(ids) != 1:
+                listed = ", ".join(ids[:20]) + (f" (and {len(ids) - 20} more)" if len(ids) > 20 else "")
+                why = f"offers {len(ids)} models: {listed}" if ids else "lists no models"
+                raise self._error("", f"no model given and {self.base_url} {why}; choose one with --model")
+            self.settings.model = ids[0]
+            self.emit(Event("notice", {"level": "info", "message": f"using {ids[0]}, the only model "
+                                       f"{self.base_url} serves (choose another with --model)"}))
+            return ids[0]
+
+    # -- text: continued when cut at max_tokens ------------------------------------------------------
+    async def _text(self, messages, model, temperature, max_tokens, purpose, log) -> Answer:
+        ans = await self._call(messages, model, temperature, max_tokens, None, purpose, log)
+        asked = list(messages)
+        for _ in range(CONTINUATIONS):
+            if ans.finish != "length":
+                break
+            self.emit(Event("notice", {"level": "info", "message": f"{purpose or 'a reply'} was cut at "
+                                       "max_tokens; asking the model to continue where it stopped"}))
+            asked = [*asked, {"role": "assistant", "content": ans.text}, {"role": "user", "content": CONTINUE}]
+            more = await self._call(asked, model, temperature, max_tokens, None, purpose, log)
+            ans = ans.then(more, ans.text + more.text)
+            asked = asked[:-2]  # the next round shows the whole text so far as one assistant message
+        log.reply = ans.text
+        return ans
 
     # -- structured output -------------------------------------------------------------------------
     async def _structured(self, messages, model, temperature, max_tokens, schema, purpose, log):
@@ -127,15 +208,15 @@ class LLMClient:
             first = await call(asked, rf)
             if use_rf:
                 self.json_schema_supported = True
-        except Rejected as exc:
-            mentions = re.search(r"response_format|json_schema|schema", exc.message, re.IGNORECASE)
-            if not use_rf or not (mentions or self.json_schema_supported is None):
+        except Rejected as exc:  # only a refusal that names the parameter means it is unsupported
+            if not use_rf or not _NAMES_SCHEMA.search(exc.message):
                 raise self._error(purpose, self.transport.rejected(exc)) from None
             self.json_schema_supported = False
             self.emit(Event("notice", {"level": "info", "message": f"{self.base_url} does not accept "
                                        "response_format json_schema; asking for JSON in the prompt instead"}))
             rf, asked = None, _with_hint(messages, schema)
             first = await call(asked, None)
+        self._whole(first, purpose)
         try:
             return first, validate(extract_json(first.text), schema)
         except ValueError as exc:
@@ -148,14 +229,17 @@ class LLMClient:
             second = await call(repair, rf)
         except Rejected as exc:
             raise self._error(purpose, self.transport.rejected(exc)) from None
-        both = Answer(text=second.text, prompt_tokens=first.prompt_tokens + second.prompt_tokens,
-                      completion_tokens=first.completion_tokens + second.completion_tokens,
-                      cached_tokens=first.cached_tokens + second.cached_tokens, model=second.model,
-                      latency_s=first.latency_s + second.latency_s)
+        self._whole(second, purpose)
+        both = first.then(second, second.text)
         try:
             return both, validate(extract_json(second.text), schema)
         except ValueError as exc:
             raise self._error(purpose, f"model output did not match the schema: {exc}") from None
+
+    def _whole(self, ans: Answer, purpose: str) -> None:
+        if ans.finish == "length":
+            raise self._error(purpose, "the structured reply was cut at max_tokens before it was complete; "
+                              "raise max_tokens (or --max-tokens-total) or ask for less")
 
     # -- one logical call: budget, retries, totals -------------------------------------------------
     async def _call(self, messages, model, temperature, max_tokens, response_format, purpose, log) -> Answer:
@@ -193,11 +277,12 @@ class LLMClient:
         while True:
             epoch = await self.limit.acquire()
             try:
-                ans = await self.transport.send(messages, model, temperature, max_tokens, response_format,
-                                                lambda text: self.emit(Event("delta", {"purpose": purpose, "text": text})))
+                parsed, latency = await self.transport.send(
+                    messages, model, temperature, max_tokens, response_format,
+                    lambda text: self.emit(Event("delta", {"purpose": purpose, "text": text})))
                 self.limit.succeeded()
                 self._reached = True
-                return ans
+                return Answer.of(parsed, latency, messages, model)
             except Transient as exc:
                 failure = exc
                 if exc.overload:
@@ -214,8 +299,9 @@ class LLMClient:
             deadline = s.retry_deadline_s
             if failure.refused and not self._reached:
                 deadline = min(deadline, UNREACHED_DEADLINE_S)
-            if (s.max_retries is not None and attempt >= s.max_retries) or \
-                    time.monotonic() - started + wait > deadline:
+            most = min(t for t in (None if s.max_retries is None else s.max_retries + 1,
+                                   failure.max_tries, 10**9) if t is not None)
+            if attempt + 1 >= most or time.monotonic() - started + wait > deadline:
                 tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
                 raise self._error(purpose, f"{failure.final} after {tries}{failure.detail}") from None
             attempt += 1
@@ -233,30 +319,30 @@ class LLMClient:
         return scrub(text, self.settings.api_key)
 
     def _count(self, ans: Answer, model: str) -> None:
-        t, prices = self.totals, self.settings.prices or {}
+        t = self.totals
         t.calls += 1
         t.prompt_tokens += ans.prompt_tokens
         t.completion_tokens += ans.completion_tokens
         t.cached_tokens += ans.cached_tokens
         t.seconds += ans.latency_s
-        price = prices.get(model) or prices.get(ans.model)
-        if price:
-            get = price.get if isinstance(price, dict) else (lambda k: getattr(price, k, None))
-            cached_price = get("cached_input")
-            cached_price = get("input") if cached_price is None else cached_price
-            t.cost_usd = (t.cost_usd or 0.0) + ((ans.prompt_tokens - ans.cached_tokens) * get("input")
-                                                + ans.cached_tokens * cached_price
-                                                + ans.completion_tokens * get("output")) / 1e6
+        cost = call_cost(price_for(self.settings.prices, model, ans.model), ans.prompt_tokens, ans.cached_tokens,
+                         ans.completion_tokens)
+        if cost is not None:
+            t.cost_usd = (t.cost_usd or 0.0) + cost
         self.emit(Event("llm", t.as_dict()))
 
     def _log(self, purpose: str, model: str, log: _Log, out: Completion | None = None,
              error: str | None = None) -> None:
-        self.emit(call_event(
+        event = call_event(
             purpose=purpose, model=out.model if out else model, messages=log.messages or [],
             reply=out.text if out else log.reply, key=self.settings.api_key,
             prompt_tokens=out.prompt_tokens if out else 0, completion_tokens=out.completion_tokens if out else 0,
             cached_tokens=out.cached_tokens if out else 0, latency_s=out.latency_s if out else 0.0,
-            cached=bool(out and out.cached), retries=log.retries, error=error))
+            cached=bool(out and out.cached), retries=log.retries, error=error)
+        if out is not None and not out.cached:  # what this call cost (a cache hit costs nothing)
+            event.data["cost_usd"] = call_cost(price_for(self.settings.prices, model, out.model), out.prompt_tokens,
+                                               out.cached_tokens, out.completion_tokens)
+        self.emit(event)
 
     def _from_cache(self, key: str, schema: type[BaseModel] | None) -> Completion | None:
         entry = self.cache.get(key)

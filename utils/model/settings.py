@@ -32,8 +32,9 @@ class Completion:
 @dataclass
 class LLMSettings:
     provider: str = "offline"        # "openai" | "offline"
-    model: str = "gpt-4o-mini"
+    model: str | None = "gpt-4o-mini"  # None: ask a custom server's /models (`LLMClient.resolve_model`)
     base_url: str | None = None
+    api_version: str | None = None   # Azure OpenAI's api-version (or `?api-version=` in the base URL)
     api_key: str | None = field(default=None, repr=False)  # never logged, never saved
     timeout_s: float = 60.0
     max_retries: int | None = None   # the ONE retry layer; None: no count, only the deadline
@@ -74,11 +75,21 @@ def safe_base_url(url: str | None) -> str | None:
     return urlunsplit((parts.scheme, host + port, parts.path, "", ""))
 
 
+def _is_openai(url: str) -> bool:
+    try:
+        return (urlsplit(url.strip()).hostname or "") == "api.openai.com"
+    except ValueError:
+        return False
+
+
 def check_settings(settings: LLMSettings) -> LLMSettings:
     """Raise UsageError for settings no retry can fix; returns the settings for chaining."""
     url = settings.base_url
     if url:
         shown = safe_base_url(url)
+        if not url.isprintable():  # CR/LF would be cleaned away by someone, not by us: refuse
+            raise UsageError("the base URL contains control characters (a line break?); check OPENAI_BASE_URL "
+                             "and --base-url")
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises ValueError for a bad port
@@ -97,7 +108,7 @@ def check_settings(settings: LLMSettings) -> LLMSettings:
 
 
 _ENV = {"api_key": "OPENAI_API_KEY", "base_url": "OPENAI_BASE_URL", "model": "ORCH_MODEL",
-        "provider": "ORCH_PROVIDER"}
+        "provider": "ORCH_PROVIDER", "api_version": "OPENAI_API_VERSION"}
 
 
 def settings_from_env(overrides: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
@@ -111,7 +122,8 @@ def settings_from_env(overrides: Mapping[str, Any] | None = None, config: Mappin
         if overrides.get(f.name) is not None:
             values[f.name] = overrides[f.name]
         elif f.name in _ENV and (env.get(_ENV[f.name]) or "").strip():
-            values[f.name] = env[_ENV[f.name]].strip()
+            raw = env[_ENV[f.name]]
+            values[f.name] = raw if f.name == "base_url" and ("\r" in raw or "\n" in raw) else raw.strip()
         elif f.name != "api_key" and config.get(f.name) is not None:
             values[f.name] = config[f.name]
     provider = str(values.pop("provider", "auto")).strip().lower()
@@ -125,4 +137,6 @@ def settings_from_env(overrides: Mapping[str, Any] | None = None, config: Mappin
     if provider == "offline":
         values.pop("api_key", None)
         return LLMSettings(provider=provider, **values)
+    if values.get("base_url") and "model" not in values and not _is_openai(str(values["base_url"])):
+        values["model"] = None  # another server's models have other names: ask it which it serves
     return check_settings(LLMSettings(provider=provider, **values))

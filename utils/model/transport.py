@@ -1,52 +1,54 @@
-"""One HTTP request to an OpenAI-compatible server, and what its failure means.
+"""One request to an OpenAI-compatible server through the official `openai` SDK, and what its
+failure means.
 
 `Transport.send` sends once and sorts every failure into three kinds, which is all the client's
-single retry loop needs to know: `Transient` (429, 5xx, timeouts, lost connections: worth another
-try), `Rejected` (400/422: maybe an unsupported parameter, which structured output can work around)
-and `Fatal` (401, 404, a bad URL, a header that cannot be sent, a reply that is not JSON: retrying
-cannot help).
+single retry loop needs to know: `Transient` (429, 5xx, timeouts, lost connections, a stream cut
+short: worth another try), `Rejected` (400/422: maybe an unsupported parameter, which structured
+output can work around) and `Fatal` (401, 404, a bad URL, a reply that is not JSON or too large:
+retrying cannot help).
 
-It speaks the chat-completions protocol with `httpx` directly instead of through the `openai` SDK:
-the SDK eagerly imports hundreds of response types (about 0.8 s, most of the time to the first
-request) for one endpoint whose JSON is a few fields, and its retries would be a second retry layer.
-`httpx` is imported lazily, and early: creating a Transport starts the import (and the loading of
-the CA certificates) in a background thread, so `--help`, offline runs and `import utils.tools`
-never pay for it.
+The SDK brings what users expect from it (OPENAI_ORG_ID/OPENAI_PROJECT_ID, Azure OpenAI, proxies
+from the environment, typed errors); its own retries are off (`max_retries=0`) so the app's loop is
+the only one. Three things stay ours, because the SDK does not bound them: every request has one
+whole-call deadline (`timeout_s`; the SDK's timeout is per read, so a server dripping a byte every
+few seconds never trips it), every body is decoded with a cap on the decoded bytes (utils/capped.py,
+a gzip bomb stops at the cap), and the reply is read defensively (utils/model/reply.py). The SDK
+(about 0.3-0.6 s to import) loads in a background thread started when a client is made, so
+`--help`, offline runs and `import utils.tools` never pay for it and the first request rarely waits.
 """
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import importlib
-import json
-import re
+import sys
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from utils.capped import BadEncoding, TooLarge, decoded, encodings
+from utils.model.reply import NotJSON, Parsed, StreamReader, parse_reply, server_message, wait_hint
 from utils.model.settings import LLMSettings, safe_base_url
-from utils.model.tokens import estimate_tokens, messages_tokens
-from utils.text import bracket_depth
 
 if TYPE_CHECKING:
     import ssl
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"  # Ollama, vLLM, LM Studio... accept any key
-_THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.DOTALL)  # reasoning models' scratchpad
-_NOT_RETRYABLE = ("UnsupportedProtocol", "InvalidURL", "LocalProtocolError")
+MAX_REPLY_BYTES = 8_000_000     # decoded; the longest real reply is well under 1 MB
+HTML_500_TRIES = 3              # a 500 with an HTML page is a broken server, not a busy one
+_AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
 
 
 class Transient(Exception):
-    """Worth retrying; `final` is the give-up message, `overload` marks a 429."""
+    """Worth retrying; `final` is the give-up message, `overload` marks a 429, `max_tries` bounds
+    the attempts where the deadline alone would retry for too long."""
 
     def __init__(self, reason: str, final: str, detail: str = "", retry_after: float | None = None,
-                 overload: bool = False, refused: bool = False) -> None:
+                 overload: bool = False, refused: bool = False, max_tries: int | None = None) -> None:
         super().__init__(reason)
         self.reason, self.final, self.detail = reason, final, detail
-        self.retry_after, self.overload, self.refused = retry_after, overload, refused
+        self.retry_after, self.overload, self.refused, self.max_tries = retry_after, overload, refused, max_tries
 
 
 class Rejected(Exception):
@@ -61,18 +63,8 @@ class Fatal(Exception):
     """No retry can succeed; the message is one line without the call's purpose."""
 
 
-@dataclass
-class Answer:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached_tokens: int
-    model: str
-    latency_s: float
-
-
 def preload_http() -> None:
-    """Start importing `httpx` and loading the CA certificates in a daemon thread, so both overlap
+    """Start importing the SDK and loading the CA certificates in a daemon thread, so both overlap
     the first prompt being built (a no-op once started)."""
     global _preload
     if _preload is not None or _tls:
@@ -83,24 +75,26 @@ def preload_http() -> None:
 
 def _load_quietly() -> None:
     try:
-        _tls.append(importlib.import_module("httpx").create_ssl_context())
+        _tls.append(_http_lib(importlib.import_module("openai")).create_ssl_context())
     except Exception:  # noqa: BLE001 - the real import in `tls_context` reports it
         pass
 
 
+def _http_lib(openai: Any) -> Any:
+    """The HTTP package the SDK is built on (httpx, or httpx2 in newer SDKs)."""
+    return sys.modules[openai.DefaultAsyncHttpxClient.__mro__[1].__module__.split(".")[0]]
+
+
 def tls_context() -> "ssl.SSLContext":
-    """The process's one verifying SSL context (httpx's defaults: certifi, or SSL_CERT_FILE/DIR).
-
-    Why shared: httpx builds one per client by parsing the whole CA bundle, 60-100 ms of CPU that a
-    lazily created client would pay right before its first request; the preload thread builds it
-    early and every client reuses it (an SSLContext may serve many connections).
-    """
+    """The process's one verifying SSL context (the SDK's HTTP package's defaults, which honour
+    SSL_CERT_FILE/DIR). Why shared: building one parses the whole CA bundle, 60-100 ms of CPU that
+    a lazily made client would pay right before its first request; the preload thread builds it."""
     if _preload is not None:
-        _preload.join()  # already importing httpx, which the caller needs anyway
+        _preload.join()  # already importing the SDK, which the caller needs anyway
     if not _tls:
-        import httpx
+        import openai
 
-        _tls.append(httpx.create_ssl_context())
+        _tls.append(_http_lib(openai).create_ssl_context())
     return _tls[0]
 
 
@@ -109,121 +103,154 @@ _tls: list[Any] = []  # at most one SSLContext, appended by whichever thread bui
 
 
 class Transport:
-    """An HTTP connection pool for one base URL and key, re-created per event loop (it is tied to it)."""
+    """The SDK client for one base URL and key, re-created per event loop (its pool is tied to it)."""
 
     def __init__(self, settings: LLMSettings) -> None:
         self.settings = settings
         self.base_url = (settings.base_url or DEFAULT_BASE_URL).rstrip("/")
         self.shown_url = safe_base_url(self.base_url)
-        self._http: Any = None
-        self._http_loop: Any = None
+        self._sdk: Any = None
+        self._sdk_loop: Any = None
         self._stream_options_ok = True
         preload_http()
 
     async def aclose(self) -> None:
-        if self._http is not None:
-            http, self._http = self._http, None
-            await http.aclose()
+        if self._sdk is not None:
+            sdk, self._sdk = self._sdk, None
+            await sdk.close()
 
     def _client(self) -> Any:
         loop = asyncio.get_running_loop()
-        if self._http is None or self._http_loop is not loop:
-            from utils.model.pool import new_client
+        if self._sdk is None or self._sdk_loop is not loop:
+            self._sdk, self._sdk_loop = self._new_client(), loop
+        return self._sdk
 
-            self._http = new_client(self.settings.timeout_s, tls_context())
-            self._http_loop = loop
-        return self._http
+    def _new_client(self) -> Any:
+        """AsyncOpenAI, or AsyncAzureOpenAI for an Azure host; a query in the base URL
+        (`?api-version=`) is sent with every request through `default_query`."""
+        tls_context()  # waits for the preload thread: importing openai in two threads at once can deadlock
+        import openai
 
-    def _endpoint(self) -> str:
-        parts = urlsplit(self.base_url)  # a query (`?api-version=`) stays a query
-        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/chat/completions", parts.query, ""))
+        parts = urlsplit(self.base_url)
+        query = dict(parse_qsl(parts.query))
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        http = openai.DefaultAsyncHttpxClient(verify=tls_context(), event_hooks={"response": [_capped]},
+                                              headers={"Accept-Encoding": "gzip, deflate"})
+        common = dict(api_key=self.settings.api_key or PLACEHOLDER_KEY, max_retries=0,
+                      timeout=self.settings.timeout_s, http_client=http)
+        if (parts.hostname or "").endswith(_AZURE_HOSTS):
+            version = query.pop("api-version", None) or self.settings.api_version
+            return openai.AsyncAzureOpenAI(azure_endpoint=base.split("/openai")[0], api_version=version,
+                                           default_query=query or None, **common)
+        return openai.AsyncOpenAI(base_url=base, default_query=query or None, **common)
 
     async def send(self, messages: list[dict], model: str, temperature: float, max_tokens: int | None,
-                   response_format: dict | None, on_delta: Callable[[str], None] | None = None) -> Answer:
-        """One request; raises Transient, Rejected or Fatal. Streaming (`stream: true` in the
-        settings) hands each piece of text to `on_delta` as it arrives."""
-        import httpx
-
-        body: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature}
-        body.update({k: v for k, v in (("max_tokens", max_tokens), ("response_format", response_format)) if v})
-        key = self.settings.api_key or PLACEHOLDER_KEY
+                   response_format: dict | None, on_delta: Callable[[str], None] | None = None) -> tuple[Parsed, float]:
+        """One request under one whole-call deadline; raises Transient, Rejected or Fatal.
+        Streaming (`stream: true` in the settings) hands each piece of text to `on_delta`."""
+        self._client()  # the deadline is the server's: it starts once the SDK is loaded
         started = time.monotonic()
         try:
-            headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
-            if self.settings.stream:
-                text, usage, used_model = await self._streamed(self._endpoint(), body, headers, model, on_delta)
-            else:
-                resp = await self._client().post(self._endpoint(), json=body, headers=headers)
-                if resp.status_code >= 400:
-                    raise self._status_error(resp.status_code, resp.text, resp.headers, model)
-                text, usage, used_model = _parse_reply(resp.content)
+            async with asyncio.timeout(self.settings.timeout_s):
+                parsed = await self._send(messages, model, temperature, max_tokens, response_format, on_delta)
         except (Transient, Rejected, Fatal):
             raise
-        except _NotJSON:
-            raise Fatal(self._not_json()) from None
-        except httpx.TimeoutException:
+        except TimeoutError:
             raise self._timeout() from None
-        except (httpx.TransportError, UnicodeEncodeError, ValueError) as exc:
-            raise self._transport(exc) from None
-        latency = time.monotonic() - started
-        text = _THINK.sub("", text or "", count=1)
-        p_tok, c_tok = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        return Answer(text=text, prompt_tokens=int(p_tok) if p_tok is not None else messages_tokens(messages),
-                      completion_tokens=int(c_tok) if c_tok is not None else estimate_tokens(text),
-                      cached_tokens=int(cached or 0), model=used_model or model, latency_s=latency)
+        except NotJSON:
+            raise Fatal(self._not_json()) from None
+        except TooLarge as exc:
+            raise Fatal(f"the reply from {self.shown_url} is {exc}") from None
+        except BadEncoding as exc:
+            raise Fatal(f"the reply from {self.shown_url} cannot be decoded: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - sorted by `_sdk_error`; anything else is a bug, re-raised
+            raise self._sdk_error(exc, model) from None
+        return parsed, time.monotonic() - started
 
-    async def _streamed(self, url: str, body: dict, headers: dict, model: str,
-                        on_delta: Callable[[str], None] | None) -> tuple[str, dict, str | None]:
-        """Server-sent events: concatenate the deltas; usage comes from the final chunk (estimated
-        if the server omits it). An older server that refuses `stream_options` is asked again without."""
+    async def _send(self, messages, model, temperature, max_tokens, response_format, on_delta) -> Parsed:
+        body: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature}
+        body.update({k: v for k, v in (("max_tokens", max_tokens), ("response_format", response_format)) if v})
+        create = self._client().chat.completions.with_streaming_response.create
+        if not self.settings.stream:
+            async with create(**body) as resp:
+                return parse_reply(await resp.read())
         extra = {"stream_options": {"include_usage": True}} if self._stream_options_ok else {}
-        async with self._client().stream("POST", url, json={**body, "stream": True, **extra},
-                                         headers={**headers, "Accept": "text/event-stream"}) as resp:
-            if resp.status_code >= 400:
-                raw = (await resp.aread()).decode("utf-8", "replace")
-                error = self._status_error(resp.status_code, raw, resp.headers, model)
-                if not (extra and isinstance(error, Rejected) and "stream_options" in error.message):
-                    raise error
-            else:
-                return await _read_events(resp, on_delta)
-        self._stream_options_ok = False
-        return await self._streamed(url, body, headers, model, on_delta)
+        try:
+            async with create(**body, stream=True, **extra) as resp:
+                return await _read_events(resp, on_delta, self.shown_url)
+        except Exception as exc:
+            error = self._sdk_error(exc, model)
+            if not (extra and isinstance(error, Rejected) and "stream_options" in error.message):
+                raise
+        self._stream_options_ok = False  # an older server that refuses `stream_options`: ask without
+        return await self._send(messages, model, temperature, max_tokens, response_format, on_delta)
+
+    async def models(self) -> list[str]:
+        """The ids the server's `/models` lists (for a custom base URL given no model)."""
+        sdk = self._client()
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                page = await sdk.models.list()
+                ids = [getattr(m, "id", None) for m in page.data]
+        except (TimeoutError, TooLarge, BadEncoding):
+            raise Fatal(f"{self.shown_url}/models did not answer a list of models") from None
+        except Exception as exc:  # noqa: BLE001 - sorted by `_sdk_error`
+            error = self._sdk_error(exc, "")
+            raise Fatal(f"{self.shown_url}/models did not answer a list of models"
+                        f" ({getattr(error, 'final', None) or str(error)})") from None
+        return [i for i in ids if isinstance(i, str) and i]
 
     # -- what a failure means ----------------------------------------------------------------------
-    def _status_error(self, status: int, raw: str, headers: Any, model: str) -> Exception:
-        body, msg, url = _json_or_text(raw), server_message(raw), self.shown_url
+    def _sdk_error(self, exc: BaseException, model: str) -> Exception:
+        """The SDK's (or its HTTP layer's) exception as Transient, Rejected or Fatal; a bug is re-raised."""
+        import openai
+
+        if isinstance(exc, (Transient, Rejected, Fatal)):
+            return exc
+        if isinstance(exc, openai.APIStatusError):
+            return self._status_error(exc.status_code, exc.response, model)
+        if isinstance(exc, openai.APITimeoutError):
+            return self._timeout()
+        if isinstance(exc, UnicodeEncodeError):
+            return Fatal(f"cannot send a request to {self.shown_url}: a header value (the API key?) holds "
+                         "characters HTTP does not allow")
+        if isinstance(exc, openai.APIConnectionError):
+            exc = exc.__cause__ or exc
+        name = type(exc).__name__
+        if name in ("UnsupportedProtocol", "InvalidURL", "LocalProtocolError"):
+            return Fatal(f"cannot send a request to {self.shown_url}: the URL is not a valid http(s) URL")
+        if "Timeout" in name:
+            return self._timeout()
+        if "Connect" in name:
+            return Transient(f"connection failed: {exc}", f"cannot reach {self.shown_url}",
+                             " (is the server running? is the base URL right?)", refused=True)
+        if _http_error(exc):
+            detail = " ".join(str(exc).split())[:160] or name or "connection closed"
+            return Transient(f"connection lost: {detail}", f"connection to {self.shown_url} lost", f": {detail}")
+        raise exc
+
+    def _status_error(self, status: int, response: Any, model: str) -> Exception:
+        try:
+            raw = response.content.decode("utf-8", "replace")
+        except Exception:  # noqa: BLE001 - a body that could not be read: the status still says enough
+            raw = ""
+        msg, url, html = server_message(raw), self.shown_url, raw.lstrip().startswith("<")
         if status == 429:
             return Transient(f"429 rate limited: {msg}", f"rate limited (429) by {url}", f": {msg}",
-                             retry_after(headers), overload=True)
+                             wait_hint(response.headers), overload=True)
         if status >= 500 or status in (408, 409):
             return Transient(f"{status} server error: {msg}", f"server error {status} from {url}",
-                             f": {msg}", retry_after(headers))
+                             f": {msg}", wait_hint(response.headers),
+                             max_tries=HTML_500_TRIES if html and status == 500 else None)
         if status == 401:
             return Fatal("authentication failed (check OPENAI_API_KEY)")
         if status == 403:
             return Fatal(f"permission denied by {url}: {msg}")
         if status == 404:
             return Fatal(f"model '{model}' not found at {url} ({msg})")
-        if not isinstance(body, dict):
+        if html or not raw.strip().startswith(("{", "[")):
             return Fatal(self._not_json(f" (HTTP {status})"))
         return Rejected(status, msg)
-
-    def _transport(self, cause: BaseException) -> Exception:
-        """httpx's error: refused, timed out, dropped, or never sendable (no detail then: httpx
-        quotes the offending header, which may be the API key)."""
-        name = type(cause).__name__
-        if name in _NOT_RETRYABLE or isinstance(cause, (UnicodeEncodeError, ValueError)):
-            why = ("the URL is not a valid http(s) URL" if name in ("UnsupportedProtocol", "InvalidURL")
-                   else "a header value (the API key?) holds characters HTTP does not allow")
-            return Fatal(f"cannot send a request to {self.shown_url}: {why}")
-        if "Timeout" in name:
-            return self._timeout()
-        if "Connect" in name:
-            return Transient(f"connection failed: {cause}", f"cannot reach {self.shown_url}",
-                             " (is the server running? is the base URL right?)", refused=True)
-        detail = " ".join(str(cause).split())[:160] or name or "connection closed"
-        return Transient(f"connection lost: {detail}", f"connection to {self.shown_url} lost", f": {detail}")
 
     def _timeout(self) -> Transient:
         return Transient("timeout", f"no answer from {self.shown_url} within {self.settings.timeout_s:g}s")
@@ -236,97 +263,51 @@ class Transport:
                 "API (the base URL usually ends in /v1)?")
 
 
-class _NotJSON(Exception):
-    """The server answered 200 with something that is not an OpenAI-style JSON/SSE reply."""
+def _http_error(exc: BaseException) -> bool:
+    """An error of the HTTP layer (httpx or httpx2): a lost connection, a broken reply."""
+    return type(exc).__module__.split(".")[0] in ("httpx", "httpx2", "httpcore", "httpcore2", "h11", "openai")
 
 
-MAX_BODY_DEPTH = 64  # a chat reply nests four levels; a body far deeper would make json.loads recurse
-
-
-def _loads(raw: str | bytes) -> Any:
-    """json.loads, refusing (ValueError) a body nested deeper than any reply before it recurses."""
-    text = raw.decode("utf-8") if isinstance(raw, bytes) else raw  # UnicodeDecodeError is a ValueError
-    if bracket_depth(text) > MAX_BODY_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_BODY_DEPTH} levels")
-    return json.loads(text)
-
-
-def _json_or_text(raw: str) -> Any:
-    try:
-        return _loads(raw)
-    except ValueError:
-        return raw
-
-
-def server_message(raw: str) -> str:
-    """The server's error message: `error.message` of a JSON body, else the body's text, one line."""
-    body = _json_or_text(raw)
-    if isinstance(body, dict):
-        body = body.get("error", body)
-        body = body.get("message", body) if isinstance(body, dict) else body
-    text = body if isinstance(body, str) and body.strip() else json.dumps(body) if body else "(empty reply)"
-    if text.lstrip().startswith("<"):
-        text = "(HTML error page)"
-    return " ".join(text.split())[:240]
-
-
-def _parse_reply(content: bytes) -> tuple[str, dict, str | None]:
-    """(text, usage, model) of a chat-completion JSON reply; _NotJSON for anything else."""
-    try:
-        data = _loads(content)
-        message = data["choices"][0].get("message") or {}
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-        raise _NotJSON() from None
-    usage = data.get("usage")
-    text = message.get("content")
-    return (text if isinstance(text, str) else ""), (usage if isinstance(usage, dict) else {}), data.get("model")
-
-
-async def _read_events(resp: Any, on_delta: Callable[[str], None] | None) -> tuple[str, dict, str | None]:
-    parts: list[str] = []
-    usage: dict = {}
-    model, chunks = None, 0
-    async for line in resp.aiter_lines():
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
+async def _read_events(resp: Any, on_delta: Callable[[str], None] | None, url: str) -> Parsed:
+    reader = StreamReader()
+    async for line in resp.iter_lines():
+        text = reader.line(line)
+        if text and on_delta is not None:
+            on_delta(text)
+        if reader.done:
             break
-        try:
-            chunk = _loads(data)
-        except ValueError:
-            raise _NotJSON() from None
-        if not isinstance(chunk, dict):
-            raise _NotJSON()
-        chunks += 1
-        model = chunk.get("model") or model
-        usage = chunk.get("usage") or usage
-        for choice in chunk.get("choices") or []:
-            content = ((choice or {}).get("delta") or {}).get("content")
-            if isinstance(content, str):
-                parts.append(content)
-                if on_delta is not None and content:
-                    on_delta(content)
-    if not chunks:
-        raise _NotJSON()
-    return "".join(parts), usage, model
+    parsed = reader.result()
+    if not reader.finished:
+        raise Transient("stream ended early", f"the reply stream from {url} ended before the reply was finished",
+                        " (no finish reason)")
+    return parsed
 
 
-def retry_after(headers: Any) -> float | None:
-    """Seconds from `retry-after-ms`, `retry-after` (seconds or an HTTP date); None if absent/bad."""
-    if headers is None:
-        return None
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        raw = headers.get(name)
-        if raw is None:
-            continue
-        try:
-            return max(0.0, float(raw) / divisor)
-        except ValueError:
-            pass
-        try:
-            when = email.utils.parsedate_to_datetime(raw)
-            return max(0.0, when.timestamp() - time.time())
-        except (TypeError, ValueError, IndexError):
-            pass
-    return None
+async def _capped(response: Any) -> None:
+    """httpx response hook: the body is decoded here, capped at MAX_REPLY_BYTES as it streams, and
+    the HTTP package's own (unbounded) decoder sees plain bytes."""
+    lib = sys.modules[type(response).__module__.split(".")[0]]
+    try:
+        applied: list[str] | BadEncoding = encodings(response.headers.get_list("content-encoding"))
+    except BadEncoding as exc:
+        applied = exc  # raised when the body is read, so the response is closed as usual
+    if "content-encoding" in response.headers:
+        del response.headers["content-encoding"]
+    response.stream = _bounded(response.stream, applied, lib.AsyncByteStream)
+
+
+def _bounded(stream: Any, applied: "list[str] | BadEncoding", base: type) -> Any:
+    """The response stream, decoded and capped (a subclass of the HTTP package's AsyncByteStream,
+    which its response requires)."""
+
+    class Bounded(base):  # type: ignore[misc, valid-type]
+        async def __aiter__(self):  # noqa: ANN204
+            if isinstance(applied, BadEncoding):
+                raise applied
+            async for piece in decoded(stream.__aiter__(), applied, MAX_REPLY_BYTES):
+                yield piece
+
+        async def aclose(self) -> None:
+            await stream.aclose()
+
+    return Bounded()

@@ -96,7 +96,7 @@ def assemble(plan: Plan, sections: list[tuple[str, str, str]], cohesion: Cohesio
             out += [demote_headings(transition.strip(), 3), ""]
         out += [section_body(sec_title, text), ""]
     if sources:
-        out += ["## Sources", ""] + [f"- `{name}`" for name in sources] + [""]
+        out += ["## Sources", ""] + [f"- {entry}" for entry in sources] + [""]
     for note in notes or []:
         out += [f"> {note}", ""]
     return "\n".join(out).rstrip() + "\n"
