@@ -3,6 +3,7 @@
     python main.py --example blog
     python main.py "Create a guide to Python decorators"
     python main.py --interactive
+    orch runs                     # once installed (pip install .): `orch` is `python main.py`
 
 This module only parses flags, resolves configuration and owns the terminal: the graph lives in
 `flows.py`, the nodes in `nodes.py`, everything else in `utils/`. Heavy imports (httpx, rich,
@@ -51,8 +52,20 @@ def workers(text: str) -> int:
     return value
 
 
+def score(text: str) -> float:
+    """An argparse type: a review score from 0 to 10."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 10, got '{text}'") from None
+    if not 0 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 10, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="main.py", description="Plan a task into subtasks, run them with parallel LLM workers, "
+    prog = "orch" if os.path.basename(sys.argv[0] or "") == "orch" else "main.py"
+    p = Parser(prog=prog, description="Plan a task into subtasks, run them with parallel LLM workers, "
                "review and assemble the result.",
                epilog="Exit codes: 0 ok, 1 run failed or partial, 2 bad usage or input, 130 interrupted (Ctrl-C), "
                       "143 terminated (SIGTERM); both resumable.")
@@ -75,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     orch.add_argument("--max-revisions", type=non_negative_int, help="review-and-revise rounds (default 1)")
     orch.add_argument("--max-rounds", type=positive_int, help="planning rounds for dynamic/hybrid (default 6)")
     orch.add_argument("--context-budget", type=positive_int, help="token budget of one worker prompt (default 6000)")
+    orch.add_argument("--min-score", type=score, metavar="N", help="a final review scoring below N (0-10) ends "
+                      "the run needs-work, exit 1 (default: the workflow's, 5)")
     orch.add_argument("--max-tokens-total", type=positive_int, help="stop scheduling model calls past this many tokens")
 
     model = p.add_argument_group("model")
@@ -92,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--no-web", action="store_true", help="no web research for this run (see README: Web research)")
     io.add_argument("--data", metavar="PATH", help="CSV for analysis (default: the shipped sample)")
     io.add_argument("--start-date", metavar="YYYY-MM-DD", help="project: first working day (default: today)")
+    io.add_argument("--holidays", metavar="DATE,...", help="project: days off besides weekends, Christmas and "
+                    "New Year, e.g. 2026-12-24,2026-12-31")
     io.add_argument("--team", metavar="ROLE=N,...", help='project: the team, e.g. "backend=2,frontend=1,qa=1" (default: proposed)')
     io.add_argument("--target", metavar="COLUMN", help="analysis: the column to explain (default: the model chooses)")
     io.add_argument("--impute", choices=("median",), help="analysis: fill missing feature values (median plus a "
@@ -106,6 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "when OTEL_EXPORTER_OTLP_ENDPOINT is set; needs requirements-otel.txt)")
     io.add_argument("--otel-content", action="store_true", help="put prompts and replies in the trace (off: never)")
     io.add_argument("--version", action="store_true", help="show app, engine, HTTP client and python versions")
+    io.add_argument("--completion", choices=("bash", "zsh"), help="print a shell completion script "
+                    "(e.g. eval \"$(orch --completion bash)\")")
     return p
 
 
@@ -122,7 +141,15 @@ def version_text() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["runs"]:  # `orch runs [show ID]`: the run history, not a topic
+        from utils.app.history import runs_command
+        return runs_command(argv[1:])
     args = build_parser().parse_args(argv)
+    if args.completion:
+        from utils.app.completion import completion_script
+        print(completion_script(build_parser(), args.completion))
+        return 0
     if args.version:
         print(version_text())
         return 0

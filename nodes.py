@@ -25,7 +25,7 @@ from utils.events import Event
 from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_model, review_model
 from utils.run.plan import Plan, bounded_rerun
 from utils.run.planning import ask_for_plan, wire_spec_needs
-from utils.run.results import TaskResult, TaskState
+from utils.run.results import TaskResult, TaskState, review_shortfall
 from utils.run.scheduler import Schedule
 from utils.tools import RUN_FILES, ToolInput, run_tool
 from utils.tools.sources import NO_SOURCES, report_sources
@@ -406,6 +406,7 @@ class AggregatorNode(AsyncNode):
                 "results": shared.get("results", {}), "options": shared["options"],
                 "stopped": shared.get("stopped"), "inputs": _input_names(shared), "emit": shared["runtime"]["emit"],
                 "unreviewed": shared.get("unreviewed"), "reason": shared.get("status_reason"),
+                "reviews": shared.get("reviews") or [],
                 "web": shared.get("inputs", {}).get("web")}
 
     async def exec_async(self, p):
@@ -438,6 +439,11 @@ class AggregatorNode(AsyncNode):
             status = "partial"  # e.g. a failed re-plan: every task of the kept plan ran, the plan is not what was asked
         elif status == "ok" and p["unreviewed"]:
             status, reason = "unreviewed", p["unreviewed"]
+        elif status == "ok":  # the reviewer's verdict counts: a 0.7/10 is not an ok run
+            minimum = p["options"].get("min_score")
+            shortfall = review_shortfall(p["reviews"], spec.review.min_score if minimum is None else minimum)
+            if shortfall:
+                status, reason = "needs-work", shortfall
         return {"document": doc, "title": cohesion.title if cohesion else plan.goal,
                 "meta_description": cohesion.meta_description if cohesion else "",
                 "status": status, "status_reason": reason or p["unreviewed"] or p["stopped"]}

@@ -192,11 +192,14 @@ def test_rich_display_on_a_terminal(tmp_path: Path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
-def test_no_color_on_a_terminal_means_plain_lines(tmp_path: Path):
+def test_no_color_on_a_terminal_is_the_same_display_without_colour(tmp_path: Path):
+    """Issue 24.7: NO_COLOR asks for no colour, not for another display (it used to switch to the log)."""
     code, raw = run_in_pty(["--example", "blog"], tmp_path, env={"NO_COLOR": "1"})
     assert code == 0, raw
-    assert "\x1b" not in raw
-    assert "t6 done in" in raw and "ok · " in raw
+    assert "t6 done in" not in raw and "ok · " in raw  # the rich display, not the plain log
+    colours = [p for sgr in re.findall(r"\x1b\[([0-9;]*)m", raw) for p in sgr.split(";")
+               if p.isdigit() and (30 <= int(p) <= 38 or 40 <= int(p) <= 48 or 90 <= int(p) <= 107)]
+    assert not colours, colours[:10]
 
 
 # ---------------------------------------------------------------- help and version

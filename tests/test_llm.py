@@ -461,7 +461,7 @@ def test_call_log_covers_answered_cached_failed_and_offline_calls(fake_llm, orch
     asyncio.run(offline.complete(USER, purpose="task t3 (writer)"))
     first, cached, failed, off = events.of("call")
     assert set(first) == {"purpose", "model", "messages", "reply", "prompt_tokens", "completion_tokens",
-                          "cached_tokens", "latency_s", "cached", "offline", "retries", "error"}
+                          "cached_tokens", "latency_s", "cached", "offline", "retries", "error", "cost_usd"}
     assert (first["purpose"], first["reply"], first["prompt_tokens"], first["cached_tokens"]) == \
         ("task t1 (writer)", "Tea, briefly.", 12, 8)
     assert first["latency_s"] > 0 and not first["cached"] and first["error"] is None

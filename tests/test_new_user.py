@@ -268,3 +268,176 @@ def test_an_edited_plan_yaml_runs_as_edited_and_a_broken_one_is_refused(tmp_path
     lines = [line for line in bad.stderr.splitlines() if line.strip()]
     assert bad.code == 2 and len(lines) == 1 and "nowhere" in lines[0], bad.explain()
     assert len(run_dirs(tmp_path / "runs")) == count
+
+
+# ---------------------------------------------------------------- 9. the smaller points
+
+def test_a_topic_from_standard_input(tmp_path):
+    out = tmp_path / "runs"
+    done = run_main(["-", "--example", "blog", "--plan-only", "--provider", "offline", "--output-dir", str(out)],
+                    cli_env(tmp_path / "home", None, None), stdin="Write about barn owls\n")
+    assert done.code == 0, done.explain()
+    assert read_state(only_run(out))["goal"] == "Write about barn owls"
+
+
+def test_a_final_review_below_min_score_ends_needs_work_with_the_reasons(fake_llm, tmp_path):
+    from tests.scripted import plan_json
+
+    review = {"score": 0.7, "summary": "The sections contradict each other", "tasks": []}
+    fake_llm.responder = Script(plans=[plan_json([("t1", "writer", []), ("t2", "writer", [])])], reviews=[review])
+    out = tmp_path / "runs"
+    args = ["--example", "blog", "--no-cache", "--output-dir", str(out), "--max-revisions", "0",
+            "--config", str(fast_config(tmp_path / "fast.yaml"))]
+    env = cli_env(tmp_path / "home", fake_llm.base_url)
+    done = run_main(args, env)
+    assert done.code == 1, done.explain()
+    summary = [line for line in done.stdout.splitlines() if line.startswith("needs-work")]
+    assert summary and "0.7/10" in done.stdout and "contradict each other" in done.stdout, done.stdout
+    assert read_state(only_run(out))["status"] == "needs-work"
+    lenient = run_main([*args, "--min-score", "0.5"], env)  # the reviewer's judgement, the user's bar
+    assert lenient.code == 0, lenient.explain()
+
+
+def test_a_config_typo_gets_did_you_mean(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("max_worker: 3\n", encoding="utf-8")
+    done = run_main(["--example", "blog", "--config", str(cfg), "--provider", "offline"],
+                    cli_env(tmp_path / "home", None, None))
+    assert done.code == 2 and "did you mean 'max_workers'" in done.stderr, done.explain()
+
+
+def test_an_offline_run_reports_no_calls_or_tokens(tmp_path):
+    import json
+
+    done = run_main(["--example", "blog", "--json", "--provider", "offline", "--output-dir", str(tmp_path / "runs")],
+                    cli_env(tmp_path / "home", None, None))
+    data = json.loads(done.stdout)
+    assert done.code == 0 and data["offline"] is True
+    assert (data["calls"], data["prompt_tokens"], data["completion_tokens"]) == (0, 0, 0), data
+
+
+def test_example_all_table_shows_cached_calls():
+    import io
+
+    from utils.app.render import all_table
+
+    out = io.StringIO()
+    all_table([{"workflow": "blog", "status": "ok", "seconds": 1.0, "calls": 9, "cached": 9, "tokens": 1200,
+                "output": "runs/x/output.md"}], file=out)
+    header, _, row = out.getvalue().splitlines()
+    assert "cached" in header and row.split()[:6] == ["blog", "ok", "1.0", "s", "9", "9"], out.getvalue()
+
+
+def test_christmas_and_new_year_are_not_working_days_and_holidays_add_more():
+    from tests.test_tools_project import item, tin
+    from utils.run.team import project_options
+    from utils.tools import run_tool
+
+    work = [item("a", 5, [], "dev")]
+    res = run_tool("schedule", tin(work_items=work, team={"dev": 1}, start="2026-12-21"))
+    assert (res.data["start_date"], res.data["end_date"]) == ("2026-12-21", "2026-12-28")  # the 25th skipped
+    params = project_options(None, "2026-12-21", {}, holidays="2026-12-24, 2026-12-31")["tool_params"]
+    res = run_tool("schedule", tin(work_items=work, team={"dev": 1}, **params))
+    assert res.data["end_date"] == "2026-12-29"
+    new_year = run_tool("schedule", tin(work_items=work, team={"dev": 1}, start="2027-01-01"))
+    assert new_year.data["start_date"] == "2027-01-04"  # a holiday start moves to the next working day
+
+
+# ---------------------------------------------------------------- run history, completion
+
+def test_every_run_is_indexed_and_runs_lists_and_shows_them(tmp_path):
+    env = cli_env(tmp_path / "home", None, None)
+    out = tmp_path / "runs"
+    first = run_main(["--example", "blog", "--provider", "offline", "--output-dir", str(out)], env)
+    second = run_main(["--example", "project", "--plan-only", "--provider", "offline", "--output-dir", str(out)], env)
+    assert first.code == 0 and second.code == 0, first.explain() + second.explain()
+    listed = run_main(["runs"], env)
+    assert listed.code == 0, listed.explain()
+    rows = listed.stdout.splitlines()[2:]
+    assert len(rows) == 2 and rows[0].split()[0] == "2" and rows[1].split()[0] == "1", listed.stdout
+    assert "project" in rows[0] and "planned" in rows[0] and "blog" in rows[1] and " ok " in rows[1]
+    blog_dir = next(d for d in out.iterdir() if "-blog-" in d.name)
+    assert str(blog_dir.resolve()) in rows[1]
+    shown = run_main(["runs", "show", "1"], env)
+    assert shown.code == 0 and str(blog_dir.resolve() / "output.md") in shown.stdout, shown.explain()
+    assert run_main(["runs", "show", "9"], env).code == 2
+    again = run_main(["--resume", "1", "--output-dir", str(out)], env)  # an ID from the list
+    assert again.code == 0 and "already complete" in again.output, again.explain()
+
+
+def test_completion_scripts_name_the_flags_and_their_choices(tmp_path):
+    import subprocess
+
+    for shell in ("bash", "zsh"):
+        done = run_main(["--completion", shell], cli_env(tmp_path / "home", None, None))
+        assert done.code == 0 and "--example" in done.stdout and "--run-plan" in done.stdout
+        assert "blog report analysis project all" in done.stdout
+    bash = run_main(["--completion", "bash"], cli_env(tmp_path / "home", None, None)).stdout
+    assert subprocess.run(["bash", "-n"], input=bash, text=True).returncode == 0
+
+
+# ---------------------------------------------------------------- 7. the terminal
+
+class _Tty:
+    def __init__(self) -> None:
+        import io
+        self.buf = io.StringIO()
+
+    def isatty(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        return self.buf.write(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_lines_on_a_terminal_wrap_at_word_boundaries(monkeypatch):
+    from utils.app.render_plain import write_line
+
+    monkeypatch.setenv("COLUMNS", "80")
+    text = "warning: " + " ".join(f"word{i:02d}-supercalifragilistic" for i in range(12))
+    tty = _Tty()
+    write_line(tty, "  " + text)
+    lines = tty.buf.getvalue().splitlines()
+    assert len(lines) > 1 and all(len(line) <= 80 for line in lines), lines
+    assert " ".join(" ".join(lines).split()) == text  # every word whole, in order
+    assert all(line.startswith("  ") for line in lines)  # the indent kept
+    import io
+    piped = io.StringIO()
+    write_line(piped, text)  # a pipe or a file gets the one line, for grep
+    assert piped.getvalue() == text + "\n"
+
+
+def test_the_live_table_titles_use_the_width_there_is():
+    import io
+
+    from rich.console import Console
+
+    from utils.app.render import Display
+    from utils.events import Event
+
+    title = "A title that is long enough to be cut at eighty columns only"
+    display = Display("rich", file=io.StringIO(), width=200)
+    display(Event("plan", {"plan": {"goal": "g", "tasks": [{"id": "t1", "title": title, "role": "writer",
+                                                            "depends_on": []}]}}))
+    probe = Console(file=io.StringIO(), width=200, record=True)
+    probe.print(display._renderable())
+    assert title in probe.export_text()
+
+
+def test_no_color_keeps_the_rich_display():
+    from tests.test_render import _Tty as Tty
+    from utils.app.render import choose_mode
+
+    assert choose_mode(quiet=False, json_out=False, stream=Tty(), env={"NO_COLOR": "1"}) == "rich"
+
+
+def test_show_plan_includes_instructions_set_with_instr(tmp_path):
+    done = run_main(["--interactive", "--example", "blog", "--provider", "offline", "--output-dir", str(tmp_path / "r")],
+                    cli_env(tmp_path / "home", None, None),
+                    stdin="Write about owls\n/instr t2 Cover barn owls only, with three examples\n/show plan\n/quit\n")
+    assert done.code == 0, done.explain()
+    after = done.stdout.split("/show plan")[-1] if "/show plan" in done.stdout else done.stdout
+    assert after.count("Cover barn owls only, with three examples") >= 2, done.stdout  # after /instr and /show

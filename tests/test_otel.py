@@ -106,6 +106,7 @@ def test_one_trace_per_run_with_the_span_tree_usage_and_no_content(exporter, fak
     assert root.attributes["gen_ai.usage.input_tokens"] == sum(c["prompt_tokens"] for c in calls)
     assert root.attributes["gen_ai.usage.output_tokens"] == sum(c["completion_tokens"] for c in calls)
     assert root.attributes["orchestrator.status"] == "ok"
+    assert root.attributes["gen_ai.request.model"] == calls[0]["model"]
 
     # Never the prompt, the reply, the goal or the key, in any attribute or span event.
     values = [str(v) for s in spans for v in [*s.attributes.values(), *(x for e in s.events

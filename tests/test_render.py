@@ -108,7 +108,7 @@ class _Tty(io.StringIO):
 def test_choose_mode():
     assert choose_mode(quiet=False, json_out=False, stream=io.StringIO(), env={}) == "plain"
     assert choose_mode(quiet=False, json_out=False, stream=_Tty(), env={}) == "rich"
-    assert choose_mode(quiet=False, json_out=False, stream=_Tty(), env={"NO_COLOR": ""}) == "plain"
+    assert choose_mode(quiet=False, json_out=False, stream=_Tty(), env={"NO_COLOR": "1"}) == "rich"  # no colour
     assert choose_mode(quiet=False, json_out=False, stream=_Tty(), env={"TERM": "dumb"}) == "plain"
     assert choose_mode(quiet=True, json_out=True, stream=_Tty(), env={}) == "json"
     assert choose_mode(quiet=True, json_out=False, stream=_Tty(), env={}) == "quiet"

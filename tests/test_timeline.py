@@ -133,3 +133,41 @@ def test_a_late_start_with_a_free_slot_is_a_delay_not_a_slot_wait():
     assert tl.slot_wait == 0 and abs(tl.delay - 0.5) < 1e-6
     assert "late" in tl.verdict()
     assert "-" in timeline_lines(plan, res, workers=4, width=26)[1]
+
+
+# ---------------------------------------------------------------- issue 24.8: revision passes
+
+def test_first_passes_are_drawn_and_the_review_gap_is_review_not_a_delay():
+    plan = plan_of(("x", "w", []), ("y", "w", []))
+    final = {"x": result("x", "w", 1, 0, 1), "y": result("y", "w", 1, 3, 4, revision=1)}  # sent back at review
+    first = [result("y", "w", 2, 0, 1.2)]  # y's first pass ran on worker 2 beside x
+    tl = build(plan, final, workers=2, earlier=first)
+    assert sorted(tl.lanes) == [1, 2] and len(tl.bars) == 3  # the first pass is on its lane
+    assert tl.delay == 0 and "engine or I/O" not in tl.verdict()
+    assert [(round(a, 3), round(b, 3)) for a, b in tl.reviews] == [(1.2, 3.0)]
+
+
+def test_write_pictures_reads_earlier_passes_from_the_journal_and_offline_has_no_ratio(tmp_path, monkeypatch):
+    import json
+
+    from utils.run import timeline
+
+    (tmp_path / "journal.jsonl").write_text(json.dumps({"k": "task", "seq": 1, "result": first_pass()}) + "\n",
+                                            encoding="utf-8")
+    seen = {}
+    monkeypatch.setattr(timeline, "timeline_png", lambda *a, **k: seen.update(k) or b"png")
+    shared = {"plan": plan_of(("x", "w", []), ("y", "w", [])), "workflow": "blog", "options": {"max_workers": 2},
+              "results": {"x": result("x", "w", 1, 0, 1), "y": result("y", "w", 1, 3, 4, revision=1)},
+              "meta": {"provider": "offline"}}
+    assert write_pictures(shared, tmp_path, "ok") == ["timeline.png"]
+    assert [r["worker"] for r in seen["earlier"]] == [2] and seen["offline"] is True
+
+
+def first_pass() -> dict:
+    return result("y", "w", 2, 0, 1.2)
+
+
+def test_an_offline_timeline_title_has_no_ratio():
+    title = __import__("utils.run.timeline", fromlist=["x"]).timeline_title(
+        build(PLAN, RESULTS, workers=2), "blog", offline=True)
+    assert "lower bound" not in title and "offline" in title

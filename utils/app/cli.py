@@ -84,13 +84,13 @@ def run_all(settings: Settings) -> int:
         except OrchError as exc:  # one workflow's bad input does not stop the others
             print(f"error: {name}: {exc}", file=sys.stderr)
             rows.append({"workflow": name, "status": "failed", "exit_code": exc.exit_code, "seconds": None,
-                         "calls": 0, "tokens": 0, "output": None})
+                         "calls": 0, "cached": 0, "tokens": 0, "output": None})
             worst = max(worst, EXIT_FAILED)
             continue
         outcome, t = result.outcome, result.outcome.totals
         offline_said = offline_said or result.info["offline"]  # the offline note once, not four times
         rows.append({"workflow": name, "status": outcome.status, "exit_code": outcome.exit_code,
-                     "seconds": outcome.elapsed_s, "calls": t.get("calls", 0),
+                     "seconds": outcome.elapsed_s, "calls": t.get("calls", 0), "cached": t.get("cached", 0),
                      "tokens": t.get("prompt_tokens", 0) + t.get("completion_tokens", 0),
                      "output": str(outcome.document_path) if outcome.document_path else None,
                      "offline": result.info["offline"]})

@@ -38,6 +38,7 @@ class ConfigFile(BaseModel):
     max_rounds: int | None = Field(default=None, ge=1)
     context_budget: int | None = Field(default=None, ge=200)
     max_tokens_total: int | None = Field(default=None, ge=1)
+    min_score: float | None = Field(default=None, ge=0, le=10)
     output_dir: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
     retry_deadline_s: float | None = Field(default=None, gt=0, le=3600)
@@ -88,4 +89,9 @@ def load_config(path: str | None) -> ConfigFile:
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
-        raise UsageError(f"config file {file}: {where}: {err['msg']}") from None
+        hint = ""
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:  # a typo: name the setting meant
+            import difflib
+            close = difflib.get_close_matches(str(err["loc"][0]), list(ConfigFile.model_fields), n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise UsageError(f"config file {file}: {where}: {err['msg']}{hint}") from None

@@ -159,7 +159,7 @@ class Session:
 
     def show_plan(self) -> None:
         plan = self.need_plan()
-        say(*plan_lines(plan.model_dump()))
+        say(*plan_lines(plan.model_dump(), instructions=True))
         note = f" — {self.plan_note}" if self.plan_note else ""
         say(f"  ({len(plan.tasks)} tasks · source: {self.plan_source}{note} · workflow {self.spec.name} · "
             f"strategy {self.options['strategy']})")

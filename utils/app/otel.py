@@ -94,6 +94,7 @@ class RunTracer:
         self.phase = None
         self.tasks: dict[str, Any] = {}
         self.totals: dict = {}
+        self.model = str(meta.get("model") or "")
 
     # -- helpers ------------------------------------------------------------------------------
     def _ctx(self, span):
@@ -186,6 +187,7 @@ class RunTracer:
             if data.get("reply") is not None:
                 attrs["gen_ai.output.messages"] = json.dumps(
                     [{"role": "assistant", "parts": [{"type": "text", "content": data["reply"]}]}], ensure_ascii=False)
+        self.model = self.model or model  # a custom server's model is learnt at its first call
         span = self._child(f"chat {model}".strip(), parent, attrs, end_ns - int(latency * _NS))
         if data.get("error"):
             self._error(span, str(data["error"]), "model_call_failed")
@@ -223,6 +225,8 @@ class RunTracer:
                 self.phase = None
             t = self.totals
             self.root.set_attribute("orchestrator.status", status)
+            if self.model:
+                self.root.set_attribute("gen_ai.request.model", self.model)
             self.root.set_attribute("gen_ai.usage.input_tokens", int(t.get("prompt_tokens") or 0))
             self.root.set_attribute("gen_ai.usage.output_tokens", int(t.get("completion_tokens") or 0))
             self.root.set_attribute("orchestrator.calls", int(t.get("calls") or 0))

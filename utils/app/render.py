@@ -42,7 +42,7 @@ def choose_mode(*, quiet: bool, json_out: bool, stream: Any = None, env: Mapping
         tty = bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
         tty = False
-    if not tty or "NO_COLOR" in env or env.get("TERM") == "dumb":
+    if not tty or env.get("TERM") == "dumb":  # NO_COLOR: the same display, no colour (rich honours it)
         return "plain"
     return "rich"
 
@@ -295,10 +295,10 @@ class Display:
                 spinner = self._spinners.setdefault("", Spinner("dots", style="cyan"))
                 spinner.update(text=Text(f"{b.phase or 'planning'}… {self._totals_text()}".rstrip(), style="dim"))
                 return Group(header, spinner)
-            # Sized for an 80-column terminal: the title takes what the fixed columns leave.
+            # Fits an 80-column terminal: the title takes what the fixed columns (57) leave, at any width.
             table = Table(expand=False, header_style="bold", pad_edge=False, box=None, padding=(0, 1))
             table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=6)
-            table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=22)
+            table.add_column("title", no_wrap=True, overflow="ellipsis", max_width=max(22, self.console.width - 57))
             table.add_column("role", no_wrap=True, overflow="ellipsis", max_width=9)
             table.add_column("state", no_wrap=True, min_width=9, max_width=10)
             table.add_column("w", justify="right", no_wrap=True, max_width=3)
@@ -363,12 +363,13 @@ def _short_int(n: int) -> str:
 def all_table(rows: list[dict], *, quiet: bool = False, file: Any = None) -> None:
     """`--example all`: one line per workflow (status, time, calls, tokens, output) after the runs."""
     out = file or sys.stdout
-    header = f"{'workflow':<10} {'status':<12} {'time':>8} {'calls':>6} {'tokens':>9}  output"
+    header = f"{'workflow':<10} {'status':<12} {'time':>8} {'calls':>6} {'cached':>6} {'tokens':>9}  output"
     lines = [header, "-" * len(header)]
     for r in rows:
         secs = f"{r['seconds']:.1f} s" if r.get("seconds") is not None else "-"
-        calls, tokens = ("-", "-") if r.get("offline") else (r["calls"], f"{r['tokens']:,}")
-        lines.append(f"{r['workflow']:<10} {r['status']:<12} {secs:>8} {calls:>6} {tokens:>9}  "
+        calls, cached, tokens = ("-", "-", "-") if r.get("offline") else (r["calls"], r.get("cached", 0),
+                                                                           f"{r['tokens']:,}")
+        lines.append(f"{r['workflow']:<10} {r['status']:<12} {secs:>8} {calls:>6} {cached:>6} {tokens:>9}  "
                      f"{r.get('output') or '-'}")
     if quiet:
         lines = lines[2:]

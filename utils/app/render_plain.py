@@ -83,7 +83,7 @@ def summary_details(info: dict, *, failures: bool = True) -> list[str]:
     """Lines under the summary: what failed and why, what was skipped, how to resume."""
     lines = [f"  {f.get('id')} failed: {shorten(f.get('error'), 200)}"
              for f in (info.get("failed") or [] if failures else [])]
-    if info.get("reason") and info.get("status") in ("partial", "unreviewed"):
+    if info.get("reason") and info.get("status") in ("partial", "unreviewed", "needs-work"):
         lines.append(f"  why: {shorten(info['reason'], 200)}")
     skipped = info.get("skipped") or []
     if skipped:
@@ -100,12 +100,16 @@ def task_label(task: dict) -> str:
     return label + (" ← " + ", ".join(deps) if deps else "")
 
 
-def plan_lines(plan: dict) -> list[str]:
-    """The plan as indented text: goal first, then one line per task in plan order."""
+def plan_lines(plan: dict, *, instructions: bool = False) -> list[str]:
+    """The plan as indented text: goal first, then one line per task in plan order (with each
+    task's instructions under it when asked: the interactive plan, where /instr sets them)."""
     lines = [f"Plan: {plan.get('goal', '')}"]
     if plan.get("notes"):
         lines.append(f"  notes: {shorten(plan['notes'], 160)}")
-    lines += ["  " + task_label(t) for t in plan.get("tasks") or []]
+    for t in plan.get("tasks") or []:
+        lines.append("  " + task_label(t))
+        if instructions and str(t.get("instructions") or "").strip():
+            lines.append(f"      instructions: {shorten(str(t['instructions']), 300)}")
     return lines
 
 
@@ -184,10 +188,31 @@ def plan_event_line(data: dict) -> str:
 
 # ---------------------------------------------------------------- writer
 
+def fit_lines(text: str, width: int) -> list[str]:
+    """`text` folded at word boundaries to `width` columns, its indent kept (and two more on the
+    following lines); a word longer than the width stays whole rather than being cut mid-word."""
+    import textwrap
+
+    indent = text[:len(text) - len(text.lstrip(" "))]
+    return textwrap.wrap(text, width=max(width, 20), initial_indent="", subsequent_indent=indent + "  ",
+                         break_long_words=False, break_on_hyphens=False, drop_whitespace=True) or [text]
+
+
 def write_line(stream: IO[str], text: str) -> None:
     """One whole line per write, flushed, surviving consoles that cannot encode "·" or "…". Control
-    characters are neutralised here, so no model-written text reaches the terminal raw."""
+    characters are neutralised here, so no model-written text reaches the terminal raw. On a
+    terminal a long line is folded at word boundaries (the terminal itself would cut mid-word);
+    a pipe or a file gets it whole, for grep."""
     text = for_terminal(text)
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        tty = False
+    if tty:
+        import shutil
+        width = shutil.get_terminal_size().columns
+        if len(text) > width:
+            text = "\n".join(fit_lines(text, width))
     try:
         stream.write(text + "\n")
     except UnicodeEncodeError:

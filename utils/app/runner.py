@@ -24,7 +24,7 @@ from utils.model.settings import safe_base_url
 DEFAULT_OPTIONS: dict[str, Any] = {
     "strategy": "dependency", "max_workers": 4, "max_tasks": 12, "max_revisions": 1, "max_rounds": 6,
     "context_budget": 6000, "model": None, "planner_model": None, "reviewer_model": None, "plan_only": False,
-    "max_tokens_total": None,
+    "max_tokens_total": None, "min_score": None,
 }
 
 
@@ -162,6 +162,8 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     finally:
         shared["totals"] = llm.totals_dict()
         shared["meta"]["elapsed_s"] = round(time.monotonic() - started, 3)
+        if not shared["meta"].get("model") and not llm.offline:  # a custom server's, learnt at the first call
+            shared["meta"]["model"] = llm.settings.model
         shared["status"] = status  # the final word: never leaves the "running" of the first save
         if status in ("interrupted", "failed", "stopped", "crashed") and error:
             shared["stopped"] = error

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.app.config import home
+from utils.app.history import record_run, run_folder
 from utils.app.otel import start_tracing
 from utils.app.settings import Settings, check_topic
 from utils.errors import OrchError, UsageError
@@ -236,7 +237,7 @@ def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, opti
     from utils.run.team import project_options, propose_team
     from utils.tools.sources import NO_SOURCES
 
-    options = project_options(settings.flag("team"), settings.flag("start_date"), options)
+    options = project_options(settings.flag("team"), settings.flag("start_date"), options, settings.flag("holidays"))
     if spec.assembly.cite_inputs and not inputs.get("inputs") and not (inputs.get("web") or {}).get("enabled"):
         display.notice(NO_SOURCES, "warn")
     target = settings.flag("target")
@@ -286,8 +287,8 @@ def plan_request(settings: Settings, display) -> RunRequest:
     spec, inputs, web_note = with_web(spec, inputs, settings)
     if web_note:
         display.notice(web_note, "info")
-    options = settings.run_options(saved["options"]) if isinstance(saved.get("options"), dict) else settings.run_options()
-    options = {**options, "plan_only": False}
+    saved_options = saved.get("options") if isinstance(saved.get("options"), dict) else None
+    options = {**settings.run_options(saved_options), "plan_only": False}
     plan = check_plan({**plan, "goal": check_topic(plan["goal"], "the plan's goal")}, spec, options["max_tasks"],
                       f"--run-plan: {path}")
     setup: list[dict] = []
@@ -302,7 +303,7 @@ def resume_request(settings: Settings) -> RunRequest:
     from utils.run.spec import load_spec
     from utils.run.team import project_options
 
-    run_dir = find_run(settings.resume, settings.output_dir)
+    run_dir = find_run(run_folder(settings.resume), settings.output_dir)  # a folder, its name or a history ID
     saved = load_run(run_dir)
     if settings.example and settings.example != saved.get("workflow"):
         raise UsageError(f"--resume: {run_dir} is a '{saved.get('workflow')}' run, not '{settings.example}'")
@@ -312,7 +313,7 @@ def resume_request(settings: Settings) -> RunRequest:
     spec = load_spec(saved.get("workflow_file") or saved["workflow"])
     return RunRequest(spec=spec, goal=goal, inputs=saved.get("inputs") or {}, saved=saved, run_dir=run_dir,
                       options=project_options(settings.flag("team"), settings.flag("start_date"),
-                                              settings.run_options(saved["options"])))
+                                              settings.run_options(saved["options"]), settings.flag("holidays")))
 
 
 # ---------------------------------------------------------------- the run
@@ -336,6 +337,7 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
     except OSError as exc:
         raise UsageError(f"cannot create a run folder in {settings.output_dir}: {exc.strerror or exc}") from None
     store = RunStore(run_dir, request.saved)
+    record_run(run_dir, workflow=request.spec.name, topic=request.goal, status="running")  # even a kill -9 is listed
     meta = {"version": settings.version, "provider": llm.settings.provider,
             "model": None if llm.offline else llm.settings.model,
             "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
@@ -370,6 +372,9 @@ def run_workflow(settings: Settings, request: RunRequest, display, *, offline_no
         if lost:
             display.notice(lost, "warn")
     info = summary_info(outcome, llm, request.options)
+    document = str(outcome.document_path.resolve()) if outcome.document_path else None
+    info["history_id"] = record_run(run_dir, workflow=request.spec.name, topic=request.goal, status=outcome.status,
+                                    info=info, document=document)
     report(settings, display, outcome, info, show_document=show_document)
     if settings.flag("open"):
         open_report(outcome.run_dir, display)
@@ -403,7 +408,8 @@ def saved_results(outcome) -> dict:
 def summary_info(outcome, llm, options: dict) -> dict:
     results = saved_results(outcome)
     plan_tasks = (outcome.shared.get("plan") or {}).get("tasks") or []
-    t = outcome.totals
+    # offline no model is called: the stand-ins' sizes are not calls or tokens anyone paid for
+    t = {} if llm.offline else outcome.totals
     info = {"status": outcome.status, "elapsed_s": outcome.elapsed_s, "calls": t.get("calls", 0),
             "prompt_tokens": t.get("prompt_tokens", 0), "completion_tokens": t.get("completion_tokens", 0),
             "cached": t.get("cached", 0), "cost_usd": t.get("cost_usd"), "output_dir": str(outcome.run_dir),

@@ -24,7 +24,7 @@ from utils.errors import UsageError
 
 MAX_TOPIC_CHARS = 2000
 OPTION_KEYS = ("strategy", "max_workers", "max_tasks", "max_revisions", "max_rounds", "context_budget", "model",
-               "max_tokens_total")
+               "max_tokens_total", "min_score")
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,9 @@ def build_settings(flags: Mapping[str, Any], *, version: str | None = None) -> S
     options["reviewer_model"] = cfg.models.get("reviewer")
     options["role_models"] = {k: v for k, v in cfg.models.items() if k not in ("planner", "reviewer")}
     topic = flags.get("topic")
+    if topic == "-":  # `echo topic | main.py -`: the topic is standard input, as for most commands
+        import sys
+        topic = sys.stdin.read()
     if topic is not None:
         topic = check_topic(topic)
     return Settings(

@@ -26,8 +26,9 @@ def scrub(text: str, key: str | None) -> str:
 def call_event(*, purpose: str, model: str, messages: list[dict], reply: str | None, key: str | None,
                prompt_tokens: int = 0, completion_tokens: int = 0, cached_tokens: int = 0,
                latency_s: float = 0.0, cached: bool = False, retries: int = 0,
-               error: str | None = None, offline: bool = False) -> Event:
-    """The `call` event of one model call; every string in it is scrubbed."""
+               error: str | None = None, offline: bool = False, cost_usd: float | None = None) -> Event:
+    """The `call` event of one model call; every string in it is scrubbed. `cost_usd`: what the
+    call cost at the configured prices (None: no price, a cache hit, offline or failed)."""
     def clean(value: Any) -> Any:
         if isinstance(value, str):
             return scrub(value, key)
@@ -41,4 +42,4 @@ def call_event(*, purpose: str, model: str, messages: list[dict], reply: str | N
                           "reply": clean(reply), "prompt_tokens": prompt_tokens,
                           "completion_tokens": completion_tokens, "cached_tokens": cached_tokens,
                           "latency_s": round(latency_s, 3), "cached": cached, "offline": offline,
-                          "retries": retries, "error": clean(error)})
+                          "retries": retries, "error": clean(error), "cost_usd": cost_usd})

@@ -333,16 +333,16 @@ class LLMClient:
 
     def _log(self, purpose: str, model: str, log: _Log, out: Completion | None = None,
              error: str | None = None) -> None:
-        event = call_event(
+        cost = None  # what this call cost (a cache hit or a failed call costs nothing)
+        if out is not None and not out.cached:
+            cost = call_cost(price_for(self.settings.prices, model, out.model), out.prompt_tokens,
+                             out.cached_tokens, out.completion_tokens)
+        self.emit(call_event(
             purpose=purpose, model=out.model if out else model, messages=log.messages or [],
             reply=out.text if out else log.reply, key=self.settings.api_key,
             prompt_tokens=out.prompt_tokens if out else 0, completion_tokens=out.completion_tokens if out else 0,
             cached_tokens=out.cached_tokens if out else 0, latency_s=out.latency_s if out else 0.0,
-            cached=bool(out and out.cached), retries=log.retries, error=error)
-        if out is not None and not out.cached:  # what this call cost (a cache hit costs nothing)
-            event.data["cost_usd"] = call_cost(price_for(self.settings.prices, model, out.model), out.prompt_tokens,
-                                               out.cached_tokens, out.completion_tokens)
-        self.emit(event)
+            cached=bool(out and out.cached), retries=log.retries, error=error, cost_usd=cost))
 
     def _from_cache(self, key: str, schema: type[BaseModel] | None) -> Completion | None:
         entry = self.cache.get(key)

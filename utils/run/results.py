@@ -66,3 +66,16 @@ def saved_result(result: dict) -> dict:
     arts = out.get("artifacts") or {}
     out["artifacts"] = sorted(arts) if isinstance(arts, dict) else list(arts)
     return out
+
+
+def review_shortfall(reviews: list[dict], min_score: float) -> str | None:
+    """Why a run whose final review scored below `min_score` needs work (the reviewer's summary and
+    its per-task feedback), or None. A review that failed, or an offline one, has no score: no verdict."""
+    scored = [r for r in reviews or [] if isinstance(r.get("score"), (int, float)) and not isinstance(r["score"], bool)]
+    if not scored or scored[-1]["score"] >= min_score:
+        return None
+    last = scored[-1]
+    reasons = [str(last.get("summary") or "").strip()] + [f"{x.get('id')}: {x.get('feedback')}"
+                                                          for x in last.get("revise") or []]
+    said = "; ".join(r for r in reasons if r) or "no reasons given"
+    return f"the final review scored {last['score']:g}/10, below the minimum {min_score:g}: {said}"

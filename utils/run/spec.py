@@ -43,6 +43,8 @@ class Planner(BaseModel):
 class Review(BaseModel):
     system: str
     criteria: list[str] = Field(default_factory=list)
+    min_score: float = Field(default=5.0, ge=0, le=10, description="a final review scoring below this "
+                             "ends the run needs-work (exit 1); --min-score overrides it")
 
 
 class Assembly(BaseModel):

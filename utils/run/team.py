@@ -44,10 +44,26 @@ def parse_start_date(text: str) -> str:
         raise UsageError(f"--start-date must be a date YYYY-MM-DD, got {text!r}") from None
 
 
-def project_options(team: str | None, start_date: str | None, options: dict) -> dict:
-    """`options` with `--team` / `--start-date` in its `tool_params` (a flag given now overrides a
-    resumed run's saved value)."""
+def parse_holidays(text: str) -> list[str]:
+    """`2026-12-24,2026-12-31` -> ISO dates (days off besides weekends, Christmas and New Year)."""
+    days = [d.strip() for d in str(text).split(",") if d.strip()]
+    if not days:
+        raise UsageError("--holidays is empty; expected dates like '2026-12-24,2026-12-31'")
+    out = []
+    for day in days:
+        try:
+            out.append(dt.date.fromisoformat(day).isoformat())
+        except ValueError:
+            raise UsageError(f"--holidays: expected dates YYYY-MM-DD separated by commas, got {day!r}") from None
+    return sorted(set(out))
+
+
+def project_options(team: str | None, start_date: str | None, options: dict, holidays: str | None = None) -> dict:
+    """`options` with `--team` / `--start-date` / `--holidays` in its `tool_params` (a flag given now
+    overrides a resumed run's saved value)."""
     params = dict(options.get("tool_params") or {})
+    if holidays:
+        params["holidays"] = parse_holidays(holidays)
     if team:
         params.update(team=parse_team(team), team_source="--team")
     if start_date:

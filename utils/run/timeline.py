@@ -55,6 +55,7 @@ class Timeline:
     delay: float          # total time ready tasks started late with a slot free (engine, I/O, a busy loop)
     not_run: list[str] = field(default_factory=list)
     origin: float = 0.0   # epoch seconds of the first start
+    reviews: list[tuple[float, float]] = field(default_factory=list)  # review gaps before revision passes
 
     @property
     def critical(self) -> list[Bar]:
@@ -74,32 +75,53 @@ def dependencies(plan: dict | None) -> dict[str, list[str]]:
     return {t["id"]: list(t.get("depends_on") or []) for t in (plan or {}).get("tasks", [])}
 
 
-def build(plan: dict | None, results: dict[str, dict], workers: int | None = None) -> Timeline:
-    """Lay out the tasks that ran; compute the critical path, slot waits and the lower bound."""
+def build(plan: dict | None, results: dict[str, dict], workers: int | None = None,
+          earlier: list[dict] | None = None) -> Timeline:
+    """Lay out the tasks that ran; compute the critical path, slot waits and the lower bound.
+
+    `earlier`: the passes a review replaced (results keep only a task's last pass): drawn on their
+    lanes and counted as work. A revision pass waited for the review, not for the engine, so its
+    start is never "late"; the gaps before revision passes are returned as `reviews`."""
     deps = dependencies(plan)
-    ran = {tid: r for tid, r in results.items()
-           if isinstance(r, dict) and r.get("started") and r.get("finished") and r.get("worker")}
+    ran = {tid: r for tid, r in results.items() if _ran(r)}
+    before = [r for r in earlier or [] if _ran(r)]
     not_run = [tid for tid in (deps or results) if tid not in ran]
     if not ran:
         return Timeline([], [], max(workers or 1, 1), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, not_run)
-    origin = min(float(r["started"]) for r in ran.values())
+    origin = min(float(r["started"]) for r in [*ran.values(), *before])
     bars = {}
     for tid, r in ran.items():
         start, end = float(r["started"]) - origin, max(float(r["finished"]), float(r["started"])) - origin
         ready = max((float(ran[d]["finished"]) - origin for d in deps.get(tid, []) if d in ran), default=0.0)
+        revision = int(r.get("revision") or 0)
         bars[tid] = Bar(tid, str(r.get("role") or "?"), int(r["worker"]), start, end, str(r.get("state")),
-                        min(ready, start), int(r.get("retries") or 0), int(r.get("revision") or 0))
-    lanes = sorted({b.lane for b in bars.values()})
+                        start if revision else min(ready, start), int(r.get("retries") or 0), revision)
+    passes = [Bar(str(r.get("id")), str(r.get("role") or "?"), int(r["worker"]), float(r["started"]) - origin,
+                  max(float(r["finished"]), float(r["started"])) - origin, str(r.get("state")),
+                  float(r["started"]) - origin, int(r.get("retries") or 0), int(r.get("revision") or 0))
+              for r in before]
+    every = [*bars.values(), *passes]
+    lanes = sorted({b.lane for b in every})
     workers = max(min(workers or len(lanes), len(bars)), len(lanes), 1)
     chain = _longest_chain(bars, deps)
-    work = sum(b.end - b.start for b in bars.values())
-    span = max(b.end for b in bars.values())
+    work = sum(b.end - b.start for b in every)
+    span = max(b.end for b in every)
     _mark_critical(bars, deps)
     _mark_slot_waits(bars, workers)
-    order = sorted(bars.values(), key=lambda b: (b.lane, b.start))
+    reviews = []
+    for n in sorted({b.revision for b in every if b.revision}):
+        gap = (max((b.end for b in every if b.revision < n), default=0.0),
+               min(b.start for b in every if b.revision == n))
+        if gap[1] - gap[0] > EPS:
+            reviews.append(gap)
+    order = sorted(every, key=lambda b: (b.lane, b.start))
     return Timeline(order, lanes, workers, max(chain, work / workers), span, chain, work,
                     sum(b.late for b in bars.values() if b.slot_wait),
-                    sum(b.late for b in bars.values() if not b.slot_wait and b.late > EPS), not_run, origin)
+                    sum(b.late for b in bars.values() if not b.slot_wait and b.late > EPS), not_run, origin, reviews)
+
+
+def _ran(r: object) -> bool:
+    return isinstance(r, dict) and bool(r.get("started") and r.get("finished") and r.get("worker"))
 
 
 def _mark_slot_waits(bars: dict[str, Bar], workers: int) -> None:
@@ -226,11 +248,23 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
+def timeline_title(tl: Timeline, title: str, *, offline: bool = False) -> str:
+    """The picture's title. Offline the times are the stand-ins', so no ratio or verdict is given."""
+    head = f"{title} · " if title else ""
+    if offline:
+        return f"{head}offline run: no model was called, so the times say nothing about a model's pace"
+    ratio = tl.span / tl.bound if tl.bound else 1.0
+    return (f"{head}worker phase {tl.span:.2f} s, x{ratio:.2f} its lower bound; {tl.verdict()}"
+            + (f"; not run: {len(tl.not_run)}" if tl.not_run else ""))
+
+
 def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | None = None,
-                 title: str = "", phases: dict[str, float] | None = None) -> bytes:
+                 title: str = "", phases: dict[str, float] | None = None, earlier: list[dict] | None = None,
+                 offline: bool = False) -> bytes:
     """The timeline as a PNG. `phases` (epoch seconds: run_started, run_ended) adds the planning
-    span before the first task and the review/assembly span after the last."""
-    tl = build(plan, results, workers)
+    span before the first task and the review/assembly span after the last; `earlier` passes (a
+    review sent the task back) are drawn too, and the review gaps before revisions are labelled."""
+    tl = build(plan, results, workers, earlier)
     from matplotlib.patches import Patch
 
     n = max(len(tl.lanes), 1)
@@ -248,7 +282,11 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
             ax.axvspan(tl.span, tl.span + after, color="#EEEEEE", zorder=0)
             ax.text(tl.span + after / 2, n - 0.2, "review + assembly", ha="center", va="center", fontsize=8,
                     color="#555555")
-    by_id = {b.id: b for b in tl.bars}
+    for a, b in tl.reviews:  # a revision waited for the review: named, not blamed on the engine
+        ax.axvspan(a, b, color="#EEEEEE", zorder=0)
+        ax.text((a + b) / 2, n - 0.2, "review", ha="center", va="center", fontsize=8, color="#555555")
+    by_id = {b.id: b for b in tl.bars if not any(b is not x and x.id == b.id and x.revision > b.revision
+                                                 for x in tl.bars)}
     deps = dependencies(plan)
     colors = role_colors([b.role for b in tl.bars])
     for b in tl.bars:
@@ -276,16 +314,13 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
                     hot = a.critical and b.critical
                     ax.plot([a.end, b.start], [pos[a.lane], pos[b.lane]], color="#D62728" if hot else "#BBBBBB",
                             linewidth=1.2 if hot else 0.5, zorder=1 if not hot else 2)
-    if tl.bars:
+    if tl.bars and not offline:
         ax.axvline(tl.bound, color="black", linestyle="--", linewidth=1, zorder=5)
         ax.text(tl.bound, -1.15, f" lower bound {tl.bound:.2f} s", fontsize=8, va="top")
     ax.set_yticks(range(n), [f"worker {lane}" for lane in tl.lanes] or ["-"])
     ax.set_ylim(n - 0.4 + 0.5, -1.4)
     ax.set_xlabel("seconds from the first task start")
-    ratio = tl.span / tl.bound if tl.bound else 1.0
-    head = f"{title} · " if title else ""
-    ax.set_title(f"{head}worker phase {tl.span:.2f} s, x{ratio:.2f} its lower bound; {tl.verdict()}"
-                 + (f"; not run: {len(tl.not_run)}" if tl.not_run else ""), fontsize=9)
+    ax.set_title(timeline_title(tl, title, offline=offline), fontsize=9)
     roles = sorted({b.role for b in tl.bars})
     handles = [Patch(color=colors[r], label=r) for r in roles]
     handles += [Patch(facecolor="white", edgecolor="#D62728", linewidth=2, label="critical path"),
@@ -324,13 +359,29 @@ def write_pictures(shared: dict, run_dir: Path, status: str) -> list[str]:
             phases = {"run_started": started, "run_ended": started + meta["elapsed_s"]} \
                 if started and meta.get("elapsed_s") is not None else None
             workers = (shared.get("options") or {}).get("max_workers")
+            llm = (shared.get("runtime") or {}).get("llm")
+            offline = bool(getattr(llm, "offline", False)) or meta.get("provider") == "offline"
             atomic_write(run_dir / "timeline.png",
                          timeline_png(plan, results, workers=workers, title=str(shared.get("workflow") or ""),
-                                      phases=phases))
+                                      phases=phases, earlier=earlier_passes(run_dir, results), offline=offline))
             written.append("timeline.png")
     except Exception as exc:  # noqa: BLE001 - a picture is never worth a failed run
         shared.setdefault("meta", {})["pictures_error"] = f"{type(exc).__name__}: {exc}"
     return written
+
+
+def earlier_passes(run_dir: Path, results: dict[str, dict]) -> list[dict]:
+    """The task passes the journal recorded that the final results replaced (a review sent them back)."""
+    from utils.run.journal import read_journal
+    from utils.run.runstore import JOURNAL
+
+    out = []
+    for record in read_journal(run_dir / JOURNAL):
+        r = record.get("result") if record.get("k") == "task" else None
+        final = results.get(r.get("id")) if isinstance(r, dict) else None
+        if isinstance(final, dict) and _ran(r) and r.get("started") != final.get("started"):
+            out.append(r)
+    return out
 
 
 def lines_for(saved: dict[str, Any], width: int = 60) -> list[str]:

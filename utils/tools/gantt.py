@@ -23,27 +23,33 @@ KNOWN_ROLES = {"pm": 0, "designer": 7, "backend": 1, "frontend": 2, "qa": 3, "de
                "security": 6, "writer": 8, "analyst": 9, "mobile": 10, "ml": 11}
 
 
-def first_workday(day: dt.date) -> dt.date:
-    while day.weekday() >= 5:
-        day += dt.timedelta(days=1)
-    return day
+Holidays = tuple  # of datetime.date: days off besides weekends (Christmas, New Year, --holidays)
 
 
-def workday(start: dt.date, offset: float) -> dt.date:
-    """The date `offset` whole working days after `start` (Mon-Fri). O(1): whole weeks first."""
-    day = first_workday(start)
-    weeks, left = divmod(int(offset + EPS), 5)
-    day += dt.timedelta(weeks=weeks)
-    while left > 0:
-        day += dt.timedelta(days=1)
-        if day.weekday() < 5:
-            left -= 1
-    return day
+def default_holidays(first_year: int, years: int = 2) -> Holidays:
+    """Christmas Day and New Year's Day in `years` calendar years from `first_year`: no team works
+    them, and a schedule that counts them promises a date it cannot keep."""
+    return tuple(d for y in range(first_year, first_year + years + 1)
+                 for d in (dt.date(y, 1, 1), dt.date(y, 12, 25)))
 
 
-def finish_date(start: dt.date, end: float) -> dt.date:
+def workday(start: dt.date, offset: float, holidays: Holidays = ()) -> dt.date:
+    """The date `offset` whole working days after `start` (Mon-Fri, `holidays` off; a start on a day
+    off moves to the next working day). numpy's business-day calendar: O(1) whatever the span."""
+    import numpy as np
+
+    day = np.busday_offset(np.datetime64(start, "D"), int(offset + EPS), roll="forward",
+                           holidays=[np.datetime64(h, "D") for h in holidays])
+    return day.astype(dt.date)
+
+
+def first_workday(day: dt.date, holidays: Holidays = ()) -> dt.date:
+    return workday(day, 0, holidays)
+
+
+def finish_date(start: dt.date, end: float, holidays: Holidays = ()) -> dt.date:
     """The last working day an item occupies when it ends `end` working days after `start`."""
-    return workday(start, max(_ceil(end) - 1, 0))
+    return workday(start, max(_ceil(end) - 1, 0), holidays)
 
 
 def _ceil(x: float) -> int:
@@ -86,11 +92,11 @@ def _mermaid_text(s: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"[:#;%]", " ", s)).strip() or "item"
 
 
-def mermaid_gantt(title: str, rows: list[dict], start: dt.date) -> str:
+def mermaid_gantt(title: str, rows: list[dict], start: dt.date, holidays: Holidays = ()) -> str:
     """A Mermaid gantt of the levelled schedule: one section per role, `crit` on critical items."""
     rows, left_out = shown_rows(rows)
     lines = ["```mermaid", "gantt", f"    title {_mermaid_text(title)}", "    dateFormat YYYY-MM-DD",
-             "    excludes weekends"]
+             "    excludes " + ", ".join(["weekends", *(h.isoformat() for h in holidays)])]
     by_role: dict[str, list[dict]] = {}
     for r in rows:
         by_role.setdefault(r["role"], []).append(r)
@@ -99,7 +105,7 @@ def mermaid_gantt(title: str, rows: list[dict], start: dt.date) -> str:
         for r in group:
             tags = ["crit"] if r["critical"] else []
             tid = re.sub(r"\W", "_", r["id"])
-            end = workday(start, _ceil(r["end"]))  # Mermaid's end date is exclusive
+            end = workday(start, _ceil(r["end"]), holidays)  # Mermaid's end date is exclusive
             lines.append(f"    {_mermaid_text(short_label(r['name'], 40))} ({_mermaid_text(r['person'])}) :"
                          f"{', '.join(tags + [tid, r['start_date'], end.isoformat()])}")
     lines.append("```")
@@ -109,7 +115,7 @@ def mermaid_gantt(title: str, rows: list[dict], start: dt.date) -> str:
     return "\n".join(lines)
 
 
-def gantt_png(rows: list[dict], duration: float, start: dt.date) -> bytes:
+def gantt_png(rows: list[dict], duration: float, start: dt.date, holidays: Holidays = ()) -> bytes:
     """A bar per item on a date axis (working days), coloured by role, critical items outlined in red."""
     rows, left_out = shown_rows(rows)
     fig = new_figure(10, 1.4 + 0.4 * len(rows))
@@ -124,7 +130,7 @@ def gantt_png(rows: list[dict], duration: float, start: dt.date) -> bytes:
     ax.set_xlim(0, span * 1.02)
     step = max(1, _ceil(span / 8))
     ticks = list(range(0, int(span) + 1, step))
-    ax.set_xticks(ticks, [workday(start, t).strftime("%d %b") for t in ticks], fontsize=8)
+    ax.set_xticks(ticks, [workday(start, t, holidays).strftime("%d %b") for t in ticks], fontsize=8)
     ax.set_xlabel(f"date (working days from {start.isoformat()}, weekends skipped)")
     title = "Resource-levelled schedule (critical items outlined in red)"
     if left_out:

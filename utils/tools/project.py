@@ -13,7 +13,7 @@ import math
 from utils.errors import ToolError
 from utils.toposort import DependencyCycle, topo_order as order_nodes
 from utils.tools import ToolInput, ToolResult
-from utils.tools.gantt import finish_date, first_workday, gantt_png, mermaid_gantt, workday
+from utils.tools.gantt import default_holidays, finish_date, first_workday, gantt_png, mermaid_gantt, workday
 
 EPS = 1e-9
 
@@ -246,13 +246,28 @@ def reconcile_team(items: list[dict], team: dict[str, int], *, given: bool) -> t
     return out, notes
 
 
-def _start_date(raw: object) -> dt.date:
+def _start_date(raw: object, holidays: tuple = ()) -> dt.date:
     if raw in (None, "", "today"):
-        return first_workday(dt.date.today())
+        return first_workday(dt.date.today(), holidays)
     try:
-        return first_workday(dt.date.fromisoformat(str(raw)))
+        return first_workday(dt.date.fromisoformat(str(raw)), holidays)
     except ValueError:
         raise ToolError(f"params.start must be a date YYYY-MM-DD, got {raw!r}") from None
+
+
+def _holidays(raw: object, start: object, items: list[dict]) -> tuple:
+    """Christmas and New Year over every year the schedule can span, plus `params.holidays` (ISO dates)."""
+    extra = []
+    for day in raw if isinstance(raw, (list, tuple)) else []:
+        try:
+            extra.append(dt.date.fromisoformat(str(day)))
+        except ValueError:
+            raise ToolError(f"params.holidays: expected dates YYYY-MM-DD, got {day!r}") from None
+    years = [dt.date.today().year, *(d.year for d in extra)]
+    if isinstance(start, str) and start[:4].isdigit():
+        years.append(int(start[:4]))
+    span = max(years) - min(years) + 2 + int(sum(it["estimate_days"] for it in items) // 200)  # ~250 days a year
+    return tuple(sorted(set(default_holidays(min(years) - 1, span)) | set(extra)))
 
 
 def schedule(inp: ToolInput) -> ToolResult:
@@ -270,7 +285,8 @@ def schedule(inp: ToolInput) -> ToolResult:
     else:
         team, why = rule_team(items)
         notes = []
-    start = _start_date(inp.params.get("start"))
+    holidays = _holidays(inp.params.get("holidays"), inp.params.get("start"), items)
+    start = _start_date(inp.params.get("start"), holidays)
     cpm = critical_path(items)
     alloc = allocate_resources(items, team)
     by_id = {it["id"]: it for it in items}
@@ -279,10 +295,10 @@ def schedule(inp: ToolInput) -> ToolResult:
     for iid in cpm["order"]:
         placed = alloc["items"][iid]
         rows.append({**by_id[iid], **cpm["items"][iid], **placed,
-                     "start_date": workday(start, placed["start"]).isoformat(),
-                     "end_date": finish_date(start, placed["end"]).isoformat()})
+                     "start_date": workday(start, placed["start"], holidays).isoformat(),
+                     "end_date": finish_date(start, placed["end"], holidays).isoformat()})
     rows.sort(key=lambda r: (r["start"], r["es"], position[r["id"]]))
-    end_date = finish_date(start, alloc["levelled_duration_days"])
+    end_date = finish_date(start, alloc["levelled_duration_days"], holidays)
     table = ["| id | name | role | person | start | end | days | slack | critical |",
              "|---|---|---|---|---|---|---:|---:|:---:|"]
     for r in rows:
@@ -291,20 +307,22 @@ def schedule(inp: ToolInput) -> ToolResult:
     util = "; ".join(f"{role} ({team[role]}) {u:.0%}" for role, u in alloc["utilisation"].items())
     md = [f"Critical path: **{' → '.join(cpm['critical_path'])}**, {cpm['duration_days']:g} working days "
           f"with unlimited people; {alloc['levelled_duration_days']:g} working days with the team, "
-          f"from {start.isoformat()} to {end_date.isoformat()} (weekends skipped).", "",
+          f"from {start.isoformat()} to {end_date.isoformat()} (weekends, Christmas, New Year and any "
+          "--holidays skipped).", "",
           f"Team: {', '.join(f'{k} {v}' for k, v in alloc['team'].items())} ({why}).",
           f"Utilisation per role: {util}."] + [f"- {n}" for n in notes] + ["",
           "\n".join(table), "",
           "Start and end are calendar dates of the levelled schedule (working days, weekends skipped); "
           "days is the estimate; slack is how many working days an item may slip without delaying the end.", "",
-          mermaid_gantt(str(inp.task.get("title") or "Schedule"), rows, start), "",
+          mermaid_gantt(str(inp.task.get("title") or "Schedule"), rows, start,
+                        tuple(h for h in holidays if start <= h <= end_date)), "",
           "![Gantt chart of the levelled schedule](gantt.png)"]
     data = {"duration_days": cpm["duration_days"], "levelled_duration_days": alloc["levelled_duration_days"],
             "critical_path": cpm["critical_path"], "critical": cpm["critical"], "team": alloc["team"],
             "team_reason": why, "team_notes": notes, "utilisation": alloc["utilisation"],
             "start_date": start.isoformat(), "end_date": end_date.isoformat(), "items": rows}
     return ToolResult(markdown="\n".join(md), data=data,
-                      artifacts={"gantt.png": gantt_png(rows, alloc["levelled_duration_days"], start)})
+                      artifacts={"gantt.png": gantt_png(rows, alloc["levelled_duration_days"], start, holidays)})
 
 
 TOOLS_HERE = {"schedule": schedule}
