@@ -75,8 +75,8 @@ def test_year_columns_are_time_not_ids(tmp_path: Path):
     p = tmp_path / "longley_like.csv"
     with p.open("w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["y", "x", "YEAR", "seq"])
-        w.writerows([[60000 + 700 * i + (i * 37) % 11, 83 + i * 2.1, 1947 + i, 5000 + i] for i in range(16)])
+        w.writerow(["seq", "y", "x", "YEAR"])  # an integer sequence is a row number only in the first column
+        w.writerows([[5000 + i, 60000 + 700 * i + (i * 37) % 11, 83 + i * 2.1, 1947 + i] for i in range(16)])
     assert kinds(p) == {"y": NUMERIC, "x": NUMERIC, "YEAR": NUMERIC, "seq": ID}  # 5000.. is no year
     ds = open_dataset(p)
     assert ds.column("YEAR").year and default_target(ds) == "x"  # years are time, never the target by rule
