@@ -63,9 +63,9 @@ def score(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(cls: type[Parser] = Parser) -> argparse.ArgumentParser:
     prog = "orch" if os.path.basename(sys.argv[0] or "") == "orch" else "main.py"
-    p = Parser(prog=prog, description="Plan a task into subtasks, run them with parallel LLM workers, "
+    p = cls(prog=prog, description="Plan a task into subtasks, run them with parallel LLM workers, "
                "review and assemble the result.",
                epilog="Exit codes: 0 ok, 1 run failed or partial, 2 bad usage or input, 130 interrupted (Ctrl-C), "
                       "143 terminated (SIGTERM); both resumable.")
@@ -125,7 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
     io.add_argument("--version", action="store_true", help="show app, engine, HTTP client and python versions")
     io.add_argument("--completion", choices=("bash", "zsh"), help="print a shell completion script "
                     "(e.g. eval \"$(orch --completion bash)\")")
+
+    batch = p.add_argument_group("batches of goals (README: Batches)")
+    batch.add_argument("--batch", metavar="FILE", help="run every goal of a JSON Lines or CSV file, one run folder "
+                       "each under --output-dir (default runs/batch-<file name>); re-running resumes it")
+    batch.add_argument("--batch-workers", type=workers, help="goals run at once (default 4; one shared model-call "
+                       "limit and --max-tokens-total budget for all)")
+    batch.add_argument("--executor", choices=("local", "ray"), help="local: threads in this process (default); "
+                       "ray: each goal a Ray task (pip install -r requirements-ray.txt)")
+    batch.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join, e.g. auto (default: start a "
+                       "local Ray for the batch)")
+    batch.add_argument("--ray-cpus", type=float, metavar="N", help="CPUs a goal's Ray task reserves (default 1)")
     return p
+
+
+def parse_line(argv: list[str]) -> dict:
+    """One batch line's options, parsed and checked by the command line's own parser (types,
+    choices, ranges); a bad value raises ValueError with the parser's message."""
+    return vars(build_parser(LineParser).parse_args(argv))
+
+
+class LineParser(Parser):
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        raise ValueError(message)
 
 
 def version_text() -> str:
@@ -155,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from utils.app.cli import run_cli  # heavy imports only once we know there is work to do
 
-    return run_cli(vars(args), version=__version__)  # a plain mapping: nothing downstream mutates flags
+    return run_cli(vars(args), version=__version__, parse_line=parse_line)  # a plain mapping: nothing downstream mutates flags
 
 
 def entry() -> None:

@@ -12,7 +12,7 @@ import logging
 import signal
 import sys
 import traceback
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from utils.app.settings import Settings, build_settings
 from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OrchError
@@ -22,14 +22,15 @@ WORKFLOWS = ("blog", "report", "analysis", "project")
 NOISY_LOGGERS = ("http", "openai", "urllib3", "asyncio", "matplotlib", "PIL")  # name prefixes
 
 
-def run_cli(flags: Mapping[str, Any], *, version: str) -> int:
-    """Build the settings once, dispatch, and turn an `OrchError` into one line and its exit code."""
+def run_cli(flags: Mapping[str, Any], *, version: str, parse_line: Callable[[list[str]], dict] | None = None) -> int:
+    """Build the settings once, dispatch, and turn an `OrchError` into one line and its exit code.
+    `parse_line`: the command line's parser for one line of a `--batch` file."""
     verbose = bool(flags.get("verbose"))
     configure_logging(verbose)
     with terminate_as_interrupt() as term:
         try:
             settings = build_settings(flags, version=version)
-            code = dispatch(settings)
+            code = dispatch(settings, parse_line)
         except OrchError as exc:
             if verbose:
                 traceback.print_exc()
@@ -42,7 +43,10 @@ def run_cli(flags: Mapping[str, Any], *, version: str) -> int:
     return EXIT_TERMINATED if term.fired and code == EXIT_INTERRUPTED else code
 
 
-def dispatch(settings: Settings) -> int:
+def dispatch(settings: Settings, parse_line: Callable[[list[str]], dict] | None = None) -> int:
+    if settings.flag("batch"):
+        from utils.app.batch import run_batch
+        return run_batch(settings, parse_line)
     if settings.interactive:
         from utils.app.interactive import run_interactive
         return run_interactive(settings)

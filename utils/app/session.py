@@ -64,7 +64,7 @@ def make_llm(settings: Settings, emit, *, budget: int | None = None, workers: in
         server = llm_settings.base_url or "the OpenAI API"
         raise UsageError(f"--resume: this run called {safe_base_url(server)} with an API key, which is never saved; "
                          "set OPENAI_API_KEY (or pass --provider offline to finish it without a model)")
-    return make_model(llm_settings, emit=emit, home=home())
+    return make_model(llm_settings, emit=emit, home=home(), pool=settings.model_pool)
 
 
 def make_display(settings: Settings, *, mode: str | None = None):

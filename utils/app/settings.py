@@ -62,6 +62,8 @@ class Settings:
     # a resumed run's model settings (provider, model, base URL from run.json): under the config file
     saved_model: Mapping[str, Any] = field(default_factory=dict)
     saved_key: bool = False  # the saved run sent an API key (the key itself is never saved)
+    # a batch's runs share one model-call limit and token budget (utils.model.limits.CallPool)
+    model_pool: Any = None
 
     def flag(self, name: str, default: Any = None) -> Any:
         value = self.flags.get(name)
@@ -141,6 +143,11 @@ def check_conflicts(flags: Mapping[str, Any]) -> None:
         (f("plan_only") and f("interactive"), "--plan-only has no effect with --interactive (plans are shown there)"),
         (f("interactive") and f("example") == "all", "--interactive works on one workflow: use --example NAME"),
         (f("json") and f("quiet"), "give --json or --quiet, not both"),
+        (f("batch") and (f("topic") is not None or f("resume") or f("interactive") or f("run_plan")
+                         or f("example") == "all"),
+         "--batch runs the goals in its file: drop the topic, --resume, --interactive, --run-plan and --example all"),
+        (not f("batch") and (f("executor") not in (None, "local") or f("ray_address") or f("batch_workers")),
+         "--batch-workers, --executor and --ray-address apply to --batch FILE"),
         (f("run_plan") and (f("resume") or f("interactive") or f("plan_only") or f("topic") is not None
                             or f("example") or f("workflow_file")),
          "--run-plan runs the plan file's own workflow and goal: drop --resume, --interactive, --plan-only, "

@@ -27,7 +27,7 @@ from utils.errors import BudgetExceeded, LLMError
 from utils.events import Emit, Event, null_emit
 from utils.model.cache import ResponseCache, cache_key
 from utils.model.calllog import call_event, scrub
-from utils.model.limits import AdaptiveLimit, backoff
+from utils.model.limits import AdaptiveLimit, CallPool, backoff
 from utils.model.offline import OfflineModel, StandIns
 from utils.model.pricing import call_cost, price_for
 from utils.model.settings import Completion, LLMSettings, Totals  # noqa: F401 - part of this module's API
@@ -47,11 +47,12 @@ _NAMES_SCHEMA = re.compile(r"response_format|json_schema", re.IGNORECASE)
 
 
 def make_model(settings: LLMSettings, *, emit: Emit = null_emit, home: Path | None = None,
-               standins: StandIns | None = None) -> "LLMClient | OfflineModel":
-    """The run's model: the offline model (answering from `standins`) or the real client."""
+               standins: StandIns | None = None, pool: CallPool | None = None) -> "LLMClient | OfflineModel":
+    """The run's model: the offline model (answering from `standins`) or the real client; `pool`:
+    the call limit and token budget of a batch, shared with its other runs."""
     if settings.provider == "offline":
         return OfflineModel(settings, emit=emit, standins=standins, home=home)
-    return LLMClient(settings, emit=emit, home=home)
+    return LLMClient(settings, emit=emit, home=home, pool=pool)
 
 
 @dataclass
@@ -95,14 +96,16 @@ class LLMClient:
 
     offline = False
 
-    def __init__(self, settings: LLMSettings, *, emit: Emit = null_emit, home: Path | None = None) -> None:
+    def __init__(self, settings: LLMSettings, *, emit: Emit = null_emit, home: Path | None = None,
+                 pool: CallPool | None = None) -> None:
         self.settings = settings
         self.emit = emit
         self.totals = Totals()
         self.cache = ResponseCache(home)
         self.json_schema_supported: bool | None = None  # learnt from the server on first structured call
         self.transport = Transport(settings)  # starts importing httpx in the background
-        self.limit = AdaptiveLimit(settings.max_concurrency)
+        self.limit = pool.limit if pool is not None else AdaptiveLimit(settings.max_concurrency)
+        self.shared_budget = pool.budget if pool is not None else None  # a batch's, beside this run's own
         self._reserved = 0
         self._reached = False  # has any request of this client been answered?
         self._model_lock: asyncio.Lock | None = None
@@ -249,6 +252,8 @@ class LLMClient:
             ans = await self._send(messages, model, temperature, max_tokens, response_format, purpose, log)
         finally:
             self._reserved -= reserved
+            if self.shared_budget is not None:
+                self.shared_budget.release(reserved)
         log.reply = ans.text
         self._count(ans, model)
         return ans
@@ -257,15 +262,17 @@ class LLMClient:
         """Under a token budget, a hard cap: the call reserves its prompt and reply tokens and sends
         that reply size as `max_tokens`, so calls in flight together can never overspend it."""
         total = self.settings.max_tokens_total
-        if not total:
+        if not total and self.shared_budget is None:
             return 0, max_tokens
         used = self.totals.prompt_tokens + self.totals.completion_tokens
         prompt = messages_tokens(messages)
         wanted = max_tokens or REPLY_RESERVE
-        reply = min(wanted, total - used - self._reserved - prompt)
+        reply = min(wanted, total - used - self._reserved - prompt) if total else wanted
         if reply < min(wanted, MIN_REPLY):
             flight = f", {self._reserved} reserved by calls in flight" if self._reserved else ""
             raise BudgetExceeded(f"token budget of {total} reached (used {used}{flight})")
+        if self.shared_budget is not None:  # a batch's budget: the same reservation, across its runs
+            reply = self.shared_budget.reserve(prompt, reply, min(wanted, MIN_REPLY))
         self._reserved += prompt + reply
         return prompt + reply, reply
 
@@ -325,6 +332,8 @@ class LLMClient:
         t.completion_tokens += ans.completion_tokens
         t.cached_tokens += ans.cached_tokens
         t.seconds += ans.latency_s
+        if self.shared_budget is not None:
+            self.shared_budget.spend(ans.prompt_tokens + ans.completion_tokens)
         cost = call_cost(price_for(self.settings.prices, model, ans.model), ans.prompt_tokens, ans.cached_tokens,
                          ans.completion_tokens)
         if cost is not None:

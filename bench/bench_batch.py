@@ -1,0 +1,134 @@
+"""Batches of goals (`--batch`, issue 25): goals per minute in one process and on a local Ray, the
+fake server's peak concurrency against its cap, and the driver's memory.
+
+Two loads, each run through the CLI (`main.py --batch`, a child process):
+- N offline blog goals (no model: the app's own CPU per run, including its timeline.png);
+- M blog goals against the fake server (`fakes/fake_faults.CappedServer`: 200 ms a call, 16 calls
+  at once, a 429 above that), the batch's one call limit set to the cap (max_concurrency 16).
+Ray runs on a local Ray the batch starts with this machine's CPUs (2 here), one CPU per goal.
+
+    python bench/bench_batch.py                  # 200 offline and 50 server goals
+    python bench/bench_batch.py --offline 40 --server 20
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.dont_write_bytecode = True
+
+from fakes.fake_faults import CappedServer  # noqa: E402
+from fakes.fake_llm import Reply  # noqa: E402
+
+
+class ApprovingServer(CappedServer):
+    """Capped, literal (a random schema-valid value per structured request), but reviews approve:
+    a random review score would fail runs on the minimum score, which is not what this measures."""
+
+    def _next_reply(self, request):
+        name = ((request.response_format or {}).get("json_schema") or {}).get("name")
+        if name == "ReviewResult":
+            reply = super()._next_reply(request)  # keeps the cap and the latency
+            if reply.status == 200:
+                reply.text, reply.json = json.dumps({"score": 8, "summary": "fine", "tasks": []}), None
+            return reply
+        return super()._next_reply(request)
+
+
+def goals_file(folder: Path, n: int) -> Path:
+    path = folder / "goals.jsonl"
+    path.write_text("".join(json.dumps({"goal": f"A short post about topic number {i}", "id": f"g{i:03d}",
+                                        "example": "blog"}) + "\n" for i in range(n)), encoding="utf-8")
+    return path
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), 0 where /proc cannot say."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
+def run_batch(folder: Path, goals: Path, executor: str, env: dict, *extra: str) -> dict:
+    out = folder / f"out-{executor}"
+    cmd = [sys.executable, str(ROOT / "main.py"), "--batch", str(goals), "--output-dir", str(out), "--json",
+           "--executor", executor, "--max-revisions", "0", "--no-cache", *extra]
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rss, reader = 0.0, threading.Thread(target=lambda: results.append(proc.communicate()), daemon=True)
+    results: list = []
+    reader.start()
+    while proc.poll() is None:
+        rss = max(rss, peak_rss_mb(proc.pid))
+        time.sleep(0.2)
+    reader.join()
+    wall = time.monotonic() - started
+    stdout, stderr = results[0]
+    done = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+    try:
+        doc = json.loads(done.stdout)
+    except ValueError:
+        sys.exit(f"batch failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    ok = doc["counts"].get("ok", 0)
+    return {"goals": len(doc["goals"]), "ok": ok, "wall_s": wall, "per_min": 60 * ok / wall,
+            "peak_limit": doc.get("peak_calls_in_flight"), "calls": sum(g["calls"] for g in doc["goals"]),
+            "driver_rss_mb": rss, "code": done.returncode}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--offline", type=int, default=200)
+    ap.add_argument("--server", type=int, default=50)
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--no-ray", action="store_true")
+    args = ap.parse_args()
+    try:
+        import ray  # noqa: F401
+        executors = ["local"] if args.no_ray else ["local", "ray"]
+    except ImportError:
+        executors = ["local"]
+    home = Path(tempfile.mkdtemp(prefix="orch-bench-batch-"))
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ORCH_"))}
+    base.update(ORCH_HOME=str(home / "home"), PYTHONDONTWRITEBYTECODE="1", RAY_AUTH_MODE="disabled")
+    print(f"CPUs: {os.cpu_count()} · python {sys.version.split()[0]} · batch workers (local) {args.workers}\n")
+    print("| load | executor | goals ok | wall | goals/min | model calls | server peak in flight (cap 16) "
+          "| 429s | driver peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    if args.offline:
+        folder = Path(tempfile.mkdtemp(dir=home))
+        goals = goals_file(folder, args.offline)
+        for ex in executors:
+            r = run_batch(folder, goals, ex, {**base, "ORCH_PROVIDER": "offline"}, "--batch-workers",
+                          str(args.workers))
+            print(f"| {args.offline} offline blog | {ex} | {r['ok']}/{r['goals']} | {r['wall_s']:.1f} s | "
+                  f"{r['per_min']:.0f} | - | - | - | {r['driver_rss_mb']:.0f} MB |", flush=True)
+    if args.server:
+        folder = Path(tempfile.mkdtemp(dir=home))
+        goals = goals_file(folder, args.server)
+        config = folder / "config.yaml"
+        config.write_text("max_concurrency: 16\n", encoding="utf-8")
+        for ex in executors:
+            with ApprovingServer(capacity=16, latency=0.2, schema_mode="literal", seed=1) as server:
+                env = {**base, "OPENAI_BASE_URL": server.base_url, "OPENAI_API_KEY": "sk-bench"}
+                r = run_batch(folder, goals, ex, env, "--config", str(config), "--batch-workers", "8",
+                              "--max-workers", "4")
+                print(f"| {args.server} blog, fake server 200 ms | {ex} | {r['ok']}/{r['goals']} | {r['wall_s']:.1f} s "
+                      f"| {r['per_min']:.0f} | {len(server.requests)} | {server.max_in_flight} | {server.rejected} "
+                      f"| {r['driver_rss_mb']:.0f} MB |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
