@@ -27,7 +27,7 @@ from utils.run.plan import Plan, bounded_rerun
 from utils.run.planning import ask_for_plan, wire_spec_needs
 from utils.run.results import TaskResult, TaskState, results_digest, review_shortfall
 from utils.run.scheduler import Schedule
-from utils.tools import ToolInput, run_tool
+from utils.tools import RUN_FILES, ToolInput, run_tool
 from utils.tools.sources import NO_SOURCES, report_sources
 from utils.tools.web.cite import cite_web
 
@@ -194,6 +194,9 @@ class WorkerBatch(AsyncParallelBatchNode):
         markdown = res.markdown
         artifacts = {}
         for name, blob in res.artifacts.items():  # one folder per run: prefix names by task id
+            if name in RUN_FILES:                 # except a run's own result file (analysis.json)
+                artifacts[name] = blob
+                continue
             unique = f"{task.id}-{name}"
             markdown = markdown.replace(f"]({name})", f"]({unique})")
             artifacts[unique] = blob

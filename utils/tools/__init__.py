@@ -34,6 +34,9 @@ class ToolResult:
     artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes (PNG charts)
 
 
+ANALYSIS_JSON = "analysis.json"    # the modeller's machine-readable result (utils/tools/model_report.py)
+RUN_FILES = frozenset({ANALYSIS_JSON})  # artifacts saved under their own name: one per run, found by name
+
 ToolFn = Callable[[ToolInput], ToolResult]
 TOOLS: dict[str, ToolFn] = {}
 
