@@ -111,6 +111,8 @@ def build_parser(cls: type[Parser] = Parser) -> argparse.ArgumentParser:
                     "New Year, e.g. 2026-12-24,2026-12-31")
     io.add_argument("--team", metavar="ROLE=N,...", help='project: the team, e.g. "backend=2,frontend=1,qa=1" (default: proposed)')
     io.add_argument("--target", metavar="COLUMN", help="analysis: the column to explain (default: the model chooses)")
+    io.add_argument("--impute", choices=("median",), help="analysis: fill missing feature values (median plus a "
+                    "missing-indicator) instead of leaving those rows out of the model")
     io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")
     io.add_argument("--quiet", action="store_true", help="only errors and the final summary line")
     io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")

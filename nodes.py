@@ -25,9 +25,9 @@ from utils.events import Event
 from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_model, review_model
 from utils.run.plan import Plan, bounded_rerun
 from utils.run.planning import ask_for_plan, wire_spec_needs
-from utils.run.results import TaskResult, TaskState, review_shortfall
+from utils.run.results import TaskResult, TaskState, results_digest, review_shortfall
 from utils.run.scheduler import Schedule
-from utils.tools import ToolInput, run_tool
+from utils.tools import RUN_FILES, ToolInput, run_tool
 from utils.tools.sources import NO_SOURCES, report_sources
 from utils.tools.web.cite import cite_web
 
@@ -194,6 +194,9 @@ class WorkerBatch(AsyncParallelBatchNode):
         markdown = res.markdown
         artifacts = {}
         for name, blob in res.artifacts.items():  # one folder per run: prefix names by task id
+            if name in RUN_FILES:                 # except a run's own result file (analysis.json)
+                artifacts[name] = blob
+                continue
             unique = f"{task.id}-{name}"
             markdown = markdown.replace(f"]({name})", f"]({unique})")
             artifacts[unique] = blob
@@ -328,11 +331,18 @@ class ReviewerNode(AsyncNode):
     async def prep_async(self, shared):
         llm = _phase(shared, "reviewing")
         emit = shared["runtime"]["emit"]
+        results, reviews = shared.get("results", {}), shared.get("reviews", [])
+        digest = results_digest(results)
+        last = reviews[-1] if reviews else {}
+        # A resumed run whose work has not changed since its last clean review: that review stands.
+        reuse = bool(last) and last.get("digest") == digest and not last.get("failed") and not last.get("rerun")
         return {"llm": llm, "emit": emit, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
-                "results": shared.get("results", {}), "round": len(shared.get("reviews", [])) + 1,
-                "options": shared["options"]}
+                "results": results, "round": len(reviews) + 1, "options": shared["options"],
+                "digest": digest, "reuse": reuse}
 
     async def exec_async(self, p):
+        if p["reuse"]:
+            return {"reused": True}
         done = [tid for tid, r in p["results"].items() if r.get("state") == DONE]
         if not done:
             return ReviewResult(score=None, summary="Nothing finished to review.", tasks=[])
@@ -354,6 +364,9 @@ class ReviewerNode(AsyncNode):
     async def post_async(self, shared, p, review):
         emit = shared["runtime"]["emit"]
         if isinstance(review, dict):
+            if review.get("reused"):
+                shared.pop("unreviewed", None)
+                return "approve"
             if "stopped" in review:
                 shared["stopped"] = review["stopped"]
                 return "stopped"
@@ -377,7 +390,7 @@ class ReviewerNode(AsyncNode):
         record = {"round": p["round"], "score": review.score, "summary": review.summary,
                   "revise": [{"id": k, "feedback": v} for k, v in flagged.items()],
                   "approved": [v.id for v in review.tasks if v.verdict == "approve"],
-                  "rerun": rerun, "held": held, "bounded": bool(flagged) and not will_revise}
+                  "rerun": rerun, "held": held, "bounded": bool(flagged) and not will_revise, "digest": p["digest"]}
         shared.setdefault("reviews", []).append(record)
         emit(Event("review", record))
         if will_revise:

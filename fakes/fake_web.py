@@ -11,11 +11,19 @@ Search APIs, in each provider's own response format: SearXNG `GET /searxng/searc
 Tavily `POST /tavily/search`, Brave `GET /brave/res/v1/web/search`. Every request is counted in `hits`
 (path -> count) and search requests keep their headers in `search_headers`; /flaky answers 503 once,
 /drip sends a byte every 0.2 s forever.
+
+Hostile answers (issue 27), each sized by an attribute so tests stay small and the bench goes big:
+/gzip-bomb (`bomb_bytes` of zeros sent as `Content-Encoding: gzip, gzip`: a few KB on the wire);
+search endpoints in SearXNG's shape under other base paths: /drip-search (a byte every 0.2 s),
+/huge-search (`huge_search_bytes` of valid JSON, streamed), /bomb-search (the gzip bomb as JSON),
+/deep-search (5,000 nested `[`: past the parser's recursion limit).
 """
 from __future__ import annotations
 
 import functools
+import gzip
 import json
+import zlib
 import threading
 import time
 from collections import Counter
@@ -58,6 +66,16 @@ def article_html(title: str, paragraphs: tuple[str, ...]) -> str:
 
 
 @functools.lru_cache(maxsize=4)
+def gzip_bomb(size: int) -> bytes:
+    """`size` zero bytes gzipped twice: 4 GB fit in a few KB (a ratio no page has)."""
+    inner = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: fast to build, still ~2,000:1
+    block = bytes(1 << 20)
+    parts = [inner.compress(block) for _ in range(size >> 20)]
+    parts += [inner.compress(bytes(size & ((1 << 20) - 1))), inner.flush()]
+    return gzip.compress(b"".join(parts), 9)
+
+
+@functools.lru_cache(maxsize=4)
 def pdf_bytes(lines: tuple[str, ...]) -> bytes:
     """A real one-page PDF with `lines` as text (drawn by matplotlib, no PDF library needed to make it).
     Slow the first time (matplotlib): call it before a timed fetch."""
@@ -83,6 +101,8 @@ class FakeWeb:
         self.in_flight = 0
         self.max_in_flight = 0      # most page requests handled at once (all pages share one host)
         self.hold_s = 0.0           # every article waits this long first, so overlap is measurable
+        self.bomb_bytes = 50_000_000        # what /gzip-bomb and /bomb-search inflate to
+        self.huge_search_bytes = 20_000_000  # what /huge-search streams
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._stop = threading.Event()
@@ -149,6 +169,39 @@ class FakeWeb:
             h.wfile.write(body)
         except OSError:
             pass  # the client gave up (a timeout test): nothing to answer
+
+    def _drip(self, h: BaseHTTPRequestHandler, ctype: str) -> None:
+        """Headers at once, then a byte every 0.2 s: no read timeout ever fires."""
+        h.send_response(200)
+        h.send_header("Content-Type", ctype)
+        h.send_header("Connection", "close")
+        h.end_headers()
+        try:
+            while not self._stop.wait(0.2):
+                h.wfile.write(b" ")
+                h.wfile.flush()
+        except OSError:
+            pass
+        h.close_connection = True
+
+    def _huge_json(self, h: BaseHTTPRequestHandler) -> None:
+        """`huge_search_bytes` of valid search JSON, streamed with no length (the client must stop)."""
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Connection", "close")
+        h.end_headers()
+        row = json.dumps({"url": "https://example.org/x", "title": "t", "content": "c" * 900}).encode() + b","
+        rows = row * 1000
+        try:
+            h.wfile.write(b'{"results": [')
+            sent = 0
+            while sent < self.huge_search_bytes and not self._stop.is_set():
+                h.wfile.write(rows)
+                sent += len(rows)
+            h.wfile.write(row[:-1] + b"]}")
+        except OSError:
+            pass  # the client hung up at its cap
+        h.close_connection = True
 
     def _json(self, h: BaseHTTPRequestHandler, payload: dict) -> None:
         self._send(h, 200, json.dumps(payload).encode(), "application/json")
@@ -240,19 +293,16 @@ class FakeWeb:
             if self.hits[path] == 1:
                 return self._send(h, 503, b"busy", "text/html", {"Retry-After": "0"})
             return self._send(h, 200, article_html("Flaky but fine", ARTICLE_HEATPUMPS).encode(), "text/html")
-        if path == "/drip":  # headers at once, then a byte every 0.2 s: no read timeout ever fires
-            h.send_response(200)
-            h.send_header("Content-Type", "text/html")
-            h.send_header("Connection", "close")
-            h.end_headers()
-            try:
-                while not self._stop.wait(0.2):
-                    h.wfile.write(b" ")
-                    h.wfile.flush()
-            except OSError:
-                pass
-            h.close_connection = True
-            return None
+        if path in ("/drip", "/drip-search/search"):  # headers at once, then a byte every 0.2 s
+            return self._drip(h, "text/html" if path == "/drip" else "application/json")
+        if path in ("/gzip-bomb", "/bomb-search/search"):
+            return self._send(h, 200, gzip_bomb(self.bomb_bytes),
+                              "text/html; charset=utf-8" if path == "/gzip-bomb" else "application/json",
+                              {"Content-Encoding": "gzip, gzip"})
+        if path == "/deep-search/search":
+            return self._send(h, 200, b"[" * 5_000 + b"]" * 5_000, "application/json")
+        if path == "/huge-search/search":
+            return self._huge_json(h)
         if path == "/latin1":  # no charset in the header, only in <meta>
             html = article_html("Wärmepumpen im Café", ("Die Wärmepumpe im Café läuft seit 2024 mit einem "
                                                        "Speicher von zehn Kilowattstunden, sagt der Betreiber.",))

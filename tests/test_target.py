@@ -114,7 +114,7 @@ def test_cli_target_flag_gives_a_classification(tmp_path: Path):
     _, state, doc = check_run(run, "analysis", provider="offline")
     assert state["inputs"]["target"] == "segment"
     model = result_of(state, "modeller")["data"]
-    assert model["kind"] == "classification" and "order_id" not in model["features"]
+    assert model["method"] in ("logit", "mnlogit") and "order_id" not in model["features"]
     assert "Target: segment (given with --target)" in run.stdout + run.stderr
 
 

@@ -21,6 +21,7 @@ from tests.helpers import ROOT
 from tests.helpers import Run
 from tests.helpers import run_app as run_main
 from tests.scripted import Script, request_kind
+from utils.tools.data_charts import plain
 
 EXAMPLES = ROOT / "examples"
 WORKFLOWS = ("blog", "report", "analysis", "project")
@@ -235,7 +236,10 @@ def check_analysis(run_dir: Path, state: dict, doc: str, data: Path | None = Non
     assert charts["artifacts"] and all(a.endswith(".png") for a in charts["artifacts"])
     assert all(a in IMAGE.findall(doc) for a in charts["artifacts"])
     model = result_of(state, "modeller")["data"]
-    assert model["target"] == "revenue" and 0 < model["r2_test"] <= 1
+    saved = json.loads((run_dir / "analysis.json").read_text(encoding="utf-8"))  # the run's machine-readable result
+    assert saved["target"] == "revenue" and saved["method"] == "ols" and 0 < saved["r2"] <= 1
+    assert {k: model[k] for k in saved} == saved
+    assert f"| R² | {plain(saved['r2'], 6)} |" in doc and f"{saved['n']:,} usable rows" in doc
 
 
 def check_project(run_dir: Path, state: dict, doc: str, items: list[dict]) -> None:
@@ -301,7 +305,7 @@ def test_workflow_offline(name: str, tmp_path: Path):
 def test_analysis_regression_recovers_a_known_relation(tmp_path: Path):
     rng = random.Random(7)
     data = tmp_path / "linear.csv"
-    rows = ["x,z,revenue"]  # two drivers: one alone would be a near-copy of the target (a leakage guard)
+    rows = ["x,z,revenue"]  # two drivers, a little noise
     for _ in range(80):
         x, z = rng.uniform(0, 100), rng.uniform(0, 100)
         rows.append(f"{x:.4f},{z:.4f},{3 * x + 2 * z + 2 + rng.gauss(0, 0.05):.4f}")
@@ -310,10 +314,10 @@ def test_analysis_regression_recovers_a_known_relation(tmp_path: Path):
     run_dir, state, doc = check_run(run, "analysis", provider="offline")
     assert state["inputs"]["data"] == str(data)
     model = result_of(state, "modeller")["data"]
-    assert model["target"] == "revenue" and model["features"] == ["x", "z"]
-    assert model["r2_test"] > 0.99
-    assert model["coefficients"]["x"] == pytest.approx(3, abs=0.01)
-    assert model["intercept"] == pytest.approx(2, abs=0.1)
+    assert model["target"] == "revenue" and model["features"] == ["x", "z"] and model["n"] == 80
+    assert model["r2"] > 0.99 and model["cv"]["linear"]["mean"] < 0.01 * model["cv"]["baseline"]["mean"]
+    assert model["coefficients"]["x"]["estimate"] == pytest.approx(3, abs=0.01)
+    assert model["coefficients"]["Intercept"]["estimate"] == pytest.approx(2, abs=0.1)
     with data.open(newline="", encoding="utf-8") as fh:
         revenue = [float(r["revenue"]) for r in csv.DictReader(fh)]
     stats = result_of(state, "statistician")["data"]["numeric"]

@@ -42,3 +42,8 @@ class BudgetExceeded(OrchError):
 
 class ToolError(OrchError):
     """A deterministic tool worker could not run on its input (bad CSV, missing column...)."""
+
+
+class StorageError(OrchError):
+    """The run folder cannot be written (full disk, folder removed): the run stops at once, since
+    work that cannot be saved would be paid for again."""

@@ -29,6 +29,9 @@ def run_cli(flags: Mapping[str, Any], *, version: str, parse_line: Callable[[lis
     configure_logging(verbose)
     with terminate_as_interrupt() as term:
         try:
+            from utils.tools.web.settings import register_keys
+
+            register_keys()  # search keys are scrubbed from every line and file, like the model's key
             settings = build_settings(flags, version=version)
             code = dispatch(settings, parse_line)
         except OrchError as exc:

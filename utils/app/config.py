@@ -20,10 +20,13 @@ MAX_CONFIG_DEPTH = 16  # settings nest two or three levels; a parser would recur
 MAX_WORKERS = 256   # the scheduler keeps one slot per worker: bounded so a typo cannot exhaust memory
 
 
+MAX_PRICE = 1e6  # USD per 1M tokens: far above any real price, far below a cost that overflows to inf
+
+
 class Price(BaseModel):
-    input: float = Field(ge=0, description="USD per 1M prompt tokens")
-    output: float = Field(ge=0, description="USD per 1M completion tokens")
-    cached_input: float | None = Field(default=None, ge=0, description="USD per 1M cached prompt tokens")
+    input: float = Field(ge=0, le=MAX_PRICE, description="USD per 1M prompt tokens")
+    output: float = Field(ge=0, le=MAX_PRICE, description="USD per 1M completion tokens")
+    cached_input: float | None = Field(default=None, ge=0, le=MAX_PRICE, description="USD per 1M cached prompt tokens")
 
 
 class ConfigFile(BaseModel):

@@ -30,6 +30,7 @@ from utils.events import Event
 from utils.run import plan_edit
 from utils.app.websetup import with_web
 from utils.run.plan import Plan, outline, plan_problems
+from utils.text import for_markdown
 
 HISTORY_MAX = 1000
 
@@ -312,7 +313,7 @@ class Session:
             target = target / f"{last['run_dir'].name}.md"
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write(target, last["document"])
+            atomic_write(target, for_markdown(last["document"]))
         except OSError as exc:
             raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
         extra = f" (the charts it links stay in {last['run_dir']})" if last["artifacts"] else ""

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import IO, Any, Callable
 
-from utils.text import for_terminal
+from utils.text import for_terminal, scrub, valid_text
 
 TERMINAL_STATES = ("done", "failed", "skipped")
 
@@ -315,7 +315,8 @@ class SafeStdout:
             os.close(devnull)
 
     def write(self, text: str) -> int:
-        return self._guard(self._stream.write, text) or len(text)
+        """Every line the process shows passes the one scrub of secrets, as valid text."""
+        return self._guard(self._stream.write, scrub(valid_text(text))) or len(text)
 
     def flush(self) -> None:
         self._guard(self._stream.flush)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError, UsageError
+from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError, StorageError, UsageError
 from utils.events import Emit, Event
 from utils.run.results import TaskState
 from utils.run.runfile import file_hashes
@@ -127,10 +127,23 @@ def run_closing(llm, work: Callable[[], Awaitable[Any]]) -> Any:
     async def go() -> Any:
         try:
             return await work()
+        except BaseException:  # a failed run stops at once: no sibling task goes on paying for calls
+            await _cancel_others()
+            raise
         finally:
             await llm.aclose()
 
     return run_in_loop(go())
+
+
+async def _cancel_others(wait_s: float = 5.0) -> None:
+    """Cancel every other task on this loop (tasks a failed gather left running) and wait for them."""
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+    for task in others:
+        task.cancel()
+    if others:
+        await asyncio.wait(others, timeout=wait_s)
 
 
 def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
@@ -140,6 +153,7 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     if shared.get("complete"):
         return _already_complete(shared, store)
     status, code, error, crash = "ok", EXIT_OK, None, None
+    storage: StorageError | None = None
     shared["meta"] = {**meta, "base_url": safe_base_url(meta.get("base_url")), "started": time.time()}
     if not shared.get("hashes"):  # what a resume may read again: recorded before anything runs
         shared["hashes"] = file_hashes(shared.get("inputs") or {}, shared.get("workflow_file"))
@@ -155,6 +169,8 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
         status, code, error = "interrupted", EXIT_INTERRUPTED, "interrupted"
     except BudgetExceeded as exc:  # planning, review or replanning hit the budget: resumable, not broken
         status, code, error = "stopped", EXIT_FAILED, str(exc)
+    except StorageError as exc:  # the run folder cannot be written: stop now, say where and why
+        status, code, error, storage = "crashed", EXIT_FAILED, str(exc), exc
     except OrchError as exc:
         status, code, error = "failed", exc.exit_code, str(exc)
     except Exception as exc:  # a bug: the run says so, keeps what is done, and the bug still surfaces
@@ -167,14 +183,27 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
         shared["status"] = status  # the final word: never leaves the "running" of the first save
         if status in ("interrupted", "failed", "stopped", "crashed") and error:
             shared["stopped"] = error
-        if status in ("crashed", "interrupted") and not shared.get("document"):
-            store.flush()  # after Ctrl-C the store has seen tasks the shared store has not
-            results = {**(store.state.get("results") or {}), **(shared.get("results") or {})}
-            note = (f"The run crashed ({error})" if status == "crashed" else
-                    "The run was interrupted") + "; this document holds the tasks that were done."
-            shared["document"] = partial_document(shared, note, results)
+        if storage is None:
+            try:
+                if status in ("crashed", "interrupted") and not shared.get("document"):
+                    store.flush()  # after Ctrl-C the store has seen tasks the shared store has not
+                    results = {**(store.state.get("results") or {}), **(shared.get("results") or {})}
+                    note = (f"The run crashed ({error})" if status == "crashed" else
+                            "The run was interrupted") + "; this document holds the tasks that were done."
+                    shared["document"] = partial_document(shared, note, results)
+                store.save(shared)
+            except StorageError as exc:
+                storage = exc
+    try:
+        if storage is not None:
+            raise storage
+        doc_path = store.write_document(shared["document"]) if shared.get("document") else None
+    except StorageError as exc:
+        _storage_failed(store, exc)
+    except Exception as exc:  # a bug writing the document: the run says `crashed`, not its earlier status
+        status, code, error, crash, doc_path = "crashed", EXIT_FAILED, f"{type(exc).__name__}: {exc}", exc, None
+        shared.update(status=status, stopped=error)
         store.save(shared)
-    doc_path = store.write_document(shared["document"]) if shared.get("document") else None
     write_facts(shared, store)
     if status == "planned" and shared.get("plan"):
         _write_plan_file(shared, store)
@@ -192,6 +221,17 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     return Outcome(status=status, exit_code=code, run_dir=store.dir, shared=shared,
                    elapsed_s=shared["meta"]["elapsed_s"], error=error, document_path=doc_path,
                    totals=shared["totals"])
+
+
+def _storage_failed(store: RunStore, exc: StorageError) -> None:
+    """A write failure ends the run at once with its one-line error: run.json says `crashed` if a
+    small file still fits, and the writer thread is stopped without waiting on a disk that is full."""
+    store.save_crashed(str(exc))
+    try:
+        store.close()
+    except StorageError:
+        pass
+    raise exc
 
 
 def write_facts(shared: dict, store: RunStore) -> None:

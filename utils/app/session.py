@@ -268,6 +268,11 @@ def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, opti
     wants_target = bool(inputs.get("data")) and needs_target(spec)
     if target and not wants_target:
         raise UsageError(f"--target applies to a workflow that models a --data CSV (analysis), not {spec.name}")
+    impute = settings.flag("impute")
+    if impute and not wants_target:
+        raise UsageError(f"--impute applies to a workflow that models a --data CSV (analysis), not {spec.name}")
+    if impute:  # the modeller reads it from tool_params (saved in run.json, so --resume keeps it)
+        options = {**options, "tool_params": {**(options.get("tool_params") or {}), "impute": impute}}
     llm = make_llm(settings, display)
 
     async def set_up() -> tuple[Any, dict, str | None]:  # one event loop for the set-up calls

@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from utils.text import json_text, scrub, valid_text
+
 CACHE_VERSION = 2
 
 
@@ -42,7 +44,7 @@ def cache_key(*, model: str, messages: list[dict[str, Any]], temperature: float 
         "schema": [schema.__name__, schema.model_json_schema()] if schema is not None else None,
     }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class ResponseCache:
@@ -78,8 +80,8 @@ class ResponseCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp_name = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(entry, fh, ensure_ascii=False)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:  # valid UTF-8, secrets scrubbed: never raises
+                fh.write(scrub(valid_text(json_text(entry, ensure_ascii=False))))
             os.replace(tmp_name, path)
             tmp_name = None
         except OSError:

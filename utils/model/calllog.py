@@ -6,21 +6,17 @@ so a run folder's calls.jsonl tells the whole story of what was asked and answer
 """
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from utils.events import Event
-
-_KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6,})")
-_URL_SECRETS = re.compile(r"(?i)(https?://)[^/\s@]+@|([?&](?:api[-_]?key|key|token|access_token)=)[^&\s]+")
+from utils.text import add_secret
+from utils.text import scrub as scrub_all
 
 
 def scrub(text: str, key: str | None) -> str:
-    """`text` without the API key, `sk-...` tokens, URL credentials or `?api-key=` values."""
-    if key and len(key) >= 4:
-        text = text.replace(key, "***")
-    text = _KEYLIKE.sub("sk-***", text)
-    return _URL_SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + ("***@" if m.group(1) else "***"), text)
+    """`text` through the one scrub (utils/text.py), with `key` registered as a secret first."""
+    add_secret(key)
+    return scrub_all(text)
 
 
 def call_event(*, purpose: str, model: str, messages: list[dict], reply: str | None, key: str | None,

@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from utils.text import bracket_depth
+from utils.text import bracket_depth, valid_text
 
 MAX_BODY_DEPTH = 64        # a chat reply nests four levels; a body far deeper would make json.loads recurse
 MAX_COUNT = 100_000_000    # more tokens than any one call can use: a count above it is not believed
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _WAIT_HEADERS = (("retry-after-ms", 1000.0), ("retry-after", 1.0))
 _RESET_HEADERS = ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
@@ -48,11 +47,6 @@ def loads(raw: str | bytes) -> Any:
     if bracket_depth(text) > MAX_BODY_DEPTH:
         raise ValueError(f"nested deeper than {MAX_BODY_DEPTH} levels")
     return json.loads(text, parse_constant=lambda name: None)  # NaN/Infinity: unknown, not a float
-
-
-def valid_text(text: str) -> str:
-    """`text` as valid UTF-8: lone surrogates (JSON allows `\\ud800`) become U+FFFD."""
-    return _SURROGATE.sub("\ufffd", text)
 
 
 def count(value: Any) -> int | None:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from utils.errors import UsageError
+from utils.text import add_secret
 
 
 @dataclass
@@ -45,6 +46,9 @@ class LLMSettings:
     cache: bool = True
     max_tokens_total: int | None = None
     prices: dict | None = None       # {model: {"input", "output", "cached_input"?: usd_per_1M}}
+
+    def __post_init__(self) -> None:
+        add_secret(self.api_key)  # whatever echoes it back (a model, a server error) is scrubbed
 
 
 @dataclass

@@ -19,7 +19,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from utils.text import bracket_depth, json_text, scrub, valid_data
+
+MAX_LINE_BYTES = 64_000_000  # one record (a task result): a longer line is not ours and is skipped
+MAX_RECORD_DEPTH = 100
 _STOP = object()
+_BARRIER = object()  # answered even after a write error, so `flush` never waits for nothing
 # The writer wakes when the event loop hands it a record, which is the moment the loop is busy
 # sending the dependents' requests; waiting this long first leaves it the GIL for that hand-over
 # (about 0.6 ms a hop, bench/bench_hop.py) and gathers more records into each fsync.
@@ -28,18 +33,26 @@ SETTLE_S = 0.004
 
 def read_journal(path: Path) -> Iterator[dict]:
     """The records of a journal file. A torn last line (the process was killed mid-write) and any
-    line that is not a JSON object are skipped: they were never acknowledged as written."""
+    line that is not a JSON object are skipped: they were never acknowledged as written. Lines over
+    `MAX_LINE_BYTES` or nested too deeply are skipped unparsed, so memory and recursion stay bounded."""
     try:
         fh = path.open("rb")
     except FileNotFoundError:
         return
     with fh:
-        for raw in fh:
+        while True:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
             if not raw.endswith(b"\n"):
-                break
+                if len(raw) <= MAX_LINE_BYTES:
+                    break  # the end, or a torn last line
+                while raw and not raw.endswith(b"\n"):  # an over-long line: skipped unread
+                    raw = fh.readline(1 << 20)
+                continue
+            if bracket_depth(raw.decode("utf-8", "replace")) > MAX_RECORD_DEPTH:
+                continue
             try:
-                record = json.loads(raw)
-            except (ValueError, RecursionError):
+                record = valid_data(json.loads(raw))
+            except ValueError:
                 continue
             if isinstance(record, dict):
                 yield record
@@ -74,9 +87,10 @@ class JournalWriter:
 
     def __init__(self, encode: Callable[[Any], str] | None = None) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._encode = encode or (lambda obj: json.dumps(obj, default=str))
+        self._encode = encode or json_text
         self._files: dict[Path, Any] = {}
         self._error: BaseException | None = None
+        self._failed: BaseException | None = None  # stays set: nothing is written after a failure
         self._thread = threading.Thread(target=self._loop, name="run-journal", daemon=True)
         self._thread.start()
 
@@ -88,10 +102,16 @@ class JournalWriter:
         """Run `job` on the writer thread after every line queued before it is written."""
         self._queue.put((None, None, job))
 
+    @property
+    def failed(self) -> BaseException | None:
+        """The first write error (full disk, folder gone); from then on nothing more is written."""
+        return self._failed
+
     def flush(self, timeout: float | None = 60.0) -> None:
-        """Block until everything queued so far is on disk (not for the event loop: end of run, tests)."""
+        """Block until everything queued so far is on disk (not for the event loop: end of run, tests).
+        A write error is raised at once: the barrier is answered even after one."""
         done = threading.Event()
-        self.call(done.set)
+        self._queue.put((_BARRIER, None, done.set))
         if not done.wait(timeout):
             raise TimeoutError("the run journal did not finish writing in time")
         self._raise_error()
@@ -123,24 +143,40 @@ class JournalWriter:
                     stopping = True
                     continue
                 path, record, then = item
+                if path is _BARRIER:
+                    try:
+                        self._sync(dirty)
+                    except OSError as exc:
+                        self._fail(exc)
+                    then()
+                    continue
+                if self._failed is not None:
+                    continue  # after a write error nothing more is written: the run is being stopped
                 try:
                     if path is None:
                         self._sync(dirty)
                         then()
                         continue
-                    self._handle(path).write(self._encode(record) + "\n")
+                    self._handle(path).write(scrub(self._encode(record)) + "\n")
                     dirty.add(path)
                     if then is not None:
                         then(record)
                 except BaseException as exc:  # noqa: BLE001 - kept and raised on the caller's thread
-                    self._error = self._error or exc
+                    self._fail(exc)
             try:
                 self._sync(dirty)
             except OSError as exc:
-                self._error = self._error or exc
+                self._fail(exc)
         for fh in self._files.values():
-            fh.close()
+            try:
+                fh.close()
+            except OSError as exc:  # buffered lines that no longer fit
+                self._fail(exc)
         self._files.clear()
+
+    def _fail(self, exc: BaseException) -> None:
+        self._error = self._error or exc
+        self._failed = self._failed or exc
 
     def _handle(self, path: Path):
         fh = self._files.get(path)
@@ -149,8 +185,9 @@ class JournalWriter:
         return fh
 
     def _sync(self, dirty: set[Path]) -> None:
-        for path in dirty:
+        paths = list(dirty)
+        dirty.clear()
+        for path in paths:
             fh = self._files[path]
             fh.flush()
             os.fsync(fh.fileno())
-        dirty.clear()

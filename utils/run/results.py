@@ -68,6 +68,16 @@ def saved_result(result: dict) -> dict:
     return out
 
 
+def results_digest(results: dict[str, dict]) -> str:
+    """sha256 of the finished tasks' outputs: a review recorded with the same digest judged exactly
+    this work, so a resumed run reuses it instead of paying for the same review again."""
+    import hashlib
+    import json
+
+    done = sorted((tid, str(r.get("output") or "")) for tid, r in results.items() if r.get("state") == TaskState.DONE)
+    return hashlib.sha256(json.dumps(done, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
+
+
 def review_shortfall(reviews: list[dict], min_score: float) -> str | None:
     """Why a run whose final review scored below `min_score` needs work (the reviewer's summary and
     its per-task feedback), or None. A review that failed, or an offline one, has no score: no verdict."""

@@ -7,17 +7,21 @@ with a sha256 at the start: on resume a file is read only if its content still m
 """
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
 
 from utils.errors import UsageError
 from utils.run.plan import Plan
 from utils.run.results import TaskResult
 
 BUILTIN_NAME = r"^[A-Za-z0-9_-]{1,64}$"  # a built-in workflow is a name, never a path
+MAX_TOTAL = 1e15  # tokens, calls, seconds or dollars: more than any run, far below float overflow
 
 
 class SavedOptions(BaseModel):
@@ -65,10 +69,27 @@ class RunFile(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
     journal_seq: StrictInt = 0
 
+    @field_validator("totals")
+    @classmethod
+    def _sane_totals(cls, totals: dict[str, Any]) -> dict[str, Any]:
+        """Counts a run could really reach: 1e308 or 10**400 would overflow when carried on."""
+        for name, value in totals.items():
+            if isinstance(value, bool) or value is None or not isinstance(value, (int, float)):
+                continue
+            if not (0 <= value <= MAX_TOTAL) or value != value:
+                raise ValueError(f"{name} is {str(value)[:20]}, not a count between 0 and {MAX_TOTAL:.0e}")
+        return totals
+
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    """sha256 of a regular file. Anything else is an OSError before a byte is read: a tampered
+    run.json naming /dev/zero, /dev/urandom or a FIFO would otherwise be hashed (or waited on) forever;
+    the FIFO is opened without blocking so the check itself cannot hang."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        digest = hashlib.sha256()
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

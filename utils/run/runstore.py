@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
 import time
@@ -20,15 +21,16 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from utils.errors import UsageError
+from utils.errors import StorageError, UsageError
 from utils.events import Event
 from utils.run.journal import JournalWriter, read_journal, trim_torn_tail
 from utils.run.results import TaskState, saved_result
-from utils.text import bracket_depth, for_file
+from utils.text import bracket_depth, for_file, for_markdown, json_text, scrub, valid_data
 
 FORMAT = "orchestrator-run/1"
 JOURNAL, CALLS, RUN_JSON = "journal.jsonl", "calls.jsonl", "run.json"
 CHECKPOINT_EVERY_S = 5.0
+MAX_RUN_BYTES = 256_000_000  # read whole: a bigger run.json is refused before a byte is parsed
 MAX_RUN_DEPTH = 100  # a run nests a model reply (at most 64 levels) a few levels down; deeper is not ours
 # Top-level fields the runner sets; results, the plan and reviews arrive as events only.
 SET_FIELDS = ("goal", "workflow", "workflow_file", "options", "inputs", "hashes", "revisions_done", "rounds",
@@ -55,12 +57,14 @@ def slugify(text: str, max_len: int = 40) -> str:
 def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> None:
     """Write to a temporary file in the same folder, fsync, rename over the target, fsync the folder.
 
-    The file gets `mode` (default: the user's umask), not the 0600 of a temporary file.
+    The file gets `mode` (default: the user's umask), not the 0600 of a temporary file. Text gets the
+    terminal's neutralising (`for_file`: valid UTF-8, no control or bidi characters) and the one scrub
+    of secrets on the way; bytes (a PNG) are written as given.
     """
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+            fh.write(data if isinstance(data, bytes) else scrub(for_file(data)).encode("utf-8"))
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, FILE_MODE if mode is None else mode)
@@ -162,8 +166,8 @@ def replay(state: dict, journal: Path) -> dict:
 def encode_run(state: dict) -> str:
     """run.json's text: the header indented, one line per task result (diff- and grep-friendly)."""
     results = state.get("results") or {}
-    head = json.dumps({k: v for k, v in state.items() if k != "results"}, indent=1, default=str)
-    parts = [f"  {json.dumps(tid)}: {json.dumps(r, default=str)}" for tid, r in results.items()]
+    head = json_text({k: v for k, v in state.items() if k != "results"}, indent=1)
+    parts = [f"  {json_text(tid)}: {json_text(r)}" for tid, r in results.items()]
     body = head[:-1].rstrip() + (",\n" if head != "{}" else "")
     return body + ' "results": {\n' + ",\n".join(parts) + "\n }\n}\n"
 
@@ -212,18 +216,46 @@ class RunStore:
     def flush(self) -> None:
         """Wait until every record handed over so far is written (journal, files, checkpoints)."""
         if self._writer is not None:
-            self._writer.flush()
+            try:
+                self._writer.flush()
+            except OSError as exc:
+                raise self.storage_error(exc) from None
 
     def close(self) -> None:
         """Write what is queued and stop the writer thread (a later record starts a new one)."""
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            except OSError as exc:
+                raise self.storage_error(exc) from None
 
     def write_document(self, document: str) -> Path:
         path = self.dir / "output.md"
-        atomic_write(path, for_file(document))
+        try:
+            atomic_write(path, for_markdown(document))
+        except OSError as exc:
+            raise self.storage_error(exc) from None
         return path
+
+    def storage_error(self, exc: BaseException) -> StorageError:
+        """One line naming the folder, the cause and the free space (a full disk is the usual cause)."""
+        try:
+            free = f"{shutil.disk_usage(self.dir).free / 1024:,.0f} KiB free"
+        except OSError:
+            free = "free space unknown"
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        return StorageError(f"cannot write to the run folder {self.dir}: {why} ({free})")
+
+    def save_crashed(self, reason: str) -> bool:
+        """After a write failure: try once to leave run.json saying `crashed` (a small file may still
+        fit where a task output did not). The writer thread writes nothing more, so its state is still."""
+        state = {**self.state, "status": "crashed", "stopped": reason}
+        try:
+            atomic_write(self.dir / RUN_JSON, encode_run(state))
+            return True
+        except OSError:
+            return False
 
     # -- caller side: O(1) per record ----------------------------------------------------------
     def _writer_(self) -> JournalWriter:
@@ -234,6 +266,9 @@ class RunStore:
     def _record(self, record: dict, *, checkpoint: bool = False, artifacts: dict | None = None) -> None:
         if self._totals is not None:
             record["totals"], self._totals = self._totals, None
+        failed = self._writer.failed if self._writer is not None else None
+        if failed is not None:  # the disk is full (or the folder gone): stop the run at once
+            raise self.storage_error(failed)
         with self._lock:  # sequence numbers in queue order, whichever thread emits
             self._seq += 1
             record["seq"] = self._seq
@@ -283,6 +318,8 @@ def load_run(run_dir: Path) -> dict:
 
     file = run_dir / RUN_JSON
     try:
+        if file.stat().st_size > MAX_RUN_BYTES:
+            raise UsageError(f"--resume: {file} is over {MAX_RUN_BYTES // 1_000_000} MB; not a run this app wrote")
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise UsageError(f"--resume: {run_dir} is not a run folder (no run.json)") from None
@@ -291,7 +328,7 @@ def load_run(run_dir: Path) -> dict:
     if bracket_depth(text) > MAX_RUN_DEPTH:
         raise UsageError(f"--resume: {file} is nested too deeply")
     try:
-        state = json.loads(text)
+        state = valid_data(json.loads(text))  # a lone surrogate escaped in the file becomes U+FFFD here
     except ValueError as exc:
         raise UsageError(f"--resume: cannot read {file}: {str(exc)[:200]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:

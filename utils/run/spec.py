@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from utils.errors import UsageError
-from utils.text import bracket_depth
+from utils.text import bracket_depth, valid_data
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
@@ -67,15 +67,19 @@ class WorkflowSpec(BaseModel):
     review: Review
     assembly: Assembly = Field(default_factory=Assembly)
     offline_plan: dict[str, Any] = Field(default_factory=dict)
-    sample_inputs: list[str] = Field(default_factory=list)   # relative to examples/
-    sample_data: str | None = None                           # relative to examples/
+    sample_inputs: list[str] = Field(default_factory=list)   # relative to the spec's folder
+    sample_data: str | None = None                           # relative to the spec's folder
     # How model sections' numbers are held to evidence (utils/run/claims.py): `sources` (cited file lines
     # and web passages; an uncited number is flagged), `figures` (the tools' results), `none`.
     claims: Literal["sources", "figures", "none"] = "none"
     path: str = ""
 
+    @property
+    def folder(self) -> Path:
+        return Path(self.path).parent if self.path else EXAMPLES_DIR
+
     def example_path(self, rel: str) -> Path:
-        return EXAMPLES_DIR / rel
+        return self.folder / rel
 
 
 def spec_names() -> list[str]:
@@ -106,7 +110,18 @@ def load_spec(name_or_path: str) -> WorkflowSpec:
         where = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"workflow file {path}: {where}: {first['msg']}") from None
     _check_roles(spec, path)
+    _check_samples(spec, path)
     return spec
+
+
+def _check_samples(spec: WorkflowSpec, path: Path) -> None:
+    """Sample files stay inside the spec's folder: a shared workflow file must not be able to point
+    the run (and so the model) at `../../../elsewhere/secret.csv`."""
+    folder = spec.folder.resolve()
+    for name in [*spec.sample_inputs, *([spec.sample_data] if spec.sample_data else [])]:
+        target = spec.example_path(name).resolve()
+        if Path(name).is_absolute() or not target.is_relative_to(folder):
+            raise UsageError(f"workflow file {path}: sample file {name!r} is outside the workflow's folder")
 
 
 def read_yaml(path: Path, what: str = "workflow file") -> dict:
@@ -138,7 +153,7 @@ def read_yaml(path: Path, what: str = "workflow file") -> dict:
     problem = _shape_problem(raw)
     if problem:
         raise UsageError(f"{what} {path}: {problem}")
-    return raw
+    return valid_data(raw)  # after the shape check: no cycle or bomb reaches the walk
 
 
 def _shape_problem(value: object) -> str | None:

@@ -12,7 +12,6 @@ the engine and the terminal lines never need it.
 """
 from __future__ import annotations
 
-import io
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,19 +232,17 @@ def role_colors(roles: list[str]) -> dict[str, str]:
 
 
 def agg_figure(width: float, height: float) -> tuple[Any, Any]:
-    """A Figure on its own Agg canvas, without pyplot (no global state, safe beside tool threads)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    """A Figure on its own Agg canvas (the tools' `new_figure`) and its one Axes."""
+    from utils.tools import new_figure
 
-    fig = Figure(figsize=(width, height))
-    FigureCanvasAgg(fig)
+    fig = new_figure(width, height)
     return fig, fig.subplots()
 
 
 def figure_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    return buf.getvalue()
+    from utils.tools import png_bytes
+
+    return png_bytes(fig, dpi=110, bbox_inches="tight")
 
 
 def timeline_title(tl: Timeline, title: str, *, offline: bool = False) -> str:
@@ -343,6 +340,7 @@ def write_pictures(shared: dict, run_dir: Path, status: str) -> list[str]:
     """
     from utils.run.plan_view import plan_document, plan_png
     from utils.run.runstore import atomic_write
+    from utils.text import for_markdown
 
     written: list[str] = []
     try:
@@ -352,7 +350,7 @@ def write_pictures(shared: dict, run_dir: Path, status: str) -> list[str]:
             atomic_write(run_dir / "plan.png", plan_png(plan))
             written.append("plan.png")
             if not shared.get("document"):
-                atomic_write(run_dir / "output.md", plan_document(plan))
+                atomic_write(run_dir / "output.md", for_markdown(plan_document(plan)))
                 written.append("output.md")
         elif any(isinstance(r, dict) and r.get("started") for r in results.values()):
             started = meta.get("started")

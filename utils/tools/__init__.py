@@ -34,6 +34,9 @@ class ToolResult:
     artifacts: dict[str, bytes] = field(default_factory=dict)  # file name -> bytes (PNG charts)
 
 
+ANALYSIS_JSON = "analysis.json"    # the modeller's machine-readable result (utils/tools/model_report.py)
+RUN_FILES = frozenset({ANALYSIS_JSON})  # artifacts saved under their own name: one per run, found by name
+
 ToolFn = Callable[[ToolInput], ToolResult]
 TOOLS: dict[str, ToolFn] = {}
 
@@ -67,10 +70,26 @@ def new_figure(width: float = 8.0, height: float = 5.0) -> Any:
     return fig
 
 
-def png_bytes(fig: Any) -> bytes:
-    """Render a figure to PNG bytes (metadata stripped of the software version for stable output)."""
+def png_bytes(fig: Any, **savefig: Any) -> bytes:
+    """Render a figure to PNG bytes (metadata stripped of the software version for stable output).
+
+    Every label is neutralised first (`for_file`): a model-written title with ESC or U+202E would
+    otherwise be drawn as boxes and make matplotlib warn on stderr with the raw character in the line."""
+    from matplotlib.text import Text
+
+    from utils.text import for_file
+
+    for text in fig.findobj(Text):
+        raw = text.get_text()
+        if isinstance(raw, str) and raw != for_file(raw):
+            text.set_text(for_file(raw))
+    for ax in fig.axes:  # tick labels are made again at draw time from the axis' formatter
+        for axis in (ax.xaxis, ax.yaxis):
+            labels = [t.get_text() for t in axis.get_ticklabels()]
+            if any(label != for_file(label) for label in labels):
+                axis.set_ticks(axis.get_ticklocs(), [for_file(label) for label in labels])
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
+    fig.savefig(buf, format="png", metadata={"Software": None}, **savefig)
     return buf.getvalue()
 
 

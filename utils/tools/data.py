@@ -10,18 +10,19 @@ MAX_CORR_COLUMNS, models and charts on at most MODEL_ROWS sampled rows.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import warnings
 from pathlib import Path
 from typing import Callable
 
 from utils.errors import ToolError
-from utils.tools import ToolInput, ToolResult
+from utils.tools import ANALYSIS_JSON, ToolInput, ToolResult
 from utils.tools.data_charts import (MAX_HEATMAP, bars, heatmap, histograms, numeric_first, over_time, plain, scatter,
                                      series_column, time_column)
 from utils.tools.dataset import (MAX_COLUMNS, NUMERIC, TARGET_RULE, Dataset, check_target, default_target,
                                  open_dataset)
-from utils.tools.stats import (EXACT_QUANTILE_ROWS, MAX_CORR_COLUMNS, MODEL_ROWS, correlation_columns, correlation_matrix,
+from utils.tools.stats import (EXACT_QUANTILE_ROWS, MAX_CORR_COLUMNS, correlation_columns, correlation_matrix,
                                describe_categorical, describe_dates, describe_numeric, outliers)
 
 MAX_TABLE_ROWS = 40   # markdown tables list at most this many columns; `data` holds the rest
@@ -190,11 +191,16 @@ def correlations(inp: ToolInput) -> ToolResult:
 
 @quiet
 def regression(inp: ToolInput) -> ToolResult:
-    """A model of the target: OLS for a numeric target, logistic regression for a categorical one."""
-    from utils.tools.modelling import choose_features, design, fit_classifier, fit_regression
+    """The model of the target (OLS, logit or multinomial logit, see `modelling`) with its
+    cross-validated comparison; the result is the run folder's `analysis.json`."""
+    from utils.tools.model_report import analyse, markdown
+    from utils.tools.modelling import IMPUTE
 
     ds = _dataset(inp)
     target, how = _target(inp, ds)
+    impute = inp.params.get("impute")
+    if impute is not None and impute not in IMPUTE:
+        raise ToolError(f"impute {impute!r} is not supported; choose one of: {', '.join(IMPUTE)}")
     if target is None:
         why = (f"**{ds.name}** has no column a model could predict (numeric, or a category with few values), "
                "so no model was fitted.")
@@ -204,48 +210,14 @@ def regression(inp: ToolInput) -> ToolResult:
         why = (f"No model for **{target}**: its values (up to {plain(max(abs(t.minimum), abs(t.maximum)))}) are "
                "too large to model; near the float limit least squares overflows.")
         return ToolResult(markdown=why, data={"file": ds.name, "target": target, "skipped": why})
-    features, excluded, strength = choose_features(ds, t)
-    base = {"file": ds.name, "target": target, "target_choice": how, "excluded": excluded}
-    if not features:
-        why = (f"No model for **{target}**: no other column can serve as a feature"
-               + (f" ({'; '.join(f'{k}: {v}' for k, v in list(excluded.items())[:6])})" if excluded else "") + ".")
-        return ToolResult(markdown=why, data={**base, "skipped": why})
-    X, y, labels = design(ds, t, features)
-    if len(y) < 2 * (len(labels) + 2) or len(y) < 10:
-        why = f"No model for **{target}**: {len(y)} rows are too few for {len(labels)} feature columns."
-        return ToolResult(markdown=why, data={**base, "skipped": why})
-    fit = finite(fit_regression(X, y, labels) if t.kind == NUMERIC else fit_classifier(X, y, labels))
-    res = {**base, **fit, "sampled": ds.n_rows > MODEL_ROWS,
-           "feature_strength": {f.name: strength.get(f.name) for f in features}}  # |r| or η² with the target
-    head = (f"Model of **{target}** ({how}) on {', '.join(f.name for f in features)}: "
-            f"{fit['n_train']:,} training rows, {fit['n_test']:,} held-out rows"
-            + (f" from a fixed sample of {MODEL_ROWS:,} of the {ds.n_rows:,} rows" if res["sampled"] else "") + ".")
-    md = [head, ""] + (_regression_md(fit) if t.kind == NUMERIC else _classifier_md(fit))
-    if excluded:
-        md += ["", "Columns not used as features: " + "; ".join(f"{k} ({v})" for k, v in list(excluded.items())[:12])
-               + (f"; … {len(excluded) - 12} more" if len(excluded) > 12 else "") + "."]
-    return ToolResult(markdown="\n".join(md), data=res)
-
-
-def _regression_md(fit: dict) -> list[str]:
-    rows = [["intercept", plain(fit["intercept"]), f"[{plain(fit['intercept_ci95'][0])}, "
-             f"{plain(fit['intercept_ci95'][1])}]", "—"]]
-    rows += [[f, plain(b), f"[{plain(fit['ci95'][f][0])}, {plain(fit['ci95'][f][1])}]", plain(fit["p_values"][f], 2)]
-             for f, b in fit["coefficients"].items()]
-    return ["Linear regression (ordinary least squares):", "",
-            _md_table(["term", "coefficient", "95 % CI", "p-value"], rows), "",
-            _md_table(["metric", "value"], [["held-out R²", plain(fit["r2_test"])],
-                                            ["held-out MAE", plain(fit["mae_test"])],
-                                            ["training R²", plain(fit["r2_train"])]])]
-
-
-def _classifier_md(fit: dict) -> list[str]:
-    classes = [str(c) for c in fit["classes"]]
-    conf = _md_table(["actual \\ predicted"] + classes, [[c] + row for c, row in zip(classes, fit["confusion"])])
-    return [f"Logistic regression ({fit['method']}) over {len(classes)} classes.", "",
-            _md_table(["metric", "value"], [["held-out accuracy", plain(fit["accuracy_test"])],
-                                            ["always guessing the most frequent class", plain(fit["baseline_accuracy"])]]),
-            "", "Confusion matrix on the held-out rows:", "", conf]
+    result, extra = analyse(ds, t, impute)
+    result = finite(result)
+    md = markdown(result, extra, ds.name, how, ds.n_rows)
+    data = {**result, "file": ds.name, "target_choice": how, "features": extra["features"]}
+    if extra.get("skipped"):
+        data["skipped"] = md
+    return ToolResult(markdown=md, data=data,
+                      artifacts={ANALYSIS_JSON: json.dumps(result, indent=1, allow_nan=False).encode()})
 
 
 @quiet

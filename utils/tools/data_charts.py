@@ -64,7 +64,7 @@ def histograms(ds: Dataset, cols: list[Column], title: str) -> tuple[bytes, list
     import numpy as np
 
     cols = cols[:MAX_PANELS]
-    data = sample(ds, [c.name for c in cols], MODEL_ROWS, raw=True) if cols else {}
+    data = sample(ds, [c.name for c in cols], MODEL_ROWS) if cols else {}
     panels = []
     for c in cols:
         v = floats(data[c.name], c.scale)
@@ -117,7 +117,7 @@ def scatter(ds: Dataset, target: Column, best: Column, slope_line: bool = True) 
     """Target against its strongest predictor, with a least-squares line (at most 5,000 points drawn)."""
     import numpy as np
 
-    data = sample(ds, [best.name, target.name], MODEL_ROWS, raw=True)
+    data = sample(ds, [best.name, target.name], MODEL_ROWS)
     x, y = floats(data[best.name], best.scale), floats(data[target.name], target.scale)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
@@ -187,7 +187,7 @@ def over_time(ds: Dataset, time: Column, cols: list[Column], series: Column | No
     cols = [c for c in cols if c is not time][:4]
     if not cols:
         return None
-    data = sample(ds, [time.name] + [c.name for c in cols] + ([series.name] if series else []), MODEL_ROWS, raw=True)
+    data = sample(ds, [time.name] + [c.name for c in cols] + ([series.name] if series else []), MODEL_ROWS)
     t = np.ma.asarray(data[time.name])
     if t.dtype.kind not in "Mmfiu":
         return None

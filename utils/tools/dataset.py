@@ -17,7 +17,8 @@ Rules a reader can check (also stated in the `load_data` output):
   (`Jan 1 2000`, `2021-01`, `01/02/2003`: day/month order from the values, see `layout.py`);
 - years: an integer column with every value in 1700..2200 is time (a numeric feature), never an ID;
 - ID-like columns (excluded from statistics): a name such as `id`, `customer_id` or `OrderID` with
-  nearly all values distinct, an integer sequence (max − min + 1 = rows, all distinct), or text
+  nearly all values distinct, an integer sequence in the first column (max − min + 1 = rows, all
+  distinct: a row number; elsewhere such a column is data, e.g. NIST's Wampler x = 0..20), or text
   with every value distinct;
 - mostly empty (excluded): more than half of the values missing; constant: one distinct value;
 - categorical: text or boolean with at most 50 distinct values; more than that is free text.
@@ -290,12 +291,12 @@ def _profile(cur: Any, table: str, names: list[str], types: list[str], n_rows: i
         row = cur.execute("SELECT " + ", ".join(f"min({q(n)}), max({q(n)})" for n in part) + f" FROM {table}").fetchone()
         ranges.update({n: (row[2 * i], row[2 * i + 1]) for i, n in enumerate(part)})
     exact = n_rows * len(names) <= EXACT_CELLS
-    return [_classify(n, t, n_rows, *counts.get(n, (0, 0)), *ranges.get(n, (None, None)), exact=exact)
-            for n, t in zip(names, types)]
+    return [_classify(n, t, n_rows, *counts.get(n, (0, 0)), *ranges.get(n, (None, None)), exact=exact, first=i == 0)
+            for i, (n, t) in enumerate(zip(names, types))]
 
 
 def _classify(name: str, sql_type: str, n_rows: int, present: int, distinct: int, lo: Any, hi: Any,
-              exact: bool = True) -> Column:
+              exact: bool = True, first: bool = False) -> Column:
     kind = _kind_of(sql_type)
     missing = n_rows - present
     col = Column(name=name, kind=kind, sql_type=sql_type, missing=missing, distinct=distinct, minimum=lo, maximum=hi)
@@ -311,7 +312,7 @@ def _classify(name: str, sql_type: str, n_rows: int, present: int, distinct: int
         col.kind, col.note = ID, "ID-like: its name, and values (nearly) all distinct"
     elif col.year:
         col.note = "years: time, used as a number"
-    elif integer and nearly_all and present >= 10 and hi - lo + 1 <= 1.03 * present:
+    elif first and integer and nearly_all and present >= 10 and hi - lo + 1 <= 1.03 * present:
         col.kind, col.note = ID, "ID-like: a sequence of distinct integers"
     elif kind == CATEGORICAL and nearly_all and present >= 20:
         col.kind, col.note = ID, "ID-like: text with every value distinct"

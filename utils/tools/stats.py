@@ -1,12 +1,10 @@
-"""Cleaning and statistics as SQL over the loaded dataset: every figure is one DuckDB aggregate.
+"""Statistics as SQL over the loaded dataset: every figure is one DuckDB aggregate.
 
-Cleaning rule (applied by every later tool, through one view): numeric missing -> median, categorical
-missing -> most frequent value (ties: alphabetical), numeric values beyond the 1.5×IQR fences are
-clipped to the fence (no clipping when the IQR is 0). Columns with values beyond 1e100 are divided
-by a power of ten before sums, so numbers near the float limit (1e308) never overflow to inf.
-
-Descriptive figures (`describe_*`, `column_summary`, `outliers`, correlations, the charts' `raw`
-sample) read the raw table, never a cleaned view: every table and chart shows the data as it is.
+Nothing is cleaned: no value is clipped, winsorised or filled in. Descriptive figures (`describe_*`,
+`column_summary`, `outliers`, correlations) and the rows the charts and the model read (`sample`)
+come from the raw table, so every table and chart shows the data as it is. Columns with values
+beyond 1e100 are divided by a power of ten before sums, so numbers near the float limit (1e308)
+never overflow to inf.
 Outliers (beyond the 1.5×IQR fences) are reported with their row numbers, never changed.
 """
 from __future__ import annotations
@@ -44,74 +42,6 @@ def _quartiles(cur: Any, source: str, cols: list[Column], n_rows: int) -> dict[s
         for c, qs in zip(group, row):
             out[c.name] = tuple(float(x) for x in qs) if qs else (math.nan,) * 3
     return out
-
-
-def cleaning(ds: Dataset) -> dict[str, dict]:
-    """Per analysed column, what cleaning does (computed once per dataset, then cached)."""
-    with ds.lock:
-        if "cleaning" in ds.cache:
-            return ds.cache["cleaning"]
-        cur = connection()
-        cols = ds.analysed()
-        nums = [c for c in cols if c.kind == NUMERIC]
-        quart = _quartiles(cur, ds.table, nums, ds.n_rows)
-        plan: dict[str, dict] = {}
-        counts = []
-        for c in nums:
-            q1, med, q3 = quart[c.name]
-            iqr = q3 - q1
-            lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-            plan[c.name] = {"type": NUMERIC, "imputed": c.missing, "fill": med * c.scale, "scale": c.scale,
-                            "lower_fence": _num(lo, c.scale), "upper_fence": _num(hi, c.scale), "lo": lo, "hi": hi,
-                            "clipping": "applied" if iqr > 0 else "skipped (IQR is 0)",
-                            "clipped_low": 0, "clipped_high": 0}
-            if iqr > 0:
-                counts += [f"count_if({_scaled(c)} < {lo!r})", f"count_if({_scaled(c)} > {hi!r})"]
-        if counts:
-            row = cur.execute(f"SELECT {', '.join(counts)} FROM {ds.table}").fetchone()
-            it = iter(row)
-            for c in nums:
-                if plan[c.name]["clipping"] == "applied":
-                    plan[c.name]["clipped_low"], plan[c.name]["clipped_high"] = int(next(it)), int(next(it))
-        for c in cols:
-            if c.kind in (CATEGORICAL, BOOLEAN):
-                fill = _mode(cur, ds.table, c) if c.missing else None
-                plan[c.name] = {"type": c.kind, "imputed": c.missing if fill is not None else 0, "fill": fill}
-        ds.cache["cleaning"] = plan
-        ds.cache["view"] = _create_view(cur, ds, plan)
-        return plan
-
-
-def _mode(cur: Any, table: str, c: Column) -> Any:
-    row = cur.execute(f"SELECT {q(c.name)} FROM {table} WHERE {q(c.name)} IS NOT NULL GROUP BY 1 "
-                      f"ORDER BY count(*) DESC, 1 LIMIT 1").fetchone()
-    return row[0] if row else None
-
-
-def _create_view(cur: Any, ds: Dataset, plan: dict[str, dict]) -> str:
-    """The cleaned columns as a view (`c_<table>`): each later query reads clean values directly."""
-    exprs = []
-    for c in ds.analysed():
-        p = plan[c.name]
-        if c.kind == NUMERIC:
-            x = _scaled(c)
-            if p["clipping"] == "applied":  # least/greatest skip NULLs, so NULL is filled first
-                x = f"least(greatest({x}, {p['lo']!r}), {p['hi']!r})"
-            x = x if c.scale == 1.0 else f"({x} * {c.scale!r})"
-            exprs.append(f"CASE WHEN {q(c.name)} IS NULL THEN {p['fill']!r} ELSE {x} END AS {q(c.name)}")
-        elif p["fill"] is None:
-            exprs.append(q(c.name))
-        else:
-            fill = ("TRUE" if p["fill"] else "FALSE") if c.kind == BOOLEAN else "'" + str(p["fill"]).replace("'", "''") + "'"
-            exprs.append(f"coalesce({q(c.name)}, {fill}) AS {q(c.name)}")
-    view = f"c_{ds.table}"
-    cur.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT {', '.join(exprs) or '1 AS one'} FROM {ds.table}")
-    return view
-
-
-def clean_view(ds: Dataset) -> str:
-    cleaning(ds)
-    return ds.cache["view"]
 
 
 def describe_numeric(ds: Dataset) -> dict[str, dict]:
@@ -262,12 +192,13 @@ def correlation_matrix(ds: Dataset, cols: list[Column]) -> list[list[float | Non
     return m
 
 
-def sample(ds: Dataset, names: list[str], limit: int = MODEL_ROWS, raw: bool = False) -> dict[str, Any]:
-    """Up to `limit` rows of `names` as numpy arrays, in a fixed order (a hash of the row's values): the
-    same file always gives the same sample, and so the same model and charts. `raw`: the file's values
-    (missing ones as None/NaN) rather than the model's view; charts draw these."""
-    view = ds.table if raw else clean_view(ds)
+def sample(ds: Dataset, names: list[str], limit: int = MODEL_ROWS, where: str | None = None) -> dict[str, Any]:
+    """Up to `limit` rows of `names` (those matching the SQL condition `where`) as numpy arrays, a
+    missing value masked, in a fixed order (a hash of the row's values): the same file always gives
+    the same sample, and so the same model and charts. The file's values: nothing is filled or clipped."""
     cols = ", ".join(q(n) for n in names)
     cur = connection()
-    cur.execute(f"SELECT {cols} FROM {view} ORDER BY hash({cols}), {cols} LIMIT {int(limit)}")
+    cur.execute(f"SELECT {cols} FROM {ds.table} {'WHERE ' + where if where else ''} "
+                f"ORDER BY hash({cols}), {cols} LIMIT {int(limit)}")
     return cur.fetchnumpy()
+

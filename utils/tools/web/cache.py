@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from utils.text import json_text, scrub, valid_text
+
 CACHE_VERSION = 1
 TRANSIENT_TTL_S = 3600.0
 
@@ -26,7 +28,7 @@ def web_home() -> Path:
 
 def key_for(kind: str, *parts: Any) -> str:
     canonical = json.dumps([CACHE_VERSION, kind, *parts], sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _path(kind: str, key: str) -> Path:
@@ -53,8 +55,8 @@ def store(kind: str, key: str, entry: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({**entry, "stored": round(time.time(), 3)}, fh, ensure_ascii=False)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # valid UTF-8, secrets scrubbed: never raises
+            fh.write(scrub(valid_text(json_text({**entry, "stored": round(time.time(), 3)}, ensure_ascii=False))))
         os.replace(tmp, path)
         tmp = None
     except OSError:

@@ -11,12 +11,16 @@ The API key is read from the environment per request and never stored in a hit, 
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from utils.errors import ToolError
-from utils.tools.web.settings import KEY_VARS, api_key
+from utils.text import bracket_depth, valid_data
+from utils.capped import BadEncoding, TooLarge
+from utils.tools.web.fetch import read_capped
+from utils.tools.web.settings import KEY_VARS, MAX_SEARCH_BYTES, api_key, call_deadline
 
 _TAGS = re.compile(r"<[^>]+>")  # Brave marks query words in snippets with <strong>
 
@@ -74,25 +78,47 @@ def _request(provider: str, url: str, query: str, count: int) -> dict[str, Any]:
             "headers": {**headers, "X-Subscription-Token": key}}
 
 
+MAX_SEARCH_DEPTH = 32  # a documented answer nests 4 levels; deeper is not a search answer
+
+
 async def search(client: Any, settings: dict, query: str) -> list[Hit]:
     """The provider's top `settings["results"]` hits for `query`; errors are ToolErrors naming the
-    provider and status, never the key."""
+    provider and status, never the key. The whole call has a deadline, the answer a decoded-size cap
+    and a nesting limit (checked before parsing), so no answer can hang, flood memory or recurse."""
+    import asyncio
+
     import httpx
 
     provider, count = settings["provider"], int(settings["results"])
     req = _request(provider, settings["url"], query, count)
     try:
-        resp = await client.request(req.pop("method"), req.pop("url"), **req)
-    except httpx.TimeoutException:
+        status, raw = await asyncio.wait_for(_call(client, req), call_deadline(settings))
+    except (httpx.TimeoutException, asyncio.TimeoutError):
         raise ToolError(f"{provider} search timed out") from None
+    except TooLarge:
+        raise ToolError(f"{provider} search failed: its answer is over {MAX_SEARCH_BYTES:,} bytes") from None
+    except BadEncoding as exc:
+        raise ToolError(f"{provider} search failed: {exc}") from None
     except httpx.HTTPError as exc:
         raise ToolError(f"{provider} search failed: {type(exc).__name__}") from None
-    if resp.status_code >= 400:
+    if status >= 400:
         hint = {403: " (is `json` in the instance's search formats?)"} if provider == "searxng" else \
             {401: f" (check {KEY_VARS.get(provider)})", 403: f" (check {KEY_VARS.get(provider)})"}
-        raise ToolError(f"{provider} search answered HTTP {resp.status_code}{hint.get(resp.status_code, '')}")
+        raise ToolError(f"{provider} search answered HTTP {status}{hint.get(status, '')}")
+    text = raw.decode("utf-8", errors="replace")
+    if bracket_depth(text) > MAX_SEARCH_DEPTH:
+        raise ToolError(f"{provider} search failed: its answer is nested too deeply")
     try:
-        body = resp.json()
+        body = valid_data(json.loads(text))
     except ValueError:
         raise ToolError(f"{provider} search did not answer JSON (is format=json enabled?)") from None
     return PARSERS[provider](body)[:count]
+
+
+async def _call(client: Any, req: dict[str, Any]) -> tuple[int, bytes]:
+    """Status and decoded body of one search request, read with the size cap."""
+    req = dict(req)
+    async with client.stream(req.pop("method"), req.pop("url"), **req) as resp:
+        if resp.status_code >= 400:
+            return resp.status_code, b""
+        return resp.status_code, await read_capped(resp, MAX_SEARCH_BYTES)

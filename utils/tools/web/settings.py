@@ -10,6 +10,7 @@ import os
 from typing import Any, Mapping
 
 from utils.errors import UsageError
+from utils.text import add_secret
 
 PROVIDERS = ("searxng", "tavily", "brave")
 KEY_VARS = {"tavily": "TAVILY_API_KEY", "brave": "BRAVE_API_KEY"}
@@ -27,10 +28,28 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+MAX_SEARCH_BYTES = 2_000_000  # a search answer is tens of KB: a bigger one is refused while streaming
+
+
+def call_deadline(settings: Mapping[str, Any]) -> float:
+    """The whole-call deadline of one request (search or page hop): a server that drips a byte a
+    second never trips the read timeout, so each call also has a limit from start to end."""
+    return float(settings["connect_timeout_s"]) + 2 * float(settings["read_timeout_s"])
+
+
 def api_key(provider: str) -> str | None:
     """The hosted provider's key, from the environment only (never the config file or run.json)."""
     var = KEY_VARS.get(provider)
-    return os.environ.get(var) or None if var else None
+    key = os.environ.get(var) or None if var else None
+    add_secret(key)  # scrubbed from every text from now on, whoever echoes it
+    return key
+
+
+def register_keys(env: Mapping[str, str] | None = None) -> None:
+    """Every configured search key is a secret to scrub, even in a run that does not search."""
+    env = os.environ if env is None else env
+    for var in KEY_VARS.values():
+        add_secret(env.get(var))
 
 
 def resolve_web(*, no_web: bool, no_cache: bool, config: Mapping[str, Any],
@@ -40,6 +59,7 @@ def resolve_web(*, no_web: bool, no_cache: bool, config: Mapping[str, Any],
     Nothing is on by default: web research needs `ORCH_SEARCH` (or `search:` in the config file).
     """
     env = os.environ if env is None else env
+    register_keys(env)
     if no_web:
         return {"enabled": False, "why": "turned off with --no-web"}
     provider = (env.get("ORCH_SEARCH") or config.get("search") or "").strip().lower()
