@@ -66,6 +66,38 @@ def test_versions_dates_years_and_positions_are_not_numbers_to_check():
         ["12 %", "300"]
 
 
+@pytest.mark.parametrize("stated, source, ok", [
+    ("a correlation of -0.42", "r: 0.42", False),            # the sign is part of the number
+    ("a correlation of 0.42", "r: -0.42", False),
+    ("a correlation of −0.42", "r: -0.42", True),             # U+2212 is a minus too
+    ("a correlation of (-0.42)", "r = −0.4213", True),        # after a bracket; rounded as shown
+    ("a change of -$5 million", "change: -5,000,000", True),
+    ("19 cases", "COVID-19 cases", True),                     # a hyphen after a word is no sign
+    ("21 teams", "the 2020-21 season", True),                 # nor after a digit
+])
+def test_a_minus_sign_counts(stated, source, ok):
+    assert held(stated, source) is ok
+
+
+def test_signs_count_against_the_tools_figures_and_words_of_a_fall_may_stand_for_one():
+    ev = Evidence(mode="figures", figures=Figures(tool_figures({"r": -0.42, "slope": 0.8, "change": -3.0}, [])))
+    assert verdict("Price and demand correlate at -0.42.", ev).status == SUPPORTED
+    assert verdict("Price and demand correlate at 0.42.", ev).status == UNSUPPORTED
+    assert verdict("The slope is -0.8 per unit.", ev).status == UNSUPPORTED
+    assert verdict("The slope is 0.8 per unit.", ev).status == SUPPORTED
+    assert verdict("Sales fell by 3 units.", ev).status == SUPPORTED          # "fell by 3" states -3 in words
+    assert verdict("Sales rose by 3 units.", ev).status == UNSUPPORTED
+    assert verdict("There is a negative correlation of 0.42.", ev).status == SUPPORTED
+    assert [(n.text, n.value) for n in sentence_numbers("r is −0.42 [q1#2].")] == [("−0.42", -0.42)]
+
+
+def test_enumerations_are_not_claimed_numbers():
+    for text in ("Claim 7 [q2#3]: revenue rose 12 %.", "Step 7: revenue rose 12 %.", "Task 3 says revenue rose 12 %."):
+        assert [n.text for n in sentence_numbers(text)] == ["12 %"], text
+    ev = Evidence(mode="figures", figures=Figures([12.0]))
+    assert verdict("Claim 7: revenue rose 12 %.", ev).status == SUPPORTED
+
+
 def test_sentences_citations_and_what_is_not_a_sentence():
     md = ("## Heading with 12 items\n\nFirst claim is 6.5 % [source: notes.md:L3]. Second one [q1#2, q2#1].\n"
           "- Third, cited after the stop. [source: a.md:L2-L4; b.csv:L2-L9 (column 'x')]\n\n"

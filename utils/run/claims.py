@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import re
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from utils.tools.quantities import Stated, scale_factor, stated_numbers
@@ -34,8 +34,15 @@ POINTER = re.compile(r"^\s*(?P<file>[^\s:;,\[\]()]+\.[A-Za-z0-9]{1,8}):(?:L(?P<a
 _WEB_KEY = re.compile(r"^[A-Za-z0-9_.-]+#\d+$")
 _HIDE = re.compile(r"`[^`\n]*`|\[\^[^\]\n]*\]|\]\([^)\n]*\)|https?://\S+|<[^>\n]*>")
 _QUOTE = re.compile(r"\"([^\"\n]{2,200})\"|“([^”\n]{2,200})”")
-_EVIDENCE_NUM = re.compile(r"(?<![\d.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
+# A minus sign: "-" or U+2212 right before a number (or its currency sign), not after a word, a digit or
+# a dot, so "2020-21", "COVID-19" and "L3-L5" keep their hyphens.
+_SIGN = re.compile(r"(?<![\w.])[-\u2212](?=[$€£]?\.?\d)")
+_EVIDENCE_NUM = re.compile(r"(?:(?<![\w.])([-\u2212])[$€£]?)?"
+                           r"(?<![\d.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)"
                            r"(\s?(?:thousand|million|billion|trillion|bn|tn)\b|[kKmMbB]\b)?")
+# Words that state a fall: "fell by 3 %" stays 3, and may stand for a computed change of -3.
+_DOWN = re.compile(r"\b(?:fell|fall|falls|falling|dropped|drops?|declined?|declines|decreased?|decreases|down|"
+                   r"lower|lost|shrank|shrunk|negative|negatively|minus)\b(?:\W+\w+){0,3}\W*$", re.IGNORECASE)
 _SKIP_LINE = re.compile(r"^\s*(?:#|\[\^[^\]]*\]:|!\[|<!--|\|?\s*:?-{3,}|[-*_]{3,}\s*$)")
 _PREFIX = re.compile(r"^\s*(?:>\s*)*(?:[-*+]\s+|\d+[.)]\s+)?")
 _BOUNDARY = re.compile(r"(?<=[.!?])[\"”')\]*_]*\s+(?=[\[(\"“'*_]*[A-Z0-9])")
@@ -118,12 +125,26 @@ def _hidden(text: str) -> str:
     """The sentence with citations, footnote marks, links and code blanked (same length), so that
     `L12` or `q1#2` are never read as the sentence's numbers."""
     text = _BRACKET.sub(lambda m: " " * len(m.group(0)), text)
-    text = _HIDE.sub(lambda m: " " * len(m.group(0)), text)
-    return re.sub(r"(?<![\w.])-(?=\d)", " ", text)  # "-0.42": the sign is compared as a size
+    return _HIDE.sub(lambda m: " " * len(m.group(0)), text)
 
 
 def sentence_numbers(text: str) -> list[Stated]:
-    return stated_numbers(_hidden(text))
+    """The numbers a sentence claims, signed: "-0.42" and "(−0.42)" are negative, so they are not
+    supported by a source's 0.42 (nor 0.42 by -0.42). Ids, enumerations ("Step 7", "Claim 7"),
+    versions and dates are left out by the extractor's rules (`stated_numbers`)."""
+    hidden = _hidden(text)
+    signs = {m.start() for m in _SIGN.finditer(hidden)}
+    found = stated_numbers(_SIGN.sub(" ", hidden))  # same length: positions still point into `text`
+    return [replace(n, text=text[n.start - 1:n.end].strip(), value=-n.value, raw=-n.raw)
+            if n.start - 1 in signs else n for n in found]
+
+
+def _readings(n: Stated, sentence: str) -> list[Stated]:
+    """An unsigned number after words of a fall ("fell by 3 %", "a negative correlation of 0.42")
+    may stand for a negative figure too; any other number is only itself."""
+    if n.value > 0 and _DOWN.search(sentence[max(0, n.start - 60):n.start]):
+        return [n, replace(n, value=-n.value, raw=-n.raw)]
+    return [n]
 
 
 def quotes(text: str) -> list[str]:
@@ -133,11 +154,12 @@ def quotes(text: str) -> list[str]:
 # ---------------------------------------------------------------- matching numbers
 
 def evidence_numbers(text: str) -> list[tuple[float, bool]]:
-    """Every number in source text as (value, scaled): "4.2 billion" -> 4.2e9; "46371K" both ways."""
+    """Every number in source text as (value, scaled): "4.2 billion" -> 4.2e9; "46371K" both ways;
+    "-0.42" and "−0.42" negative."""
     out = []
     for m in _EVIDENCE_NUM.finditer(text):
-        raw = float(m.group(1).replace(",", ""))
-        word = (m.group(2) or "").strip()
+        raw = float(m.group(2).replace(",", "")) * (-1.0 if m.group(1) else 1.0)
+        word = (m.group(3) or "").strip()
         factor = scale_factor(word)
         if factor != 1.0 and len(word) > 1:
             out.append((raw * factor, True))
@@ -149,7 +171,7 @@ def evidence_numbers(text: str) -> list[tuple[float, bool]]:
 
 
 def _close(e: float, v: float, step: float) -> bool:
-    return abs(abs(e) - abs(v)) <= step / 2 * (1 + 1e-9) + 1e-12
+    return abs(e - v) <= step / 2 * (1 + 1e-9) + 1e-12
 
 
 def supports(number: Stated, evidence: list[tuple[float, bool]]) -> bool:
@@ -170,7 +192,7 @@ class Figures:
     """The numbers a run's tools computed, sorted, so each stated number is one binary search."""
 
     def __init__(self, values: list[float]) -> None:
-        self.values = sorted({abs(v) for v in values})
+        self.values = sorted(set(values))
 
     def _any_in(self, lo: float, hi: float) -> bool:
         i = bisect_left(self.values, lo)
@@ -178,13 +200,13 @@ class Figures:
 
     def has(self, n: Stated) -> bool:
         slack = n.step / 2 * (1 + 1e-9) + 1e-12
-        if self._any_in(abs(n.value) - slack, abs(n.value) + slack):
+        if self._any_in(n.value - slack, n.value + slack):
             return True
         if n.scaled:
             raw_slack = slack / (n.value / n.raw or 1)
-            if self._any_in(abs(n.raw) - raw_slack, abs(n.raw) + raw_slack):
+            if self._any_in(n.raw - raw_slack, n.raw + raw_slack):
                 return True
-        return n.percent and self._any_in((abs(n.value) - slack) / 100, (abs(n.value) + slack) / 100)
+        return n.percent and self._any_in((n.value - slack) / 100, (n.value + slack) / 100)
 
 
 def _norm_words(text: str) -> str:
@@ -217,7 +239,7 @@ def check_sentence(s: Sentence, ev: Evidence) -> Verdict | None:
         return None
     if not cites:
         if ev.mode == "figures":
-            missing = [n.text for n in nums if not ev.figures.has(n)]
+            missing = [n.text for n in nums if not any(ev.figures.has(r) for r in _readings(n, s.text))]
             return Verdict(s, UNSUPPORTED, [f"{_list(missing)} {'matches' if len(missing) == 1 else 'match'} "
                                             "no figure the tools computed"]) if missing else Verdict(s, SUPPORTED)
         if ev.sourced:
@@ -236,7 +258,7 @@ def check_sentence(s: Sentence, ev: Evidence) -> Verdict | None:
         # Only a file's words are quoted back: a web page's text stays inside its fenced quotation.
         says = " | ".join(_snippet(quote_safe(src.text), 240 // len(sources)) for src in sources if src.quotable)
         evidence = [n for src in sources for n in src.numbers]
-        missing = [n.text for n in nums if not supports(n, evidence)]
+        missing = [n.text for n in nums if not any(supports(r, evidence) for r in _readings(n, s.text))]
         if missing:
             problems.append(f"{_list(missing)} {'is' if len(missing) == 1 else 'are'} not in {names}"
                             + (f", which says: \"{says}\"" if says else ""))

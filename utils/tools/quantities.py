@@ -34,7 +34,10 @@ _VERSION_WORDS = {"version", "versions", "v", "release", "releases", "python", "
 _ID_WORDS = {"id", "ids", "no", "number", "ticket", "issue", "pr", "invoice", "ref", "reference", "item", "step",
              "line", "page", "pages", "section", "chapter", "figure", "table", "room", "row", "column", "port",
              "ports", "phase", "level", "tier", "grade", "rank", "day", "week", "q", "quarter", "h", "status",
-             "code", "exit", "mode", "signal", "bug", "pid", "uid", "gid", "errno", "option", "flag"}
+             "code", "exit", "mode", "signal", "bug", "pid", "uid", "gid", "errno", "option", "flag",
+             # enumerations: "Claim 7", "Task 3", "Stage 2" name an item, they state no amount
+             "claim", "claims", "task", "tasks", "stage", "appendix", "exhibit", "slide", "lesson", "milestone",
+             "sprint", "episode", "hypothesis", "scenario", "footnote", "paragraph", "article", "volume", "vol"}
 _VERBS = {"is", "was", "are", "were", "be", "been", "reached", "reach", "reaches", "fell", "fall", "falls",
           "rose", "rise", "rises", "grew", "grow", "grows", "increased", "decreased", "dropped", "declined",
           "climbed", "jumped", "stood", "stands", "totalled", "totaled", "totals", "hit", "has", "had", "have",
