@@ -24,6 +24,7 @@ from utils.errors import BudgetExceeded, OrchError
 from utils.events import Event
 from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_model, review_model
 from utils.run.plan import Plan, bounded_rerun
+from utils.run.plan_stream import overlap_applies, plan_overlapped
 from utils.run.planning import ask_for_plan, wire_spec_needs
 from utils.run.results import TaskResult, TaskState, results_digest, review_shortfall
 from utils.run.scheduler import Schedule
@@ -61,6 +62,26 @@ def _frontier(plan: Plan, results: dict[str, dict]) -> list[str]:
     return [t.id for t in plan.tasks if t.id not in ended and set(t.depends_on) <= ended]
 
 
+def _announce(emit, plan: Plan, notes: list[str], round_no: int, source: str) -> None:
+    _notify(emit, notes)
+    emit(Event("plan", {"plan": plan.model_dump(), "round": round_no, "source": source}))
+
+
+def _worker_item(p: dict):
+    """One worker-pass item for a task started while its plan streams (the WorkerBatch path)."""
+    worker = WorkerBatch()  # holds no run state: only its per-task methods are used
+    common = {"llm": p["llm"], "emit": p["emit"], "spec": p["spec"], "options": p["options"],
+              "prior": p["prior"], "inputs": p["worker_inputs"], "feedback": {}}
+    return lambda task, plan, sched: worker.exec_async({**common, "plan": plan, "sched": sched, "task": task})
+
+
+def _took_overlap(shared: dict, ran) -> None:
+    """The results of tasks that ran beside planning; the queue keeps what has not ended."""
+    shared["results"].update(ran.results)
+    shared["queue"] = [tid for tid in shared["queue"] if ran.results.get(tid, {}).get("state") not in (DONE, FAILED, SKIPPED)]
+    shared["planning"] = {**ran.planning, "streamed": ran.streamed, "discarded": ran.discarded}
+
+
 def _queue_for(plan: Plan, results: dict[str, dict], strategy: str) -> list[str]:
     if strategy == "hybrid":
         return _frontier(plan, results)
@@ -73,26 +94,40 @@ class OrchestratorNode(AsyncNode):
     async def prep_async(self, shared):
         llm = _phase(shared, "planning")
         return {"llm": llm, "spec": shared["spec"], "goal": shared["goal"], "options": shared["options"],
-                "inputs": _input_names(shared), "plan": shared.get("plan")}
+                "inputs": _input_names(shared), "plan": shared.get("plan"), "emit": shared["runtime"]["emit"],
+                "prior": shared.get("results", {}), "round": shared.get("rounds", 0),
+                "worker_inputs": shared.get("inputs", {})}
 
     async def exec_async(self, p):
         if p["plan"]:
-            return Plan.model_validate(p["plan"]), "saved", []
-        opts = p["options"]
-        plan, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts,
-                                          inputs=p["inputs"], mode="next" if opts["strategy"] == "dynamic" else "full")
-        notes += wire_spec_needs(plan, p["spec"])
-        return plan, "offline" if p["llm"].offline else "model", notes
+            return Plan.model_validate(p["plan"]), "saved", [], None
+        opts, source = p["options"], "offline" if p["llm"].offline else "model"
+
+        async def ask(on_text=None):
+            plan, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts, on_text=on_text,
+                                              inputs=p["inputs"], mode="next" if opts["strategy"] == "dynamic" else "full")
+            return plan, notes + wire_spec_needs(plan, p["spec"])
+
+        if not overlap_applies(opts, p["llm"]):
+            plan, notes = await ask()
+            return plan, source, notes, None
+        # Work starts while the plan streams in (utils/run/plan_stream.py): the plan event and its
+        # notices go out when the plan is final, while the tasks started early still run.
+        announce = lambda plan, notes: _announce(p["emit"], plan, notes, p["round"], source)  # noqa: E731
+        plan, _, ran = await plan_overlapped(ask=ask, work=_worker_item(p), spec=p["spec"], goal=p["goal"],
+                                             options=opts, prior=p["prior"], emit=p["emit"], on_plan=announce)
+        return plan, source, [], ran
 
     async def post_async(self, shared, p, exec_res):
-        plan, source, notes = exec_res
-        _notify(shared["runtime"]["emit"], notes)
+        plan, source, notes, ran = exec_res
         shared["plan"] = plan.model_dump()
         results = shared.setdefault("results", {})
         shared["queue"] = _queue_for(plan, results, shared["options"]["strategy"])
         shared["pass_kind"] = "plan"
-        shared["runtime"]["emit"](Event("plan", {"plan": shared["plan"], "round": shared.get("rounds", 0),
-                                                 "source": source}))
+        if ran is None:
+            _announce(shared["runtime"]["emit"], plan, notes, shared.get("rounds", 0), source)
+        else:  # what ran beside planning is kept; the next worker pass runs only the rest
+            _took_overlap(shared, ran)
         return "plan_only" if shared["options"].get("plan_only") else "work"
 
 

@@ -55,6 +55,9 @@ class Reply:
     drop_connection: bool = False
     wait_for: threading.Event | None = None
     chunk_size: int = 7  # characters per streamed delta
+    chunk_delay: float = 0.0  # seconds between streamed deltas (a decoding speed: 4 chars / 0.02 s = 50 tok/s)
+    pause_at: int | None = None  # the delta holding this character waits for `resume_on` (order tests)
+    resume_on: threading.Event | None = None
     finish_reason: str = "stop"  # "length": the reply was cut at max_tokens
     write: Callable[[Any, "RecordedRequest"], None] | None = None  # writes the whole answer (fakes/fake_faults.py)
 
@@ -78,6 +81,7 @@ class RecordedRequest:
     t_out: float | None = None
     status: int | None = None
     query: str = ""
+    chunks: list[tuple[float, int]] = field(default_factory=list)  # streamed: (time sent, characters so far)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -123,8 +127,10 @@ class FakeLLMServer:
 
     def __init__(self, *, refuse_json_schema: bool = False, require_key: str | None = None,
                  models: list[str] | None = None, keep_alive: bool = True, schema_mode: str | None = None,
-                 seed: int = 0, tls: Any = None) -> None:
+                 seed: int = 0, tls: Any = None, streaming: str = "ok") -> None:
         self.responder: Responder = _default_responder
+        # "ok"; "refuse": a 400 naming `stream` for streamed requests; "ignore": the whole JSON reply
+        self.streaming = streaming
         self.tls = tls  # an ssl.SSLContext (server side, with its certificate): serve HTTPS on "localhost"
         self.schema_mode = schema_mode
         self._rng = random.Random(seed)
@@ -378,10 +384,15 @@ class _Handler(BaseHTTPRequestHandler):
             rec.status = reply.status
             self._send_json(reply.status, err, reply.headers)
             return
+        if rec.stream and fake.streaming == "refuse":
+            rec.status = 400
+            self._send_json(400, {"error": {"message": "stream is not supported by this server",
+                                            "type": "invalid_request_error", "param": "stream", "code": None}})
+            return
         text = reply.content()
         usage = reply.usage or _estimate_usage(rec, text)
         model = rec.model or "fake-model"
-        if rec.stream:
+        if rec.stream and fake.streaming != "ignore":
             rec.status = reply.status
             self._stream(rec, reply, text, usage, model)
             return
@@ -411,8 +422,14 @@ class _Handler(BaseHTTPRequestHandler):
 
         event([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
         size = max(1, reply.chunk_size)
+        began = time.monotonic()
         for start in range(0, len(text), size):
+            if reply.pause_at is not None and start <= reply.pause_at < start + size and reply.resume_on is not None:
+                reply.resume_on.wait(WAIT_FOR_TIMEOUT_S)
+            elif reply.chunk_delay:  # on a clock, so slow writes do not add up to a slower rate
+                time.sleep(max(0.0, began + (start // size) * reply.chunk_delay - time.monotonic()))
             event([{"index": 0, "delta": {"content": text[start:start + size]}, "finish_reason": None}])
+            rec.chunks.append((time.monotonic(), min(start + size, len(text))))
         event([{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}])
         if (rec.body.get("stream_options") or {}).get("include_usage"):
             event([], usage=usage)

@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import BaseModel
 
@@ -89,6 +89,7 @@ class _Log:
     messages: list[dict] | None = None
     reply: str | None = None
     retries: int = 0
+    on_text: Callable[[str], None] | None = None  # streams the reply's text so far to the caller
 
 
 class LLMClient:
@@ -125,9 +126,13 @@ class LLMClient:
     # -- public call -------------------------------------------------------------------------------
     async def complete(self, messages: list[dict], *, model: str | None = None, temperature: float = 0.3,
                        max_tokens: int | None = None, schema: type[BaseModel] | None = None,
-                       purpose: str = "") -> Completion:
-        """One answer from the model: text, or a validated `schema` instance in `.data`."""
-        log = _Log(messages=messages)
+                       purpose: str = "", on_text: Callable[[str], None] | None = None) -> Completion:
+        """One answer from the model: text, or a validated `schema` instance in `.data`.
+
+        `on_text`: the call streams, and `on_text` gets the reply's text so far after each piece
+        (a retry or a repair starts a new text, shorter than the last: the caller sees it restart).
+        A server that cannot stream answers whole; a cached reply calls nothing."""
+        log = _Log(messages=messages, on_text=on_text)
         try:
             model = model or self.settings.model or await self.resolve_model()
         except LLMError as exc:
@@ -286,8 +291,8 @@ class LLMClient:
             epoch = await self.limit.acquire()
             try:
                 parsed, latency = await self.transport.send(
-                    messages, model, temperature, max_tokens, response_format,
-                    lambda text: self.emit(Event("delta", {"purpose": purpose, "text": text})))
+                    messages, model, temperature, max_tokens, response_format, self._pieces(purpose, log),
+                    stream=True if log.on_text is not None else None)
                 self.limit.succeeded()
                 self._reached = True
                 return Answer.of(parsed, latency, messages, model)
@@ -318,6 +323,18 @@ class LLMClient:
             self.emit(Event("retry", {"purpose": purpose, "attempt": attempt, "wait_s": round(wait, 3),
                                       "reason": self._scrub(failure.reason)}))
             await asyncio.sleep(wait)
+
+    def _pieces(self, purpose: str, log: _Log) -> Callable[[str], None]:
+        """Where one attempt's streamed pieces go: `delta` events (`--stream`) and the caller's `on_text`."""
+        parts: list[str] = []
+
+        def piece(text: str) -> None:
+            if self.settings.stream:
+                self.emit(Event("delta", {"purpose": purpose, "text": text}))
+            if log.on_text is not None:
+                parts.append(text)
+                log.on_text("".join(parts))
+        return piece
 
     # -- bookkeeping -------------------------------------------------------------------------------
     def _error(self, purpose: str, message: str) -> LLMError:

@@ -120,8 +120,9 @@ class OfflineModel:
         """Nothing to close; here so a run can treat every model alike."""
 
     async def complete(self, messages: list[dict], *, model: str | None = None, temperature: float = 0.3,
-                       max_tokens: int | None = None, schema: Any = None, purpose: str = "") -> Completion:
-        """A deterministic, labelled stand-in for what a model would answer."""
+                       max_tokens: int | None = None, schema: Any = None, purpose: str = "",
+                       on_text: Any = None) -> Completion:
+        """A deterministic, labelled stand-in for what a model would answer (`on_text`: nothing streams)."""
         model = model or self.settings.model
         value = self.standins(purpose, schema) if self.standins is not None and schema is not None else None
         try:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import re
 import sys
 import threading
 import time
@@ -37,6 +38,7 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"  # Ollama, vLLM, LM Studio... accept any key
 MAX_REPLY_BYTES = 8_000_000     # decoded; the longest real reply is well under 1 MB
 HTML_500_TRIES = 3              # a 500 with an HTML page is a broken server, not a busy one
+_NAMES_STREAM = re.compile(r"\bstream", re.IGNORECASE)
 _AZURE_HOSTS = (".openai.azure.com", ".cognitiveservices.azure.com", ".services.ai.azure.com")
 
 
@@ -112,6 +114,7 @@ class Transport:
         self._sdk: Any = None
         self._sdk_loop: Any = None
         self._stream_options_ok = True
+        self._stream_ok = True  # False once the server refused `stream` (400 naming it)
         preload_http()
 
     async def aclose(self) -> None:
@@ -145,14 +148,17 @@ class Transport:
         return openai.AsyncOpenAI(base_url=base, default_query=query or None, **common)
 
     async def send(self, messages: list[dict], model: str, temperature: float, max_tokens: int | None,
-                   response_format: dict | None, on_delta: Callable[[str], None] | None = None) -> tuple[Parsed, float]:
+                   response_format: dict | None, on_delta: Callable[[str], None] | None = None,
+                   stream: bool | None = None) -> tuple[Parsed, float]:
         """One request under one whole-call deadline; raises Transient, Rejected or Fatal.
-        Streaming (`stream: true` in the settings) hands each piece of text to `on_delta`."""
+        Streaming (`stream: true` in the settings, or `stream=True` for this call) hands each piece
+        of text to `on_delta`; a server that cannot stream is asked for the whole reply instead."""
         self._client()  # the deadline is the server's: it starts once the SDK is loaded
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.timeout_s):
-                parsed = await self._send(messages, model, temperature, max_tokens, response_format, on_delta)
+                parsed = await self._send(messages, model, temperature, max_tokens, response_format, on_delta,
+                                          self.settings.stream if stream is None else stream)
         except (Transient, Rejected, Fatal):
             raise
         except TimeoutError:
@@ -167,11 +173,11 @@ class Transport:
             raise self._sdk_error(exc, model) from None
         return parsed, time.monotonic() - started
 
-    async def _send(self, messages, model, temperature, max_tokens, response_format, on_delta) -> Parsed:
+    async def _send(self, messages, model, temperature, max_tokens, response_format, on_delta, stream) -> Parsed:
         body: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature}
         body.update({k: v for k, v in (("max_tokens", max_tokens), ("response_format", response_format)) if v})
         create = self._client().chat.completions.with_streaming_response.create
-        if not self.settings.stream:
+        if not stream or not self._stream_ok:
             async with create(**body) as resp:
                 return parse_reply(await resp.read())
         extra = {"stream_options": {"include_usage": True}} if self._stream_options_ok else {}
@@ -180,10 +186,15 @@ class Transport:
                 return await _read_events(resp, on_delta, self.shown_url)
         except Exception as exc:
             error = self._sdk_error(exc, model)
-            if not (extra and isinstance(error, Rejected) and "stream_options" in error.message):
+            if not isinstance(error, Rejected):
                 raise
-        self._stream_options_ok = False  # an older server that refuses `stream_options`: ask without
-        return await self._send(messages, model, temperature, max_tokens, response_format, on_delta)
+            if extra and "stream_options" in error.message:
+                self._stream_options_ok = False  # an older server that refuses `stream_options`: ask without
+            elif _NAMES_STREAM.search(error.message):
+                self._stream_ok = False  # a server that cannot stream: the whole reply, from now on
+            else:
+                raise error from None
+        return await self._send(messages, model, temperature, max_tokens, response_format, on_delta, stream)
 
     async def models(self) -> list[str]:
         """The ids the server's `/models` lists (for a custom base URL given no model)."""
@@ -269,6 +280,11 @@ def _http_error(exc: BaseException) -> bool:
 
 
 async def _read_events(resp: Any, on_delta: Callable[[str], None] | None, url: str) -> Parsed:
+    if "json" in str(resp.headers.get("content-type", "")).lower():  # asked to stream, answered whole
+        parsed = parse_reply(await resp.read())
+        if on_delta is not None and parsed.text:
+            on_delta(parsed.text)
+        return parsed
     reader = StreamReader()
     async for line in resp.iter_lines():
         text = reader.line(line)

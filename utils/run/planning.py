@@ -5,7 +5,7 @@ Kept apart from the nodes so they stay thin: a node's `exec` calls `ask_for_plan
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 from utils.errors import PlanError
 from utils.run.context import planner_messages
@@ -21,19 +21,22 @@ def _problems(plan: Plan, spec, options: dict, allow_empty: bool, known: dict) -
 
 async def ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str],
                        known: dict[str, dict] | None = None, pending: list[dict] | None = None,
-                       mode: str = "full", allow_empty: bool = False) -> tuple[Plan, list[str]]:
+                       mode: str = "full", allow_empty: bool = False,
+                       on_text: Callable[[str], None] | None = None) -> tuple[Plan, list[str]]:
     """One planning call plus at most one repair round-trip with the exact problems; then the plan
     and what was salvaged. The reply model (roles, input files, sizes as enums and bounds) is built
     for this run, so a schema-following server can only answer what the validators accept; what a
-    schema cannot say (references, cycles) is salvaged after the repair rather than failing the run."""
+    schema cannot say (references, cycles) is salvaged after the repair rather than failing the run.
+    `on_text`: the calls stream their text to it (utils/run/plan_stream.py starts work from it)."""
     known = known or {}
     schema = plan_reply_model(spec.roles, inputs, options["max_tasks"], allow_empty=allow_empty)
     feedback, notes = "", []
     for attempt in (1, 2):
         messages = planner_messages(spec=spec, goal=goal, max_tasks=options["max_tasks"], inputs=inputs,
                                     feedback=feedback, results=known, pending=pending, mode=mode)
+        streaming = {"on_text": on_text} if on_text is not None else {}
         reply = await llm.complete(messages, model=options.get("planner_model"), schema=schema,
-                                   temperature=0.2, purpose=PLANNING[mode])
+                                   temperature=0.2, purpose=PLANNING[mode], **streaming)
         plan = plan_from_reply(reply.data, goal)
         problems = _problems(plan, spec, options, allow_empty, known)
         if not problems:

@@ -100,6 +100,7 @@ class Schedule:
         self._position = {t.id: i for i, t in enumerate(tasks)}
         self._satisfied = set(satisfied)
         self._needs, self._dependents = _graph(tasks)
+        self._cost = cost
         self._remaining = remaining_path(tasks, cost)
         # Slots: a count and the numbers given back; nothing allocated per possible slot.
         self._capacity = max_workers
@@ -129,6 +130,35 @@ class Schedule:
         self._rank_of = {t.id: rank(t) for t in tasks}
         self._head = 0
         self._started: set[str] = set()
+
+    def add(self, task: Task) -> None:
+        """A task that arrives while the pass runs (a plan still streaming in, utils/run/plan_stream.py).
+
+        Its dependencies must already be known (in this pass, or satisfied): tasks arrive in an order
+        the plan's edges allow, so a strict order simply appends them and no cycle can form. Ranks
+        are recomputed, since the newcomer lengthens the remaining chains of the tasks it needs."""
+        tid = task.id
+        if tid in self._tasks:
+            raise ValueError(f"task {tid!r} is already in this pass")
+        self._tasks[tid] = task
+        self._position[tid] = len(self._position)
+        needs = {d for d in task.depends_on if d in self._tasks and d != tid}
+        self._needs[tid], self._dependents[tid] = needs, []
+        for d in needs:
+            self._dependents[d].append(tid)
+        self._unmet[tid] = sum(1 for d in needs if d not in self._states)
+        if not self._unmet[tid]:
+            self._startable.add(tid)
+        self._open += 1
+        if self.strategy in ("priority", "static"):
+            self._order.append(tid)
+            self._order_pos[tid] = len(self._order) - 1
+        self._remaining = remaining_path(list(self._tasks.values()), self._cost)
+        self._rank_of = {t.id: (t.priority, -self._remaining[t.id], self._position[t.id])
+                         for t in self._tasks.values()}
+        if not self._order:
+            self._waiting = [(self._rank(w[2]), *w[1:]) for w in self._waiting]
+            heapq.heapify(self._waiting)
 
     @staticmethod
     def _acyclic_ids(tasks: list[Task]) -> set[str]:
