@@ -91,6 +91,8 @@ def build_parser(cls: type[Parser] = Parser) -> argparse.ArgumentParser:
     orch.add_argument("--min-score", type=score, metavar="N", help="a final review scoring below N (0-10) ends "
                       "the run needs-work, exit 1 (default: the workflow's, 5)")
     orch.add_argument("--max-tokens-total", type=positive_int, help="stop scheduling model calls past this many tokens")
+    orch.add_argument("--no-overlap", dest="overlap", action="store_const", const=False, default=None,
+                      help="plan first, then work (default: tasks start while the plan still streams in)")
 
     model = p.add_argument_group("model")
     model.add_argument("--provider", choices=("openai", "offline"), help="openai: any OpenAI-compatible server; "

@@ -42,6 +42,7 @@ class ConfigFile(BaseModel):
     context_budget: int | None = Field(default=None, ge=200)
     max_tokens_total: int | None = Field(default=None, ge=1)
     min_score: float | None = Field(default=None, ge=0, le=10)
+    overlap: bool | None = None  # start tasks while the plan streams in (default true; --no-overlap)
     output_dir: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
     retry_deadline_s: float | None = Field(default=None, gt=0, le=3600)

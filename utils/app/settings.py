@@ -24,7 +24,7 @@ from utils.errors import UsageError
 
 MAX_TOPIC_CHARS = 2000
 OPTION_KEYS = ("strategy", "max_workers", "max_tasks", "max_revisions", "max_rounds", "context_budget", "model",
-               "max_tokens_total", "min_score")
+               "max_tokens_total", "min_score", "overlap")
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ class SavedOptions(BaseModel):
     planner_model: StrictStr | None = None
     reviewer_model: StrictStr | None = None
     plan_only: StrictBool = False
+    overlap: StrictBool = True
     max_tokens_total: StrictInt | None = None
     role_models: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 

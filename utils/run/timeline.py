@@ -75,12 +75,14 @@ def dependencies(plan: dict | None) -> dict[str, list[str]]:
 
 
 def build(plan: dict | None, results: dict[str, dict], workers: int | None = None,
-          earlier: list[dict] | None = None) -> Timeline:
+          earlier: list[dict] | None = None, arrived: dict[str, float] | None = None) -> Timeline:
     """Lay out the tasks that ran; compute the critical path, slot waits and the lower bound.
 
     `earlier`: the passes a review replaced (results keep only a task's last pass): drawn on their
     lanes and counted as work. A revision pass waited for the review, not for the engine, so its
-    start is never "late"; the gaps before revision passes are returned as `reviews`."""
+    start is never "late"; the gaps before revision passes are returned as `reviews`.
+    `arrived`: epoch seconds each task's object streamed in (a plan still being written): a task
+    is not ready before it exists, so that wait is not counted as a late start."""
     deps = dependencies(plan)
     ran = {tid: r for tid, r in results.items() if _ran(r)}
     before = [r for r in earlier or [] if _ran(r)]
@@ -91,7 +93,8 @@ def build(plan: dict | None, results: dict[str, dict], workers: int | None = Non
     bars = {}
     for tid, r in ran.items():
         start, end = float(r["started"]) - origin, max(float(r["finished"]), float(r["started"])) - origin
-        ready = max((float(ran[d]["finished"]) - origin for d in deps.get(tid, []) if d in ran), default=0.0)
+        ready = max([float(ran[d]["finished"]) - origin for d in deps.get(tid, []) if d in ran]
+                    + [float((arrived or {}).get(tid, origin)) - origin])
         revision = int(r.get("revision") or 0)
         bars[tid] = Bar(tid, str(r.get("role") or "?"), int(r["worker"]), start, end, str(r.get("state")),
                         start if revision else min(ready, start), int(r.get("retries") or 0), revision)
@@ -257,11 +260,13 @@ def timeline_title(tl: Timeline, title: str, *, offline: bool = False) -> str:
 
 def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | None = None,
                  title: str = "", phases: dict[str, float] | None = None, earlier: list[dict] | None = None,
-                 offline: bool = False) -> bytes:
+                 offline: bool = False, arrived: dict[str, float] | None = None) -> bytes:
     """The timeline as a PNG. `phases` (epoch seconds: run_started, run_ended) adds the planning
-    span before the first task and the review/assembly span after the last; `earlier` passes (a
-    review sent the task back) are drawn too, and the review gaps before revisions are labelled."""
-    tl = build(plan, results, workers, earlier)
+    span before the first task and the review/assembly span after the last; with planning_started
+    and planning_ended (a plan that streamed while tasks ran) the planning call is a bar of its own
+    above the workers, so the overlap shows; `earlier` passes (a review sent the task back) are
+    drawn too, and the review gaps before revisions are labelled."""
+    tl = build(plan, results, workers, earlier, arrived)
     from matplotlib.patches import Patch
 
     n = max(len(tl.lanes), 1)
@@ -272,6 +277,13 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
     if phases and tl.bars:
         before = max(tl.origin - float(phases.get("run_started") or tl.origin), 0.0)
         after = max(float(phases.get("run_ended") or 0.0) - tl.origin - tl.span, 0.0)
+        planned = phases.get("planning_started"), phases.get("planning_ended")
+        if all(isinstance(x, (int, float)) for x in planned):
+            a, b = planned[0] - tl.origin, planned[1] - tl.origin
+            ax.barh(-0.85, max(b - a, 1e-3), left=a, height=0.3, color="#7F7F7F", zorder=3)
+            ax.text(a, -0.85, " planning (streamed; tasks start as they arrive)", fontsize=7, va="center",
+                    color="white" if b - a > tl.span * 0.4 else "#333333", zorder=4, clip_on=True)
+            before = 0.0  # the bar says it; no grey span before the first task
         if before:
             ax.axvspan(-before, 0, color="#EEEEEE", zorder=0)
             ax.text(-before / 2, n - 0.2, "planning", ha="center", va="center", fontsize=8, color="#555555")
@@ -356,12 +368,16 @@ def write_pictures(shared: dict, run_dir: Path, status: str) -> list[str]:
             started = meta.get("started")
             phases = {"run_started": started, "run_ended": started + meta["elapsed_s"]} \
                 if started and meta.get("elapsed_s") is not None else None
+            planning = shared.get("planning") or {}
+            if phases and planning.get("started") and planning.get("ended"):
+                phases.update(planning_started=planning["started"], planning_ended=planning["ended"])
             workers = (shared.get("options") or {}).get("max_workers")
             llm = (shared.get("runtime") or {}).get("llm")
             offline = bool(getattr(llm, "offline", False)) or meta.get("provider") == "offline"
             atomic_write(run_dir / "timeline.png",
                          timeline_png(plan, results, workers=workers, title=str(shared.get("workflow") or ""),
-                                      phases=phases, earlier=earlier_passes(run_dir, results), offline=offline))
+                                      phases=phases, earlier=earlier_passes(run_dir, results), offline=offline,
+                                      arrived=planning.get("streamed")))
             written.append("timeline.png")
     except Exception as exc:  # noqa: BLE001 - a picture is never worth a failed run
         shared.setdefault("meta", {})["pictures_error"] = f"{type(exc).__name__}: {exc}"
