@@ -76,10 +76,14 @@ def _worker_item(p: dict):
 
 
 def _took_overlap(shared: dict, ran) -> None:
-    """The results of tasks that ran beside planning; the queue keeps what has not ended."""
+    """The results of tasks that ran beside planning; the queue keeps what has not ended. The first
+    planning call's times stay (the timeline's planning bar); every round's arrival times add up."""
     shared["results"].update(ran.results)
-    shared["queue"] = [tid for tid in shared["queue"] if ran.results.get(tid, {}).get("state") not in (DONE, FAILED, SKIPPED)]
-    shared["planning"] = {**ran.planning, "streamed": ran.streamed, "discarded": ran.discarded}
+    ended = (DONE, FAILED, SKIPPED)
+    shared["queue"] = [tid for tid in shared["queue"] if ran.results.get(tid, {}).get("state") not in ended]
+    record = shared.setdefault("planning", {**ran.planning, "streamed": {}, "discarded": []})
+    record["streamed"].update(ran.streamed)
+    record["discarded"] += ran.discarded
 
 
 def _queue_for(plan: Plan, results: dict[str, dict], strategy: str) -> list[str]:
@@ -260,7 +264,8 @@ class ReplanNode(AsyncNode):
         llm = _phase(shared, "replanning")
         return {"llm": llm, "spec": shared["spec"], "goal": shared["goal"], "options": shared["options"],
                 "plan": Plan.model_validate(shared["plan"]), "results": shared.get("results", {}),
-                "rounds": shared.get("rounds", 0), "inputs": _input_names(shared)}
+                "rounds": shared.get("rounds", 0), "inputs": _input_names(shared), "emit": shared["runtime"]["emit"],
+                "prior": shared.get("results", {}), "worker_inputs": shared.get("inputs", {})}
 
     async def exec_async(self, p):
         opts, plan, results = p["options"], p["plan"], p["results"]
@@ -271,16 +276,25 @@ class ReplanNode(AsyncNode):
             return None  # bounded: no more planning rounds
         mode = "next" if opts["strategy"] == "dynamic" else "revise"
         room = dict(opts, max_tasks=max(opts["max_tasks"] - len(finished), 0))
-        try:
-            new, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=room,
+
+        async def ask(on_text=None):
+            new, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=room, on_text=on_text,
                                              inputs=p["inputs"], known=known,
                                              pending=[t.model_dump() for t in pending], mode=mode, allow_empty=True)
+            merged = Plan(goal=plan.goal, notes=new.notes or plan.notes, tasks=finished + new.tasks, done=new.done)
+            return merged, notes + wire_spec_needs(merged, p["spec"], {t.id for t in finished})
+
+        try:
+            if not overlap_applies(opts, p["llm"]):
+                return dict(zip(("plan", "notes"), await ask()))
+            merged, notes, ran = await plan_overlapped(  # new tasks start as the re-plan streams in
+                ask=ask, work=_worker_item(p), spec=p["spec"], goal=plan.goal, options=room, prior=results,
+                emit=p["emit"], on_plan=lambda *_: None)
+            return {"plan": merged, "notes": notes, "ran": ran}
         except BudgetExceeded as exc:  # a stop, not a failure: what is done gets assembled
             return {"stopped": str(exc)}
         except OrchError as exc:  # finished work is worth more than a better plan: keep the plan
             return {"failed": str(exc)}
-        merged = Plan(goal=plan.goal, notes=new.notes or plan.notes, tasks=finished + new.tasks, done=new.done)
-        return {"plan": merged, "notes": notes + wire_spec_needs(merged, p["spec"], {t.id for t in finished})}
 
     async def post_async(self, shared, p, out):
         shared["rounds"] = p["rounds"] + 1
@@ -311,6 +325,8 @@ class ReplanNode(AsyncNode):
         if not queue:
             return "review"
         shared["queue"], shared["pass_kind"] = queue, "plan"
+        if out.get("ran") is not None:  # what ran beside the re-plan is kept; the pass runs the rest
+            _took_overlap(shared, out["ran"])
         return "work"
 
 

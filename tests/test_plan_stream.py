@@ -179,3 +179,24 @@ def test_overlap_off_plans_first_without_streaming(fake_llm):
     planning = next(r for r in fake_llm.requests if request_kind(r) == "plan")
     assert not planning.stream and "planning" not in shared
     assert min(r.t_in for r in fake_llm.requests if request_kind(r) == "worker") >= planning.t_out
+
+
+@pytest.mark.parametrize("strategy", ["dynamic", "hybrid"])
+def test_a_replan_streams_too_and_its_tasks_start_before_it_ends(fake_llm, strategy):
+    first = plan_json([("a", "analyst", [])])
+    second = plan_json([("b", "writer", ["a"]), ("c", "writer", ["a"])])
+    b_asked = threading.Event()
+
+    def worker(tid, req):
+        if tid == "b":
+            b_asked.set()
+        return f"## {tid}\n\n{tid} text"
+
+    text = json.dumps(second)
+    script = Streamed([first, second, plan_json([], done=True)], pause={1: text.index('{"id": "c"')},
+                      resume={1: b_asked}, worker=worker)
+    shared, events = run(fake_llm, script, strategy=strategy)
+    replan = [r for r in fake_llm.requests if request_kind(r) == "plan"][1]
+    assert worker_requests(fake_llm, "b")[0].t_in < replan.t_out
+    assert [len(worker_requests(fake_llm, t)) for t in "abc"] == [1, 1, 1]
+    assert shared["status"] == "ok" and [t["id"] for t in shared["plan"]["tasks"]] == ["a", "b", "c"]

@@ -243,7 +243,7 @@ class PlanWhileWorking:
 
     def _start_rest(self, plan: Plan) -> None:
         """What the stream could not start (held roles, edges wiring added), dependencies first."""
-        rest = [t for t in plan.tasks if t.id not in self.running
+        rest = [t for t in plan.tasks if t.id not in self.running and t.id not in self.gate.known
                 and (not self.gate.frontier or set(t.depends_on) <= self.gate.known)]
         while rest:
             ready = [t for t in rest if all(d in self.running or d in self.gate.known for d in t.depends_on)]
@@ -290,7 +290,7 @@ async def plan_overlapped(*, ask, work: Work, spec: Any, goal: str, options: dic
     """One planning call with the worker pass beside it. `known`: tasks finished in earlier rounds
     (a re-plan), which new tasks may depend on; hybrid admits only tasks that depend on those."""
     done = {tid for tid, r in prior.items() if r.get("state") == "done"} | set(known)
-    gate = Gate(spec.roles, known=done, hold_roles=[n for n, r in spec.roles.items() if r.needs],
+    gate = Gate(spec.roles, known=done | set(prior),  # a dependency on a task that failed: skipped, as always hold_roles=[n for n, r in spec.roles.items() if r.needs],
                 max_tasks=options["max_tasks"], frontier=options["strategy"] == "hybrid")
     run = PlanWhileWorking(goal=goal, gate=gate, work=work, emit=emit, max_workers=options["max_workers"],
                            strategy=options["strategy"], satisfied=done)
