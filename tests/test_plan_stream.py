@@ -91,6 +91,12 @@ class Streamed(Script):
         return reply
 
 
+def held_at(text: str, tid: str) -> int:
+    """A pause point inside task `tid`'s object, in a later 16-character delta than the brace closing
+    the task before it (so that task has fully arrived while the stream waits)."""
+    return text.index(f'{{"id": "{tid}"') + 16
+
+
 def _kinds_in_order(events) -> list[str]:
     return [e.kind if e.kind != "task" else f"task:{e.data['id']}:{e.data['state']}" for e in events.events]
 
@@ -107,7 +113,7 @@ def test_first_worker_request_leaves_before_the_plan_has_finished(fake_llm):
 
     # The plan's reply stops just before task c until a's worker request has reached the server: the
     # run can only end if work started while the plan was still being written.
-    script = Streamed([plan], pause={0: text.index('{"id": "c"')}, resume={0: a_asked}, worker=worker)
+    script = Streamed([plan], pause={0: held_at(text, "c")}, resume={0: a_asked}, worker=worker)
     shared, events = run(fake_llm, script)
     planning = next(r for r in fake_llm.requests if request_kind(r) == "plan")
     first = min((r for r in fake_llm.requests if request_kind(r) == "worker"), key=lambda r: r.t_in)
@@ -193,7 +199,7 @@ def test_a_replan_streams_too_and_its_tasks_start_before_it_ends(fake_llm, strat
         return f"## {tid}\n\n{tid} text"
 
     text = json.dumps(second)
-    script = Streamed([first, second, plan_json([], done=True)], pause={1: text.index('{"id": "c"')},
+    script = Streamed([first, second, plan_json([], done=True)], pause={1: held_at(text, "c")},
                       resume={1: b_asked}, worker=worker)
     shared, events = run(fake_llm, script, strategy=strategy)
     replan = [r for r in fake_llm.requests if request_kind(r) == "plan"][1]
