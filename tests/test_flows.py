@@ -112,16 +112,19 @@ def test_priority_order_among_ready_tasks(fake_llm):
     assert order == ["root", "p1", "p2", "p4", "p5"]
 
 
-def test_dependency_outputs_reach_exactly_the_dependent_tasks(fake_llm):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_dependency_outputs_reach_exactly_the_dependent_tasks(fake_llm, overlap):
     plan = plan_json([("a", "analyst", []), ("b", "writer", ["a"]), ("c", "writer", [])])
     worker = lambda tid, req: f"## {tid}\n\nUNIQUE-OUTPUT-OF-{tid}"  # noqa: E731
-    run(fake_llm, Script(plans=[plan], worker=worker))
+    run(fake_llm, Script(plans=[plan], worker=worker), overlap=overlap)
     prompt = {t: only(fake_llm, t).last_user() for t in "abc"}
     assert "UNIQUE-OUTPUT-OF-a" in prompt["b"]
     assert "UNIQUE-OUTPUT-OF-a" not in prompt["c"]
     assert not any("UNIQUE-OUTPUT-OF-b" in p or "UNIQUE-OUTPUT-OF-c" in p for p in prompt.values())
-    for t, p in prompt.items():  # the outline reaches everyone, with their own task marked
-        assert "Title a" in p and "Title b" in p and "Title c" in p
+    for i, (t, p) in enumerate(prompt.items()):  # the outline reaches everyone, with their own task marked
+        # plan, then run: the whole outline; started while the plan streams: the outline up to its task
+        listed = "abc" if not overlap else "abc"[:i + 1]
+        assert all(f"Title {x}" in p for x in listed) and not any(f"Title {x}" in p for x in "abc" if x not in listed)
         assert f"[{t}] Title {t}" in p and "<- your task" in p
 
 

@@ -115,6 +115,7 @@ class Gate:
         self.admitted: dict[str, Task] = {}
         self._seen: set[str] = set()
         self._waiting: list[Task] = []
+        self.order: list[Task] = []  # every well-formed task of the current reply, in its order
 
     def offer(self, raw: dict) -> list[Task]:
         """Tasks that may start now that `raw` arrived (it, and any that waited for it)."""
@@ -124,6 +125,7 @@ class Gate:
             return []
         fresh = task.id not in self._seen and task.id not in self.known
         self._seen.add(task.id)
+        self.order.append(task)
         if (not fresh or not _ID.match(task.id) or task.role not in self.roles or task.role in self.hold
                 or task.id in task.depends_on or (self.max_tasks is not None and len(self._seen) > self.max_tasks)):
             return []  # the final validation will name it; it never starts early
@@ -134,6 +136,7 @@ class Gate:
         """A new reply began (retry, repair): what waited in the old one is void; its ids may come again."""
         self._waiting.clear()
         self._seen = set(self.admitted)
+        self.order = []
 
     def _release(self) -> list[Task]:
         out: list[Task] = []
@@ -206,14 +209,22 @@ class PlanWhileWorking:
                 if task.id not in self.running:
                     self._start(task)
 
-    def _start(self, task: Task) -> None:
+    def _start(self, task: Task, listed: list[Task] | None = None) -> None:
+        """Start `task`; its worker sees the outline up to its own task (`listed`, default: the
+        reply so far). Only that much is sure when it starts early, and the same prefix whatever
+        the timing keeps prompts deterministic (an identical run is served from the cache)."""
+        if self.objects.head is not None and "ended" not in self.out.planning:  # the notes came first
+            self.live.notes = str(self.objects.head.get("notes") or "")
         if not self.running:
-            self.live.notes = str((self.objects.head or {}).get("notes") or "")
             self.emit(Event("phase", {"name": "planning + working"}))
+        listed = self.gate.order if listed is None else listed
+        ids = [t.id for t in listed]
+        upto = listed[:ids.index(task.id) + 1] if task.id in ids else [*listed, task]
+        outline = Plan.model_construct(goal=self.live.goal, notes=self.live.notes, tasks=upto, done=False)
         self.sched.add(task)
         self.live.tasks.append(task)
         self.out.streamed[task.id] = time.time()
-        self.running[task.id] = asyncio.ensure_future(self.work(task, self.live, self.sched))
+        self.running[task.id] = asyncio.ensure_future(self.work(task, outline, self.sched))
 
     async def run(self, ask: Callable[[Callable[[str], None]], Awaitable[tuple[Plan, list[str]]]],
                   on_plan: Callable[[Plan, list[str]], None]) -> tuple[Plan, list[str], Overlap]:
@@ -225,11 +236,10 @@ class PlanWhileWorking:
             plan, notes = await ask(self.on_text)
             self.out.planning["ended"] = time.time()
             kept, discarded = reconcile(self.gate.admitted, plan)
-            self.live.notes = plan.notes
             if discarded:
                 await self._discard(discarded, plan)
             on_plan(plan, notes)
-            self.live.tasks = list(plan.tasks)  # later workers see the whole outline
+            self.live.notes, self.live.tasks = plan.notes, list(plan.tasks)
             if not discarded and not self.sched.stopped:
                 self._start_rest(plan)
             done = await asyncio.gather(*self.running.values())
@@ -250,7 +260,7 @@ class PlanWhileWorking:
             if not ready:
                 return  # left to the next worker pass (a validated plan has no cycle)
             for task in ready:
-                self._start(task)
+                self._start(task, plan.tasks)
                 rest.remove(task)
 
     async def _discard(self, ids: list[str], plan: Plan) -> None:
