@@ -187,7 +187,7 @@ Work = Callable[[Task, Plan, Schedule], Awaitable[dict]]
 
 
 class PlanWhileWorking:
-    """One planning call with the worker pass running beside it (used by the orchestrator node)."""
+    """One planning call with the worker pass running beside it (the orchestrator's and the re-planner's)."""
 
     def __init__(self, *, goal: str, gate: Gate, work: Work, emit: Callable[[Event], None],
                  max_workers: int, strategy: str, satisfied: Iterable[str] = ()) -> None:
@@ -235,7 +235,7 @@ class PlanWhileWorking:
         try:
             plan, notes = await ask(self.on_text)
             self.out.planning["ended"] = time.time()
-            kept, discarded = reconcile(self.gate.admitted, plan)
+            _, discarded = reconcile(self.gate.admitted, plan)
             if discarded:
                 await self._discard(discarded, plan)
             on_plan(plan, notes)
@@ -280,8 +280,8 @@ class PlanWhileWorking:
                                      "result": result}))
         self.out.discarded = list(ids)
         self.emit(Event("notice", {"level": "warn", "message": (
-            f"plan repaired while work ran: {len(ids)} task(s) started on the first plan were discarded "
-            f"({', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''}); they run again as re-planned")}))
+            f"the plan changed after work on it had started (repair or retry): {len(ids)} task(s) discarded "
+            f"({', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''}); what the final plan keeps runs as planned")}))
 
 
 OVERLAP_STRATEGIES = ("dependency", "dynamic", "hybrid")  # static/priority: the order needs the whole plan
