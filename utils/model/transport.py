@@ -67,10 +67,12 @@ def preload_http() -> None:
     """Start importing the SDK and loading the CA certificates in a daemon thread, so both overlap
     the first prompt being built (a no-op once started)."""
     global _preload
-    if _preload is not None or _tls:
-        return
-    _preload = threading.Thread(target=_load_quietly, name="http-import", daemon=True)
-    _preload.start()
+    with _preload_lock:  # batch runs start on several threads: `tls_context` may only join a started thread
+        if _preload is not None or _tls:
+            return
+        thread = threading.Thread(target=_load_quietly, name="http-import", daemon=True)
+        thread.start()
+        _preload = thread
 
 
 def _load_quietly() -> None:
@@ -99,6 +101,7 @@ def tls_context() -> "ssl.SSLContext":
 
 
 _preload: threading.Thread | None = None
+_preload_lock = threading.Lock()
 _tls: list[Any] = []  # at most one SSLContext, appended by whichever thread builds it first
 
 
