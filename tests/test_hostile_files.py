@@ -104,6 +104,29 @@ def test_a_surrogate_in_saved_state_is_replaced_where_it_enters(fake_llm, tmp_pa
     assert read_state(run_dir)["status"] == "ok"
 
 
+def test_a_lone_surrogate_in_a_reply_reaches_review_and_cohesion_as_valid_text(fake_llm, tmp_path):
+    # the fake server sends JSON with ensure_ascii: the section arrives as the escape "\ud800"
+    fake_llm.responder = Script(plans=[PLAN], worker=lambda tid, req: f"## Part {tid}\n\nText \ud800 here.")
+    done = run(tmp_path, fake_llm)
+    assert done.code == 0, done.explain()
+    assert "header value" not in done.output and "not valid Unicode" not in done.output
+    later = [r for r in fake_llm.requests if request_kind(r) in ("review", "cohesion")]
+    assert {request_kind(r) for r in later} == {"review", "cohesion"}
+    assert all("Text \ufffd here" in json.dumps(r.messages, ensure_ascii=False) for r in later)
+    assert "Text \ufffd here" in (only_run(tmp_path / "runs") / "output.md").read_text(encoding="utf-8")
+
+
+def test_only_a_header_that_cannot_be_encoded_is_called_one():
+    from utils.model.client import LLMSettings
+    from utils.model.transport import Transport
+
+    transport = Transport(LLMSettings(provider="openai", base_url="http://127.0.0.1:9/v1", api_key="k"))
+    body = transport._sdk_error(UnicodeEncodeError("utf-8", "a \ud800", 2, 3, "surrogates not allowed"), "m")
+    header = transport._sdk_error(UnicodeEncodeError("ascii", "k\u00e9y", 1, 2, "ordinal not in range(128)"), "m")
+    assert "header value" not in str(body) and "not valid Unicode (surrogates not allowed)" in str(body)
+    assert "a header value (the API key?)" in str(header)
+
+
 def test_a_bug_writing_the_document_is_a_crash_and_resume_pays_nothing_twice(fake_llm, tmp_path, monkeypatch):
     import utils.run.runstore as runstore
 

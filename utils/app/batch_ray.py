@@ -28,7 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # are read from the worker's own environment: a local Ray's workers inherit the driver's; on a
 # cluster they must be set where `ray start` runs (README).
 ENV_KEYS = ("ORCH_HOME", "ORCH_ENGINE", "OPENAI_BASE_URL", "ORCH_MODEL", "ORCH_PROVIDER")
-SECRET_KEYS = ("OPENAI_API_KEY", "TAVILY_API_KEY", "BRAVE_API_KEY")
 KEY_MISSING = ("OPENAI_API_KEY is not set on this Ray worker ({node}): keys are never sent as task arguments; "
                "set it in the environment of `ray start` on every node")
 
