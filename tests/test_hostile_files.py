@@ -86,7 +86,9 @@ def test_lone_surrogates_never_make_a_write_raise(tmp_path):
     assert store.write_document("doc \udfff end").read_text(encoding="utf-8") == "doc \ufffd end"
 
 
-def test_a_surrogate_in_saved_state_is_replaced_where_it_enters(fake_llm, tmp_path):
+def test_a_surrogate_in_saved_state_is_replaced_where_it_enters(fake_llm, tmp_path, monkeypatch):
+    # two runs' timeline.png (~0.3 s each, tests/test_timeline.py) draw no task output: not this test's point
+    monkeypatch.setattr("utils.run.timeline.write_pictures", lambda *a, **k: [])
     fake_llm.responder = Script(plans=[PLAN])
     assert run(tmp_path, fake_llm).code == 0
     run_dir = only_run(tmp_path / "runs")
