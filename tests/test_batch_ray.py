@@ -216,11 +216,11 @@ def test_killing_the_driver_mid_batch_and_rerunning_repays_no_finished_call(loca
         try:
             def a_goal_ok():
                 return [r for r in records(out, "batch.jsonl") if r.get("status") == "ok"]
-            wait_for(a_goal_ok, 25, first)
+            wait_for(a_goal_ok, 60, first)
         finally:
             first.send_signal(signal.SIGKILL)
             first.communicate()
-        wait_for(lambda: not goal_workers(), 15)  # Ray ends a dead driver's tasks
+        wait_for(lambda: not goal_workers(), 30)  # Ray ends a dead driver's tasks
         before = {r["key"]: r for r in records(out, "batch.jsonl")}
         finished = [r["goal"] for r in before.values() if r.get("status") == "ok"]
         started = {r["goal"]: Path(r["folder"]) for r in before.values() if r.get("status") == "running"
@@ -230,7 +230,7 @@ def test_killing_the_driver_mid_batch_and_rerunning_repays_no_finished_call(loca
         assert all(len(set(asks(server.requests, g))) > 0 for g in finished)  # the prompts name their goal
         server.reset()
         second = driver(tmp_path, server, local_ray)
-        stdout, stderr = second.communicate(timeout=60)
+        stdout, stderr = second.communicate(timeout=90)
     assert second.returncode == 0, stderr[-3000:]
     doc = json.loads(stdout)
     assert [g["status"] for g in doc["goals"]] == ["ok"] * len(GOALS)
@@ -250,13 +250,13 @@ def test_a_goal_whose_ray_worker_dies_is_retried_and_resumes_from_its_journal(lo
         proc = driver(tmp_path, server, local_ray)
         try:
             run_dir = Path(wait_for(lambda: next((r["folder"] for r in records(out, "batch.jsonl")
-                                                  if r.get("folder")), None), 25, proc))
-            done = wait_for(lambda: done_tasks(run_dir), 25, proc)
+                                                  if r.get("folder")), None), 60, proc))
+            done = wait_for(lambda: done_tasks(run_dir), 30, proc)
             victims = wait_for(goal_workers, 5, proc)
             asked_before = len(server.requests)
             for pid in victims:
                 os.kill(pid, signal.SIGKILL)  # the worker process running the goal: lost, as with its node
-            stdout, stderr = proc.communicate(timeout=60)
+            stdout, stderr = proc.communicate(timeout=90)
         finally:
             if proc.poll() is None:
                 proc.kill()
