@@ -69,10 +69,12 @@ def preload_http() -> None:
     """Start importing the SDK and loading the CA certificates in a daemon thread, so both overlap
     the first prompt being built (a no-op once started)."""
     global _preload
-    if _preload is not None or _tls:
-        return
-    _preload = threading.Thread(target=_load_quietly, name="http-import", daemon=True)
-    _preload.start()
+    with _preload_lock:  # batch runs start on several threads: `tls_context` may only join a started thread
+        if _preload is not None or _tls:
+            return
+        thread = threading.Thread(target=_load_quietly, name="http-import", daemon=True)
+        thread.start()
+        _preload = thread
 
 
 def _load_quietly() -> None:
@@ -101,6 +103,7 @@ def tls_context() -> "ssl.SSLContext":
 
 
 _preload: threading.Thread | None = None
+_preload_lock = threading.Lock()
 _tls: list[Any] = []  # at most one SSLContext, appended by whichever thread builds it first
 
 
@@ -224,7 +227,10 @@ class Transport:
             return self._status_error(exc.status_code, exc.response, model)
         if isinstance(exc, openai.APITimeoutError):
             return self._timeout()
-        if isinstance(exc, UnicodeEncodeError):
+        if isinstance(exc, UnicodeEncodeError):  # headers are encoded ascii/latin-1; the JSON body utf-8
+            if exc.encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+                return Fatal(f"cannot send a request to {self.shown_url}: its text holds characters that are "
+                             f"not valid Unicode ({exc.reason})")
             return Fatal(f"cannot send a request to {self.shown_url}: a header value (the API key?) holds "
                          "characters HTTP does not allow")
         if isinstance(exc, openai.APIConnectionError):
