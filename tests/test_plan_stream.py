@@ -206,3 +206,16 @@ def test_a_replan_streams_too_and_its_tasks_start_before_it_ends(fake_llm, strat
     assert worker_requests(fake_llm, "b")[0].t_in < replan.t_out
     assert [len(worker_requests(fake_llm, t)) for t in "abc"] == [1, 1, 1]
     assert shared["status"] == "ok" and [t["id"] for t in shared["plan"]["tasks"]] == ["a", "b", "c"]
+
+
+def test_no_overlap_flag_and_config_reach_the_run_options(tmp_path):
+    from main import build_parser
+    from utils.app.settings import build_settings
+
+    flags = vars(build_parser().parse_args(["--no-overlap", "a topic"]))
+    assert build_settings(flags).options["overlap"] is False
+    assert "overlap" not in build_settings(vars(build_parser().parse_args(["a topic"]))).options
+    config = tmp_path / "config.yaml"
+    config.write_text("overlap: false\n", encoding="utf-8")
+    flags = vars(build_parser().parse_args(["--config", str(config), "a topic"]))
+    assert build_settings(flags).options["overlap"] is False
