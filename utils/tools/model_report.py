@@ -25,7 +25,11 @@ METHODS = {"ols": "ordinary least squares", "logit": "logistic regression (logit
 def analyse(ds: Dataset, target: Column, impute: str | None) -> tuple[dict, dict]:
     """(analysis.json, notes for the document: skipped, features, classes, vif, notes, impute).
     One BLAS/OpenMP thread throughout: tools run side by side in worker threads, and on a busy machine
-    a thread pool per fit cost 9x (least squares) to 30x (gradient boosting) the single-thread time."""
+    a thread pool per fit cost 9x (least squares) to 30x (gradient boosting) the single-thread time.
+    scikit-learn is imported first: threadpoolctl limits only the runtimes already loaded, and
+    scikit-learn brings its own OpenMP (libgomp); limited before it loaded, gradient boosting ran two
+    spinning threads on two busy cores (a 10 MB file took 131 s instead of about 10 s)."""
+    import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime the limit must reach)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
@@ -213,8 +217,11 @@ def _cv(a: dict) -> list[str]:
         return [f"No cross-validation: {a['n']} rows are too few for it."]
     metric = next(iter(cv.values()))["metric"]
     folds = max(v["folds"] for v in cv.values())
-    out = [f"Prediction on rows the model did not see ({folds}-fold cross-validation, the same folds for every "
-           f"model; {metric}, mean and SD across folds):", "",
+    rows = max(v.get("rows", a["n"]) for v in cv.values())
+    sampled = (f" on a uniform random sample of {rows:,} of the {a['n']:,} rows (seeded, so the same file gives "
+               "the same sample; the coefficients above use every row)" if rows < a["n"] else "")
+    out = [f"Prediction on rows the model did not see ({folds}-fold cross-validation{sampled}, the same folds for "
+           f"every model; {metric}, mean and SD across folds):", "",
            _table(["model", metric, "SD across folds"], [[k + (" (always the mean)" if k == BASELINE and metric != "accuracy"
                                                                 else " (always the most frequent class)" if k == BASELINE else ""),
                                                           _f(v["mean"], 4), _f(v["sd"], 3)] for k, v in cv.items()])]
