@@ -193,7 +193,8 @@ def leakage(X: Any, terms: list[str], groups: dict[str, list[int]], y: Any, clas
 
 def fit_model(X: Any, y: Any, terms: list[str], classes: list[str] | None) -> dict:
     """statsmodels' fit on every row given: the analysis.json fields method, n, coefficients, r2,
-    adj_r2, residual_sd, condition_number, plus `vif` and `notes` for the document."""
+    adj_r2, residual_sd, condition_number and vif (each term's variance inflation factor, None when
+    infinite), plus `notes` for the document."""
     import numpy as np
     from statsmodels.discrete.discrete_model import Logit, MNLogit
     from statsmodels.regression.linear_model import OLS
