@@ -127,3 +127,26 @@ def test_logit_and_mnlogit_sections_are_from_analysis_json(tmp_path: Path):
         tables = a["coefficients"].values() if method == "mnlogit" else [a["coefficients"]]
         assert all(set(v) == COEF_FIELDS for t in tables for v in t.values())
     assert set(a["coefficients"]) == {"low", "mid"}   # 'high' (first sorted) is the reference class
+
+
+def test_above_the_cv_row_cap_only_the_comparison_is_sampled(tmp_path: Path, monkeypatch):
+    """The predictive comparison runs on a seeded uniform sample above CV_ROWS (said in the document and
+    in cv.*.rows); the coefficients, CIs and p-values are the same as without the cap."""
+    import utils.tools.model_cv as model_cv
+
+    rng = random.Random(22)
+    rows = [[round(x := rng.uniform(0, 10), 4), round(2 * x + rng.gauss(0, 1), 4)] for _ in range(300)]
+    p = write(tmp_path / "cap.csv", ["x", "y"], rows)
+
+    def run() -> tuple[dict, str]:
+        res = run_tool("regression", ToolInput(task={"id": "t1", "title": "t", "inputs": []}, data_path=p,
+                                               input_paths=[], deps={}, params={}, goal="g", target="y"))
+        return json.loads(res.artifacts[ANALYSIS_JSON]), res.markdown
+
+    full, _ = run()
+    monkeypatch.setattr(model_cv, "CV_ROWS", 150)
+    capped, doc = run()
+    assert capped["coefficients"] == full["coefficients"] and capped["n"] == full["n"] == 300
+    assert all(m["rows"] == 150 for m in capped["cv"].values()) and all(m["rows"] == 300 for m in full["cv"].values())
+    assert capped["cv"]["linear"]["mean"] != full["cv"]["linear"]["mean"]
+    assert "uniform random sample of 150 of the 300 rows" in doc and unexplained(doc, capped) == []
