@@ -67,10 +67,12 @@ def preload_http() -> None:
     """Start importing the SDK and loading the CA certificates in a daemon thread, so both overlap
     the first prompt being built (a no-op once started)."""
     global _preload
-    if _preload is not None or _tls:
-        return
-    _preload = threading.Thread(target=_load_quietly, name="http-import", daemon=True)
-    _preload.start()
+    with _preload_lock:  # batch runs start on several threads: `tls_context` may only join a started thread
+        if _preload is not None or _tls:
+            return
+        thread = threading.Thread(target=_load_quietly, name="http-import", daemon=True)
+        thread.start()
+        _preload = thread
 
 
 def _load_quietly() -> None:
@@ -99,6 +101,7 @@ def tls_context() -> "ssl.SSLContext":
 
 
 _preload: threading.Thread | None = None
+_preload_lock = threading.Lock()
 _tls: list[Any] = []  # at most one SSLContext, appended by whichever thread builds it first
 
 
@@ -196,6 +199,8 @@ class Transport:
             raise Fatal(f"{self.shown_url}/models did not answer a list of models") from None
         except Exception as exc:  # noqa: BLE001 - sorted by `_sdk_error`
             error = self._sdk_error(exc, "")
+            if isinstance(error, Fatal) and getattr(exc, "status_code", 404) != 404:
+                raise error from None  # a refused key says so, not "no list of models"
             raise Fatal(f"{self.shown_url}/models did not answer a list of models"
                         f" ({getattr(error, 'final', None) or str(error)})") from None
         return [i for i in ids if isinstance(i, str) and i]
@@ -211,7 +216,10 @@ class Transport:
             return self._status_error(exc.status_code, exc.response, model)
         if isinstance(exc, openai.APITimeoutError):
             return self._timeout()
-        if isinstance(exc, UnicodeEncodeError):
+        if isinstance(exc, UnicodeEncodeError):  # headers are encoded ascii/latin-1; the JSON body utf-8
+            if exc.encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+                return Fatal(f"cannot send a request to {self.shown_url}: its text holds characters that are "
+                             f"not valid Unicode ({exc.reason})")
             return Fatal(f"cannot send a request to {self.shown_url}: a header value (the API key?) holds "
                          "characters HTTP does not allow")
         if isinstance(exc, openai.APIConnectionError):
@@ -248,6 +256,9 @@ class Transport:
             return Fatal(f"permission denied by {url}: {msg}")
         if status == 404:
             return Fatal(f"model '{model}' not found at {url} ({msg})")
+        if status == 400 and "No connected db" in msg:  # a LiteLLM proxy, for a key it does not know
+            return Fatal(f"authentication failed at {url}: it answered '{msg}', which a LiteLLM proxy says "
+                         "for a key it does not know (check OPENAI_API_KEY)")
         if html or not raw.strip().startswith(("{", "[")):
             return Fatal(self._not_json(f" (HTTP {status})"))
         return Rejected(status, msg)
