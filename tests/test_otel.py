@@ -83,7 +83,8 @@ def test_one_trace_per_run_with_the_span_tree_usage_and_no_content(exporter, fak
     assert all(parent(s) is root for s in phases.values())
     tasks = {s.attributes["orchestrator.task.id"]: s for s in spans if s.name.startswith("task ")}
     assert set(tasks) == {"g1", "a1", "s1"}
-    assert all(parent(t).name == "phase working" for t in tasks.values())
+    # under the phase each ran in: tasks started while the plan streamed run in "planning + working"
+    assert all(parent(t).name in ("phase working", "phase planning + working") for t in tasks.values())
     assert {t.attributes["orchestrator.task.role"] for t in tasks.values()} == {"gatherer", "analyst", "summarizer"}
     assert all(t.attributes["orchestrator.task.state"] == "done" for t in tasks.values())
 
@@ -100,7 +101,8 @@ def test_one_trace_per_run_with_the_span_tree_usage_and_no_content(exporter, fak
         assert (a["gen_ai.usage.input_tokens"], a["gen_ai.usage.output_tokens"]) == (prompt, completion)
         assert a["gen_ai.usage.cache_read.input_tokens"] == cached and a["orchestrator.cache_hit"] is False
         assert a["gen_ai.request.model"] and a["orchestrator.retries"] == 0
-    assert parent(next(c for c in chats if "planning" in c.attributes["orchestrator.call.purpose"])) is phases["planning"]
+    planning_call = next(c for c in chats if "planning" in c.attributes["orchestrator.call.purpose"])
+    assert parent(planning_call) in [phases[p] for p in ("planning", "planning + working") if p in phases]
     # The root's usage is the sum over every call (the calls' own numbers, from calls.jsonl).
     calls = [json.loads(line) for line in (run.run_dir() / "calls.jsonl").read_text().splitlines()]
     assert root.attributes["gen_ai.usage.input_tokens"] == sum(c["prompt_tokens"] for c in calls)

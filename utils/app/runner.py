@@ -187,6 +187,8 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
             try:
                 if status in ("crashed", "interrupted") and not shared.get("document"):
                     store.flush()  # after Ctrl-C the store has seen tasks the shared store has not
+                    if not shared.get("plan") and store.state.get("plan"):  # a plan final while tasks ran
+                        shared["plan"] = store.state["plan"]  # beside it (utils/run/plan_stream.py)
                     results = {**(store.state.get("results") or {}), **(shared.get("results") or {})}
                     note = (f"The run crashed ({error})" if status == "crashed" else
                             "The run was interrupted") + "; this document holds the tasks that were done."

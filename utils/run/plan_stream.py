@@ -264,10 +264,13 @@ class PlanWhileWorking:
                 rest.remove(task)
 
     async def _discard(self, ids: list[str], plan: Plan) -> None:
-        jobs = [self.running.pop(tid) for tid in ids]
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
+        """Tasks not yet in a slot are cancelled; a call already sent is let finish (the server does
+        the work and the run counts what it cost), and its result is thrown away."""
+        jobs = {tid: self.running.pop(tid) for tid in ids}
+        for tid, job in jobs.items():
+            if not self.sched.has_started(tid):
+                job.cancel()
+        await asyncio.gather(*jobs.values(), return_exceptions=True)
         for tid in ids:
             self.sched.finish(tid, "pending")  # never started, or cancelled: nothing waits on it
             task = self.gate.admitted[tid]

@@ -285,6 +285,10 @@ class Schedule:
     def stopped(self) -> str | None:
         return self._stopped
 
+    def has_started(self, task_id: str) -> bool:
+        """Did the task take a worker slot (its model call may be in flight)?"""
+        return task_id in self._started
+
     def _mark_started(self, task_id: str) -> None:
         self._started.add(task_id)
         self._startable.discard(task_id)
