@@ -25,15 +25,17 @@ def _metered(req):
 
 
 def _stopped_run(fake_llm, tmp_path: Path) -> tuple[Path, list[str], str]:
-    """A blog run against the fake server stopped by its token budget; (run dir, common args, hint)."""
+    """A blog run against the fake server stopped by its token budget; (run dir, common args, hint).
+    The hint is the one command the output offers; the tests below run it (it works, issue 12)."""
     fake_llm.responder = _metered
     out = tmp_path / "runs"
     common = ["--no-cache", "--output-dir", str(out), "--config", str(fast_config(tmp_path / "fast.yaml"))]
     first = run_main(["--example", "blog", "--max-workers", "1", "--max-tokens-total", "3500", *common],
                      cli_env(tmp_path / "home", fake_llm.base_url))
     assert first.code == 1, first.explain()
-    hint = re.findall(r"python main\.py (--resume .*)", first.output)[0]
-    return only_run(out), common, hint
+    hints = re.findall(r"python main\.py (--resume .*)", first.output)
+    assert len(hints) == 1 and "--max-tokens-total" in hints[0], first.output  # the hint raises the budget
+    return only_run(out), common, hints[0]
 
 
 def _files(run_dir: Path) -> dict[str, bytes]:
