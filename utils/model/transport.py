@@ -196,6 +196,8 @@ class Transport:
             raise Fatal(f"{self.shown_url}/models did not answer a list of models") from None
         except Exception as exc:  # noqa: BLE001 - sorted by `_sdk_error`
             error = self._sdk_error(exc, "")
+            if isinstance(error, Fatal) and getattr(exc, "status_code", 404) != 404:
+                raise error from None  # a refused key says so, not "no list of models"
             raise Fatal(f"{self.shown_url}/models did not answer a list of models"
                         f" ({getattr(error, 'final', None) or str(error)})") from None
         return [i for i in ids if isinstance(i, str) and i]
@@ -248,6 +250,9 @@ class Transport:
             return Fatal(f"permission denied by {url}: {msg}")
         if status == 404:
             return Fatal(f"model '{model}' not found at {url} ({msg})")
+        if status == 400 and "No connected db" in msg:  # a LiteLLM proxy, for a key it does not know
+            return Fatal(f"authentication failed at {url}: it answered '{msg}', which a LiteLLM proxy says "
+                         "for a key it does not know (check OPENAI_API_KEY)")
         if html or not raw.strip().startswith(("{", "[")):
             return Fatal(self._not_json(f" (HTTP {status})"))
         return Rejected(status, msg)
