@@ -172,6 +172,15 @@ def version_text() -> str:
             f"python {sys.version.split()[0]}")
 
 
+def _calls_a_model(args: argparse.Namespace) -> bool:
+    """Whether this run will likely call a model (flags and environment only; a config file's
+    base URL is seen later, when the client is made): then the SDK import can start now."""
+    if args.provider == "offline" or os.environ.get("ORCH_PROVIDER", "").strip().lower() == "offline":
+        return False
+    return bool(args.provider == "openai" or args.base_url or os.environ.get("OPENAI_API_KEY", "").strip()
+                or os.environ.get("OPENAI_BASE_URL", "").strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["runs"]:  # `orch runs [show ID]`: the run history, not a topic
@@ -185,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(version_text())
         return 0
+    if _calls_a_model(args):  # the SDK loads in the background while the app's own modules load
+        from utils.model import preload
+        preload.preload_http()
     from utils.app.cli import run_cli  # heavy imports only once we know there is work to do
 
     return run_cli(vars(args), version=__version__, parse_line=parse_line)  # a plain mapping: nothing downstream mutates flags
