@@ -38,7 +38,7 @@ def run(tmp_path: Path, server: FakeLLMServer, out: str, *extra: str):
 def test_ray_gives_the_local_statuses_under_one_cluster_wide_limit(local_ray, tmp_path, monkeypatch):
     monkeypatch.setattr("utils.run.timeline.write_pictures", lambda *a, **k: [])  # as in test_batch
     data = Path(__file__).resolve().parent.parent / "examples" / "data" / "sales.csv"
-    write_lines(tmp_path / "goals.jsonl", batch_lines(6, data)[:7])  # 6 goals and the bad line 6
+    write_lines(tmp_path / "goals.jsonl", batch_lines(4, data)[:5])  # 4 goals (every workflow) and the bad line 5
     with ApprovingLiteralServer(schema_mode="literal", seed=3) as server:
         server.responder = Script()
         local, local_doc = run(tmp_path, server, "local", "--batch-workers", "2")
@@ -48,10 +48,10 @@ def test_ray_gives_the_local_statuses_under_one_cluster_wide_limit(local_ray, tm
         calls = len(server.requests)
         again, again_doc = run(tmp_path, server, "ray", "--executor", "ray")
         assert len(server.requests) == calls, "a re-run pays no call"
-    assert [b["line"] for b in ray_doc["bad_lines"]] == [6] and "goals.jsonl:6" in on_ray.stderr
+    assert [b["line"] for b in ray_doc["bad_lines"]] == [5] and "goals.jsonl:5" in on_ray.stderr
     assert all(g["status"] == "ok" for g in local_doc["goals"]), [g["error"] for g in local_doc["goals"]]
     statuses = lambda doc: [(g["id"], g["status"], g["workflow"]) for g in doc["goals"]]  # noqa: E731
-    assert statuses(ray_doc) == statuses(local_doc) and len(ray_doc["goals"]) == 6, on_ray.explain()
+    assert statuses(ray_doc) == statuses(local_doc) and len(ray_doc["goals"]) == 4, on_ray.explain()
     assert ray_doc["executor"] == "ray" and ray_doc["peak_calls_in_flight"] <= 3
     assert sum(g["calls"] for g in ray_doc["goals"]) == calls
     assert all(Path(g["folder"]).parent == tmp_path / "ray" for g in ray_doc["goals"])
