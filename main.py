@@ -69,6 +69,20 @@ def score(text: str) -> float:
     return value
 
 
+# The on/off flags of "input and output", in --help order: one table instead of a line each.
+OUTPUT_SWITCHES = (
+    ("--quiet", "only errors and the final summary line"),
+    ("--json", "print one JSON summary on stdout, nothing else"),
+    ("--show-calls", "show each model call's prompt and reply on stderr"),
+    ("--verbose", "--show-calls, plus tracebacks and engine logs"),
+    ("--open", "open the run's report.html in a browser when it ends"),
+    ("--otel", "send an OpenTelemetry trace of the run (OTLP; also on when OTEL_EXPORTER_OTLP_ENDPOINT is set; "
+               "needs requirements-otel.txt)"),
+    ("--otel-content", "put prompts and replies in the trace (off: never)"),
+    ("--version", "show app, engine, HTTP client and python versions"),
+)
+
+
 def build_parser(cls: type[Parser] = Parser) -> argparse.ArgumentParser:
     prog = "orch" if os.path.basename(sys.argv[0] or "") == "orch" else "main.py"
     p = cls(prog=prog, description="Plan a task into subtasks, run them with parallel LLM workers, "
@@ -124,15 +138,8 @@ def build_parser(cls: type[Parser] = Parser) -> argparse.ArgumentParser:
     io.add_argument("--impute", choices=("median",), help="analysis: fill missing feature values (median plus a "
                     "missing-indicator) instead of leaving those rows out of the model")
     io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")
-    io.add_argument("--quiet", action="store_true", help="only errors and the final summary line")
-    io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")
-    io.add_argument("--show-calls", action="store_true", help="show each model call's prompt and reply on stderr")
-    io.add_argument("--verbose", action="store_true", help="--show-calls, plus tracebacks and engine logs")
-    io.add_argument("--open", action="store_true", help="open the run's report.html in a browser when it ends")
-    io.add_argument("--otel", action="store_true", help="send an OpenTelemetry trace of the run (OTLP; also on "
-                    "when OTEL_EXPORTER_OTLP_ENDPOINT is set; needs requirements-otel.txt)")
-    io.add_argument("--otel-content", action="store_true", help="put prompts and replies in the trace (off: never)")
-    io.add_argument("--version", action="store_true", help="show app, engine, HTTP client and python versions")
+    for flag, text in OUTPUT_SWITCHES:
+        io.add_argument(flag, action="store_true", help=text)
     io.add_argument("--completion", choices=("bash", "zsh"), help="print a shell completion script "
                     "(e.g. eval \"$(orch --completion bash)\")")
 
