@@ -19,8 +19,8 @@ from utils.app.batch_file import read_batch
 from utils.errors import BudgetExceeded, UsageError
 from utils.model.limits import AdaptiveLimit, TokenBudget
 
-# the project workflow's breakdown has rules a random schema-valid reply breaks (tests/test_schema_literal.py)
-WORKFLOW_CYCLE = ("blog", "report", "analysis")
+WORKFLOW_CYCLE = ("blog", "report", "analysis", "project")
+
 
 
 def parse(argv):
@@ -108,10 +108,19 @@ def test_token_budget_reserves_across_runs_and_refuses_past_the_total():
 
 class ApprovingLiteralServer(FakeLLMServer):
     """Literal mode (a random schema-valid value for each structured request) but reviews, which the
-    Script approves: a random score would fail the run's minimum score, which is not what these test."""
+    Script approves (a random score would fail the run's minimum score), and the project's work
+    breakdown, whose items must refer to each other: neither is what these tests are about."""
 
     def _next_reply(self, request):
-        return _as_reply(Script()(request)) if request_kind(request) == "review" else super()._next_reply(request)
+        if request_kind(request) == "review":
+            return _as_reply(Script()(request))
+        reply = super()._next_reply(request)
+        if ((request.response_format or {}).get("json_schema") or {}).get("name") == "WorkBreakdown":
+            value = json.loads(reply.text)  # random, but with unique ids and no references to unknown items
+            for i, item in enumerate(value["work_items"]):
+                item.update(id=f"w{i}", depends_on=[f"w{i - 1}"] if i else [])
+            reply.text = json.dumps(value)
+        return reply
 
 
 def batch_lines(n: int, data: Path) -> list:

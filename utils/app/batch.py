@@ -209,9 +209,13 @@ def run_batch(settings: Settings, parse_line: Callable[[list[str]], dict] | None
     interrupted = False
     try:
         if executor == "ray":
+            import contextlib
+
             from utils.app.batch_ray import run_on_ray
-            ended, peak = run_on_ray(todo, settings, log, progress, view, budget_total=budget_total, spent=spent,
-                                     limit=limit_ceiling)
+            # Ray prints its error messages (a worker died...) to stdout: with --json, stdout is the document
+            with contextlib.redirect_stdout(sys.stderr) if settings.json else contextlib.nullcontext():
+                ended, peak = run_on_ray(todo, settings, log, progress, view, budget_total=budget_total,
+                                         spent=spent, limit=limit_ceiling)
         else:
             ended = run_local(todo, workers, pool, log, progress, view)
             peak = pool.limit.peak

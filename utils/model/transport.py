@@ -171,7 +171,10 @@ class Transport:
             return self._status_error(exc.status_code, exc.response, model)
         if isinstance(exc, openai.APITimeoutError):
             return self._timeout()
-        if isinstance(exc, UnicodeEncodeError):
+        if isinstance(exc, UnicodeEncodeError):  # headers are encoded ascii/latin-1; the JSON body utf-8
+            if exc.encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+                return Fatal(f"cannot send a request to {self.shown_url}: its text holds characters that are "
+                             f"not valid Unicode ({exc.reason})")
             return Fatal(f"cannot send a request to {self.shown_url}: a header value (the API key?) holds "
                          "characters HTTP does not allow")
         if isinstance(exc, openai.APIConnectionError):
