@@ -12,13 +12,15 @@ the engine and the terminal lines never need it.
 """
 from __future__ import annotations
 
+from utils.run.results import TaskState
+
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 EPS = 0.002  # seconds: a task that starts within this of an event was waiting for that event
-FAILED_STATES = ("failed",)
+FAILED_STATES = (TaskState.FAILED,)
 
 
 @dataclass
