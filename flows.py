@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from nodes import AggregatorNode, ClaimsNode, OrchestratorNode, ReplanNode, ReviewerNode, WorkerBatch
 from utils.engine import AsyncGraph
-
-STRATEGIES = ("dependency", "static", "priority", "dynamic", "hybrid")
+from utils.options import STRATEGIES
 
 
 def build_plan_flow() -> AsyncGraph:

@@ -15,8 +15,9 @@ import argparse
 import os
 import sys
 
+from utils.options import BATCH_WORKERS, DEFAULTS, LIMITS, MAX_WORKERS, PROVIDERS, STRATEGIES, WORKFLOWS, limit_problem
+
 __version__ = "0.1.0"
-WORKFLOWS = ("blog", "report", "analysis", "project")
 
 
 class Parser(argparse.ArgumentParser):
@@ -41,15 +42,20 @@ def whole_number(minimum: int):
     return parse
 
 
-positive_int, non_negative_int = whole_number(1), whole_number(0)
-MAX_WORKERS = 256  # utils.app.config.MAX_WORKERS (not imported: --help must not load pydantic)
+def bounded(name: str):
+    """An argparse type: a whole number within option `name`'s limits (utils/options.py)."""
+
+    def parse(text: str) -> int:
+        value = whole_number(LIMITS[name][0])(text)
+        problem = limit_problem(name, value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    return parse
 
 
-def workers(text: str) -> int:
-    value = positive_int(text)
-    if value > MAX_WORKERS:
-        raise argparse.ArgumentTypeError(f"must be at most {MAX_WORKERS}, got {value}")
-    return value
+workers = bounded("max_workers")
 
 
 def score(text: str) -> float:
@@ -61,6 +67,20 @@ def score(text: str) -> float:
     if not 0 <= value <= 10:
         raise argparse.ArgumentTypeError(f"must be from 0 to 10, got {text}")
     return value
+
+
+# The on/off flags of "input and output", in --help order: one table instead of a line each.
+OUTPUT_SWITCHES = (
+    ("--quiet", "only errors and the final summary line"),
+    ("--json", "print one JSON summary on stdout, nothing else"),
+    ("--show-calls", "show each model call's prompt and reply on stderr"),
+    ("--verbose", "--show-calls, plus tracebacks and engine logs"),
+    ("--open", "open the run's report.html in a browser when it ends"),
+    ("--otel", "send an OpenTelemetry trace of the run (OTLP; also on when OTEL_EXPORTER_OTLP_ENDPOINT is set; "
+               "needs requirements-otel.txt)"),
+    ("--otel-content", "put prompts and replies in the trace (off: never)"),
+    ("--version", "show app, engine, HTTP client and python versions"),
+)
 
 
 def build_parser(cls: type[Parser] = Parser) -> argparse.ArgumentParser:
@@ -80,20 +100,24 @@ def build_parser(cls: type[Parser] = Parser) -> argparse.ArgumentParser:
                       "(edited) plan.yaml")
 
     orch = p.add_argument_group("orchestration")
-    orch.add_argument("--strategy", choices=("dependency", "static", "priority", "dynamic", "hybrid"),
-                      help="how tasks are scheduled (default: dependency)")
-    orch.add_argument("--max-workers", type=workers, help=f"workers running at once, 1..{MAX_WORKERS} (default 4; "
-                      "raises the run-wide model-call limit when above it)")
-    orch.add_argument("--max-tasks", type=positive_int, help="most tasks a plan may have (default 12)")
-    orch.add_argument("--max-revisions", type=non_negative_int, help="review-and-revise rounds (default 1)")
-    orch.add_argument("--max-rounds", type=positive_int, help="planning rounds for dynamic/hybrid (default 6)")
-    orch.add_argument("--context-budget", type=positive_int, help="token budget of one worker prompt (default 6000)")
+    orch.add_argument("--strategy", choices=STRATEGIES,
+                      help=f"how tasks are scheduled (default: {DEFAULTS['strategy']})")
+    orch.add_argument("--max-workers", type=workers, help=f"workers running at once, 1..{MAX_WORKERS} (default "
+                      f"{DEFAULTS['max_workers']}; raises the run-wide model-call limit when above it)")
+    orch.add_argument("--max-tasks", type=bounded("max_tasks"),
+                      help=f"most tasks a plan may have (default {DEFAULTS['max_tasks']})")
+    orch.add_argument("--max-revisions", type=bounded("max_revisions"),
+                      help=f"review-and-revise rounds (default {DEFAULTS['max_revisions']})")
+    orch.add_argument("--max-rounds", type=bounded("max_rounds"),
+                      help=f"planning rounds for dynamic/hybrid (default {DEFAULTS['max_rounds']})")
+    orch.add_argument("--context-budget", type=bounded("context_budget"),
+                      help=f"token budget of one worker prompt (default {DEFAULTS['context_budget']})")
     orch.add_argument("--min-score", type=score, metavar="N", help="a final review scoring below N (0-10) ends "
                       "the run needs-work, exit 1 (default: the workflow's, 5)")
-    orch.add_argument("--max-tokens-total", type=positive_int, help="stop scheduling model calls past this many tokens")
+    orch.add_argument("--max-tokens-total", type=bounded("max_tokens_total"), help="stop scheduling model calls past this many tokens")
 
     model = p.add_argument_group("model")
-    model.add_argument("--provider", choices=("openai", "offline"), help="openai: any OpenAI-compatible server; "
+    model.add_argument("--provider", choices=PROVIDERS, help="openai: any OpenAI-compatible server; "
                        "offline: no model (default: openai when a key or base URL is set)")
     model.add_argument("--model", help="model name (env ORCH_MODEL)")
     model.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://localhost:11434/v1 (env OPENAI_BASE_URL)")
@@ -114,23 +138,16 @@ def build_parser(cls: type[Parser] = Parser) -> argparse.ArgumentParser:
     io.add_argument("--impute", choices=("median",), help="analysis: fill missing feature values (median plus a "
                     "missing-indicator) instead of leaving those rows out of the model")
     io.add_argument("--output-dir", metavar="DIR", help="where run folders go (default runs/)")
-    io.add_argument("--quiet", action="store_true", help="only errors and the final summary line")
-    io.add_argument("--json", action="store_true", help="print one JSON summary on stdout, nothing else")
-    io.add_argument("--show-calls", action="store_true", help="show each model call's prompt and reply on stderr")
-    io.add_argument("--verbose", action="store_true", help="--show-calls, plus tracebacks and engine logs")
-    io.add_argument("--open", action="store_true", help="open the run's report.html in a browser when it ends")
-    io.add_argument("--otel", action="store_true", help="send an OpenTelemetry trace of the run (OTLP; also on "
-                    "when OTEL_EXPORTER_OTLP_ENDPOINT is set; needs requirements-otel.txt)")
-    io.add_argument("--otel-content", action="store_true", help="put prompts and replies in the trace (off: never)")
-    io.add_argument("--version", action="store_true", help="show app, engine, HTTP client and python versions")
+    for flag, text in OUTPUT_SWITCHES:
+        io.add_argument(flag, action="store_true", help=text)
     io.add_argument("--completion", choices=("bash", "zsh"), help="print a shell completion script "
                     "(e.g. eval \"$(orch --completion bash)\")")
 
     batch = p.add_argument_group("batches of goals (README: Batches)")
     batch.add_argument("--batch", metavar="FILE", help="run every goal of a JSON Lines or CSV file, one run folder "
                        "each under --output-dir (default runs/batch-<file name>); re-running resumes it")
-    batch.add_argument("--batch-workers", type=workers, help="goals run at once (default 4; one shared model-call "
-                       "limit and --max-tokens-total budget for all)")
+    batch.add_argument("--batch-workers", type=workers, help=f"goals run at once (default "
+                       f"{BATCH_WORKERS}; one shared model-call limit and --max-tokens-total budget for all)")
     batch.add_argument("--executor", choices=("local", "ray"), help="local: threads in this process (default); "
                        "ray: each goal a Ray task (pip install -r requirements-ray.txt)")
     batch.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join, e.g. auto (default: start a "
@@ -162,6 +179,15 @@ def version_text() -> str:
             f"python {sys.version.split()[0]}")
 
 
+def _calls_a_model(args: argparse.Namespace) -> bool:
+    """Whether this run will likely call a model (flags and environment only; a config file's
+    base URL is seen later, when the client is made): then the SDK import can start now."""
+    if args.provider == "offline" or os.environ.get("ORCH_PROVIDER", "").strip().lower() == "offline":
+        return False
+    return bool(args.provider == "openai" or args.base_url or os.environ.get("OPENAI_API_KEY", "").strip()
+                or os.environ.get("OPENAI_BASE_URL", "").strip())
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["runs"]:  # `orch runs [show ID]`: the run history, not a topic
@@ -175,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.version:
         print(version_text())
         return 0
+    if _calls_a_model(args):  # the SDK loads in the background while the app's own modules load
+        from utils.model import preload
+        preload.preload_http()
     from utils.app.cli import run_cli  # heavy imports only once we know there is work to do
 
     return run_cli(vars(args), version=__version__, parse_line=parse_line)  # a plain mapping: nothing downstream mutates flags

@@ -5,10 +5,13 @@ Two loads, each run through the CLI (`main.py --batch`, a child process):
 - N offline blog goals (no model: the app's own CPU per run, including its timeline.png);
 - M blog goals against the fake server (`fakes/fake_faults.CappedServer`: 200 ms a call, 16 calls
   at once, a 429 above that), the batch's one call limit set to the cap (max_concurrency 16).
+- K offline analyses, each of its own generated CSV of S MB (bench/bench_analysis_scale.make_csv:
+  ten columns, a known linear target): CPU-bound tool work (DuckDB, statistics, charts), where one
+  process is held back by the GIL and Ray's processes use every core (the ideal is 2x on 2 CPUs).
 Ray runs on a local Ray the batch starts with this machine's CPUs (2 here), one CPU per goal.
 
-    python bench/bench_batch.py                  # 200 offline and 50 server goals
-    python bench/bench_batch.py --offline 40 --server 20
+    python bench/bench_batch.py                  # 200 offline and 50 server goals, 16 analyses of 30 MB
+    python bench/bench_batch.py --offline 40 --server 20 --analyses 4 --csv-mb 1
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 sys.dont_write_bytecode = True
 
 from fakes.fake_faults import CappedServer  # noqa: E402
@@ -48,6 +52,20 @@ def goals_file(folder: Path, n: int) -> Path:
     path = folder / "goals.jsonl"
     path.write_text("".join(json.dumps({"goal": f"A short post about topic number {i}", "id": f"g{i:03d}",
                                         "example": "blog"}) + "\n" for i in range(n)), encoding="utf-8")
+    return path
+
+
+def analysis_goals(folder: Path, n: int, mb: float) -> Path:
+    """n analysis goals, each on its own CSV of about `mb` MB (different row counts: different files)."""
+    from bench_analysis_scale import BYTES_PER_ROW, make_csv
+    lines = []
+    for i in range(n):
+        data = folder / f"sales{i:02d}.csv"
+        make_csv(data, int(mb * 1e6 / BYTES_PER_ROW) + i)
+        lines.append(json.dumps({"goal": f"What drives sales in file {i}", "id": f"a{i:02d}", "example": "analysis",
+                                 "data": str(data), "target": "sales"}) + "\n")
+    path = folder / "goals.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
     return path
 
 
@@ -93,6 +111,8 @@ def main() -> None:
     ap.add_argument("--offline", type=int, default=200)
     ap.add_argument("--server", type=int, default=50)
     ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--analyses", type=int, default=16)
+    ap.add_argument("--csv-mb", type=float, default=30.0)
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     try:
@@ -128,6 +148,17 @@ def main() -> None:
                 print(f"| {args.server} blog, fake server 200 ms | {ex} | {r['ok']}/{r['goals']} | {r['wall_s']:.1f} s "
                       f"| {r['per_min']:.0f} | {len(server.requests)} | {server.max_in_flight} | {server.rejected} "
                       f"| {r['driver_rss_mb']:.0f} MB |", flush=True)
+    if args.analyses:
+        folder = Path(tempfile.mkdtemp(dir=home))
+        goals = analysis_goals(folder, args.analyses, args.csv_mb)
+        walls = {}
+        for ex in executors:
+            r = run_batch(folder, goals, ex, {**base, "ORCH_PROVIDER": "offline"}, "--batch-workers", "2")
+            walls[ex] = r["wall_s"]
+            speedup = f" · {walls['local'] / r['wall_s']:.2f}x one process" if ex != "local" and "local" in walls else ""
+            print(f"| {args.analyses} offline analyses of {args.csv_mb:g} MB CSVs | {ex} | {r['ok']}/{r['goals']} | "
+                  f"{r['wall_s']:.1f} s{speedup} | {r['per_min']:.1f} | - | - | - | {r['driver_rss_mb']:.0f} MB |",
+                  flush=True)
 
 
 if __name__ == "__main__":

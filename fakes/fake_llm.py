@@ -314,7 +314,12 @@ class _Handler(BaseHTTPRequestHandler):
         rec = self._record({})
         with self.fake._lock:
             self.fake.other_requests.append(rec)
-        if rec.path.rstrip("/") == "/v1/models":
+        wrong_key = self.fake.require_key is not None and \
+            rec.headers.get("authorization") != f"Bearer {self.fake.require_key}"
+        if rec.path.rstrip("/") == "/v1/models" and wrong_key:
+            self._send_json(401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}})
+            rec.status = 401
+        elif rec.path.rstrip("/") == "/v1/models":
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fake"} for m in self.fake.models]
             self._send_json(200, {"object": "list", "data": data})
             rec.status = 200

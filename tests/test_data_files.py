@@ -156,3 +156,20 @@ def test_charts_draw_the_raw_values(tmp_path: Path):
     drawn = floats(sample(open_dataset(p), ["v"])["v"])
     assert sorted(drawn[np.isfinite(drawn)]) == sorted(float(v) for v in values if v not in ("", "NA"))
     assert "histograms.png" in run_tool("charts", tin(p)).artifacts
+
+
+def test_row_numbers_are_ids_anywhere_but_years_and_time_steps_are_data(tmp_path: Path):
+    """A careful user's reading: 1..n in file order is a row number wherever it stands (an export's
+    index column), an `id` name with distinct values is an ID, years and a `t`/`month` step are time,
+    and a sequence that is not 1..n in file order outside the first column is data (Wampler's x)."""
+    p = tmp_path / "rows.csv"
+    with p.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["y", "row", "t", "customer_id", "year", "x", "shuffled"])
+        order = [(i * 7) % 12 + 1 for i in range(12)]   # 1..12, all distinct, not in file order
+        w.writerows([[round(3.5 * i + (i * 13) % 5, 2), i + 1, i + 1, 9000 + 3 * i, 1990 + i, i, order[i]]
+                     for i in range(12)])
+    assert kinds(p) == {"y": NUMERIC, "row": ID, "t": NUMERIC, "customer_id": ID, "year": NUMERIC,
+                        "x": NUMERIC, "shuffled": NUMERIC}
+    ds = open_dataset(p)
+    assert ds.column("row").note == "ID-like: the row numbers 1..n in file order" and ds.column("year").year

@@ -86,7 +86,9 @@ def test_lone_surrogates_never_make_a_write_raise(tmp_path):
     assert store.write_document("doc \udfff end").read_text(encoding="utf-8") == "doc \ufffd end"
 
 
-def test_a_surrogate_in_saved_state_is_replaced_where_it_enters(fake_llm, tmp_path):
+def test_a_surrogate_in_saved_state_is_replaced_where_it_enters(fake_llm, tmp_path, monkeypatch):
+    # two runs' timeline.png (~0.3 s each, tests/test_timeline.py) draw no task output: not this test's point
+    monkeypatch.setattr("utils.run.timeline.write_pictures", lambda *a, **k: [])
     fake_llm.responder = Script(plans=[PLAN])
     assert run(tmp_path, fake_llm).code == 0
     run_dir = only_run(tmp_path / "runs")
@@ -102,6 +104,29 @@ def test_a_surrogate_in_saved_state_is_replaced_where_it_enters(fake_llm, tmp_pa
     assert len(fake_llm.requests) > before  # the review and cohesion calls were sent, with valid text
     assert "Saved \ufffd text." in (run_dir / "output.md").read_text(encoding="utf-8")
     assert read_state(run_dir)["status"] == "ok"
+
+
+def test_a_lone_surrogate_in_a_reply_reaches_review_and_cohesion_as_valid_text(fake_llm, tmp_path):
+    # the fake server sends JSON with ensure_ascii: the section arrives as the escape "\ud800"
+    fake_llm.responder = Script(plans=[PLAN], worker=lambda tid, req: f"## Part {tid}\n\nText \ud800 here.")
+    done = run(tmp_path, fake_llm)
+    assert done.code == 0, done.explain()
+    assert "header value" not in done.output and "not valid Unicode" not in done.output
+    later = [r for r in fake_llm.requests if request_kind(r) in ("review", "cohesion")]
+    assert {request_kind(r) for r in later} == {"review", "cohesion"}
+    assert all("Text \ufffd here" in json.dumps(r.messages, ensure_ascii=False) for r in later)
+    assert "Text \ufffd here" in (only_run(tmp_path / "runs") / "output.md").read_text(encoding="utf-8")
+
+
+def test_only_a_header_that_cannot_be_encoded_is_called_one():
+    from utils.model.client import LLMSettings
+    from utils.model.transport import Transport
+
+    transport = Transport(LLMSettings(provider="openai", base_url="http://127.0.0.1:9/v1", api_key="k"))
+    body = transport._sdk_error(UnicodeEncodeError("utf-8", "a \ud800", 2, 3, "surrogates not allowed"), "m")
+    header = transport._sdk_error(UnicodeEncodeError("ascii", "k\u00e9y", 1, 2, "ordinal not in range(128)"), "m")
+    assert "header value" not in str(body) and "not valid Unicode (surrogates not allowed)" in str(body)
+    assert "a header value (the API key?)" in str(header)
 
 
 def test_a_bug_writing_the_document_is_a_crash_and_resume_pays_nothing_twice(fake_llm, tmp_path, monkeypatch):

@@ -6,7 +6,6 @@ on stdin, since only a real process shows its exit status and what reaches its f
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -204,30 +203,6 @@ def test_an_interrupted_run_exits_130_at_once_even_with_a_tool_thread_still_busy
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 130, proc.stderr.read()
-
-
-# ---------------------------------------------------------------- a budget stop's hint works
-
-def test_after_a_budget_stop_the_hint_is_a_command_that_works(fake_llm, tmp_path):
-    unit = {"prompt_tokens": 500, "completion_tokens": 500, "total_tokens": 1000}
-
-    def metered(req):
-        reply = Script(plans=[SIX_SECTIONS])(req)
-        reply = reply if isinstance(reply, Reply) else Reply(text=reply)
-        reply.usage = dict(unit)
-        return reply
-
-    fake_llm.responder = metered
-    out = tmp_path / "runs"
-    env = cli_env(tmp_path / "home", fake_llm.base_url)
-    common = ["--no-cache", "--output-dir", str(out), "--config", str(fast_config(tmp_path / "fast.yaml"))]
-    first = run_main(["--example", "blog", "--max-workers", "1", "--max-tokens-total", "3500", *common], env)
-    assert first.code == 1, first.explain()
-    hints = re.findall(r"python main\.py (--resume .*)", first.output)
-    assert len(hints) == 1 and "--max-tokens-total" in hints[0], first.output
-    again = run_main([*hints[0].split(), *common], env)
-    assert again.code == 0, again.explain()
-    assert read_state(only_run(out))["status"] == "ok"
 
 
 # ---------------------------------------------------------------- a closed stdout never stops a run

@@ -501,11 +501,32 @@ def test_the_sdk_import_starts_when_the_client_is_made():
             "LLMClient(LLMSettings(provider='openai', base_url='http://127.0.0.1:9/v1'))\n"
             "t = [t for t in threading.enumerate() if t.name == 'http-import']\n"
             "t[0].join(30) if t else None\n"
-            "import utils.model.transport as tr\n"
+            "import utils.model.preload as tr\n"
             "print('openai' in sys.modules, len(tr._tls))\n")
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "True 1", done.stderr  # the SDK imported and the CA bundle loaded
+
+
+@pytest.mark.parametrize("argv, env, starts", [
+    (["--example", "blog"], {"OPENAI_API_KEY": "sk-x"}, True),
+    (["--example", "blog", "--base-url", "http://127.0.0.1:9/v1"], {}, True),
+    (["--example", "blog", "--provider", "offline"], {"OPENAI_API_KEY": "sk-x"}, False),
+    (["--example", "blog"], {}, False),
+])
+def test_main_starts_the_sdk_import_right_after_the_flags_when_a_model_will_be_called(argv, env, starts,
+                                                                                    monkeypatch):
+    import main as app
+    from utils.model import preload
+
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ORCH_PROVIDER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    started = []
+    monkeypatch.setattr(preload, "preload_http", lambda: started.append(True))
+    monkeypatch.setattr("utils.app.cli.run_cli", lambda *a, **k: 0)
+    assert app.main(argv) == 0 and bool(started) is starts
 
 
 def test_every_client_shares_one_tls_context_that_verifies():

@@ -273,6 +273,13 @@ def test_a_custom_server_with_several_models_lists_them(fake_llm, tmp_path):
     assert not fake_llm.requests
 
 
+def test_a_refused_key_on_models_is_named_as_a_key_problem(fake_llm, tmp_path):
+    fake_llm.require_key = "sk-the-right-one"
+    msg = error_of(client(fake_llm, tmp_path, model=None))
+    assert "authentication failed" in msg and "did not answer a list of models" not in msg
+    assert not fake_llm.requests
+
+
 def test_a_run_against_a_custom_server_without_model_uses_its_model(fake_llm, tmp_path):
     fake_llm.models = ["qwen2.5:7b"]
     fake_llm.responder = Script(plans=[plan_json([("t1", "writer", [])])])

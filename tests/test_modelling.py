@@ -21,7 +21,7 @@ pd = pytest.importorskip("pandas")
 sm = pytest.importorskip("statsmodels.api")
 
 KEYS = {"target", "method", "n", "dropped", "columns", "coefficients", "r2", "adj_r2", "residual_sd",
-        "condition_number", "cv"}
+        "condition_number", "vif", "cv"}
 
 
 def tin(path: Path, target: str, **params) -> ToolInput:
@@ -238,7 +238,13 @@ def test_leakage_only_for_an_exact_linear_copy_and_collinearity_is_kept(tmp_path
     a = res.data
     assert a["features"] == ["a", "b", "a_plus_b", "near"]
     assert a["dropped"]["columns"] == {"copy": "leakage: an exact linear function of the target (copy)"}
-    assert "Dropped as leakage: **copy**" in res.markdown and "Collinearity warning: a, b, a_plus_b" in res.markdown
+    assert "Dropped as leakage: **copy**" in res.markdown
+    from statsmodels.stats.outliers_influence import variance_inflation_factor
+    X = sm.add_constant(pd.read_csv(path)[["a", "b", "a_plus_b", "near"]]).to_numpy()
+    for j, term in enumerate(["a", "b", "a_plus_b", "near"], start=1):   # analysis.json holds each VIF
+        assert same(a["vif"][term], variance_inflation_factor(X, j), rel=1e-6)
+    assert "Collinearity warning: " + ", ".join(f"{t} ({plain(a['vif'][t], 4)})" for t in ("a", "b", "a_plus_b")) \
+        in res.markdown
 
 
 def test_cv_compares_three_models_on_the_same_folds(tmp_path: Path):

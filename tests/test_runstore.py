@@ -13,7 +13,7 @@ from utils.events import Event
 from utils.run import runstore
 from utils.run.results import ENDED, TaskResult, TaskState
 from utils.run.runstore import CALLS, JOURNAL, RunStore, atomic_write, load_run, new_run_dir, slugify
-from utils.toposort import DependencyCycle, find_cycle, topo_order
+from utils.dag import DependencyCycle, find_cycle, topo_order
 
 OPTIONS = {"strategy": "dependency", "max_workers": 2, "max_tasks": 12, "max_revisions": 1, "max_rounds": 6,
            "context_budget": 6000, "model": None, "planner_model": None, "reviewer_model": None,
@@ -280,3 +280,4 @@ def test_one_topological_order_with_ties_by_key_and_named_cycles():
         topo_order({"a": ["c"], "b": ["a"], "c": ["b"], "x": []})
     assert exc.value.cycle[0] == exc.value.cycle[-1] and set(exc.value.cycle) == {"a", "b", "c"}
     assert find_cycle({"a": ["a"]}) == ["a", "a"] and find_cycle(deps) is None
+

@@ -4,9 +4,8 @@ from __future__ import annotations
 import struct
 
 from utils.run.plan_view import plan_document, plan_mermaid, plan_png
-from utils.run.timeline import (build, role_color, role_colors,
-                                timeline_lines,
-                                timeline_png, write_pictures)
+from utils.palette import role_colour, role_colours
+from utils.run.timeline import build, timeline_lines, timeline_png, write_pictures
 
 T0 = 1_700_000_000.0
 
@@ -82,9 +81,9 @@ def test_timeline_png_is_a_png_and_grows_with_lanes():
 
 def test_role_colours_are_stable_and_distinct_within_a_run():
     roles = ["writer", "analyst", "editor", "researcher"]
-    colors = role_colors(roles)
-    assert colors == role_colors(list(reversed(roles))) and len(set(colors.values())) == 4
-    assert role_color("writer") == role_color("writer")
+    colors = role_colours(roles)
+    assert colors == role_colours(list(reversed(roles))) and len(set(colors.values())) == 4
+    assert role_colour("writer") == role_colour("writer")
 
 
 def test_plan_mermaid_and_document_hold_every_task_and_edge():

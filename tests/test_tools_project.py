@@ -8,7 +8,8 @@ import pytest
 
 from utils.errors import ToolError
 from utils.tools import ToolInput, run_tool
-from utils.tools.gantt import MAX_GANTT_ITEMS, finish_date, role_colour, short_label, workday
+from utils.palette import role_colour
+from utils.tools.gantt import MAX_GANTT_ITEMS, finish_date, short_label, workday
 from utils.tools.project import allocate_resources, critical_path
 
 

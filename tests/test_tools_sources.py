@@ -116,7 +116,7 @@ def test_json_facts_have_lines_units_and_skip_labels(tmp_path: Path):
 def test_deeply_nested_json_is_one_line_error(tmp_path: Path):
     p = tmp_path / "deep.json"
     p.write_text("[" * 200_000 + "]" * 200_000, encoding="utf-8")
-    with pytest.raises(ToolError, match=f"nested more than {MAX_JSON_DEPTH} levels"):
+    with pytest.raises(ToolError, match=f"nested deeper than {MAX_JSON_DEPTH} levels"):
         read_source(p)
     ok = tmp_path / "ok.json"
     ok.write_text(json.dumps({"s": '\\"[[[[' * 100, "n_runs": 5}), encoding="utf-8")  # brackets in strings are text

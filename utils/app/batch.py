@@ -27,10 +27,10 @@ from typing import Any, Callable
 from utils.app.batch_file import BadLine, Goal, read_batch
 from utils.app.settings import Settings, build_settings
 from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, OrchError, UsageError
+from utils.options import BATCH_WORKERS
 
 LOG_FILE, SUMMARY_FILE = "batch.jsonl", "summary.csv"
 SUMMARY_COLUMNS = ("goal", "id", "status", "workflow", "calls", "tokens", "cost", "seconds", "folder")
-DEFAULT_WORKERS = 4
 # batch-level flags that are not a goal's: the batch owns display, budget and where folders go
 BATCH_ONLY = ("batch", "batch_workers", "executor", "ray_address", "ray_cpus", "json", "quiet", "max_tokens_total",
               "output_dir", "topic", "interactive", "resume", "run_plan")
@@ -202,16 +202,20 @@ def run_batch(settings: Settings, parse_line: Callable[[list[str]], dict] | None
     mode = choose_mode(quiet=settings.quiet, json_out=settings.json)
     if model.provider == "offline" and mode != "json":
         print(f"warning: {OFFLINE_NOTE}", file=sys.stderr)
-    workers = int(settings.flag("batch_workers") or DEFAULT_WORKERS)
+    workers = int(settings.flag("batch_workers") or BATCH_WORKERS)
     progress = {job.key: Progress(job) for job in todo}
     view = BatchView(mode, total=len(jobs), finished=len(rows))
     started = time.monotonic()
     interrupted = False
     try:
         if executor == "ray":
+            import contextlib
+
             from utils.app.batch_ray import run_on_ray
-            ended, peak = run_on_ray(todo, settings, log, progress, view, budget_total=budget_total, spent=spent,
-                                     limit=limit_ceiling)
+            # Ray prints its error messages (a worker died...) to stdout: with --json, stdout is the document
+            with contextlib.redirect_stdout(sys.stderr) if settings.json else contextlib.nullcontext():
+                ended, peak = run_on_ray(todo, settings, log, progress, view, budget_total=budget_total,
+                                         spent=spent, limit=limit_ceiling)
         else:
             ended = run_local(todo, workers, pool, log, progress, view)
             peak = pool.limit.peak

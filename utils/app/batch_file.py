@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from utils.errors import UsageError
+from utils.files import read_user_text
 
 # keys a line may have, besides `goal` and `id`: each is the command-line flag of the same name
 PATH_KEYS = ("data", "inputs", "workflow_file")
@@ -46,16 +47,7 @@ class BadLine:
 
 def read_batch(path: Path, parse_line: Callable[[list[str]], dict]) -> tuple[list[Goal], list[BadLine]]:
     """The goals of a batch file and its bad lines. An unreadable file is a UsageError."""
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise UsageError(f"--batch: {path} is larger than {MAX_FILE_BYTES // 2**20} MB")
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UsageError(f"--batch: file not found: {path}") from None
-    except IsADirectoryError:
-        raise UsageError(f"--batch: {path} is a folder, not a file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--batch: cannot read {path}: {str(exc)[:200]}") from None
+    text = read_user_text(path, "--batch", max_bytes=MAX_FILE_BYTES, encoding="utf-8-sig")
     rows = _csv_rows(text) if path.suffix.lower() == ".csv" else _jsonl_rows(text)
     goals, bad, seen = [], [], {}
     base = path.resolve().parent

@@ -23,8 +23,13 @@ RAY_MISSING = "--executor ray needs Ray: pip install -r requirements-ray.txt (or
 TASK_RETRIES = 3
 POLL_S = 0.3
 ROOT = Path(__file__).resolve().parents[2]
-# what a goal's task needs from the driver's environment (a local Ray's workers inherit it anyway)
-ENV_KEYS = ("ORCH_HOME", "ORCH_ENGINE", "OPENAI_BASE_URL", "OPENAI_API_KEY", "ORCH_MODEL", "ORCH_PROVIDER")
+# what a goal's task needs from the driver's environment: settings, never a secret. Task arguments
+# are kept by Ray (object store, task specs, lineage for retries, logs on errors), so the API keys
+# are read from the worker's own environment: a local Ray's workers inherit the driver's; on a
+# cluster they must be set where `ray start` runs (README).
+ENV_KEYS = ("ORCH_HOME", "ORCH_ENGINE", "OPENAI_BASE_URL", "ORCH_MODEL", "ORCH_PROVIDER")
+KEY_MISSING = ("OPENAI_API_KEY is not set on this Ray worker ({node}): keys are never sent as task arguments; "
+               "set it in the environment of `ray start` on every node")
 
 
 def import_ray() -> Any:
@@ -133,15 +138,20 @@ class RemoteBudget:
         self.actor.spend.remote(tokens)
 
 
-def goal_task(job: Any, actor: Any, env: dict, budget: bool) -> dict:
+def goal_task(job: Any, actor: Any, env: dict, budget: bool, needs_key: bool) -> dict:
     """One goal in a Ray worker: the same `run_goal` as a local thread, the pool in the actor. A
-    retry after a lost node finds the run folder the first attempt started and resumes it."""
+    retry after a lost node finds the run folder the first attempt started and resumes it. The
+    driver says only whether it has a model key (`needs_key`); the key is this worker's own."""
     import ray
 
     from utils.app.batch import run_goal
     from utils.model.limits import CallPool
 
     os.environ.update(env)
+    if needs_key and not os.environ.get("OPENAI_API_KEY"):
+        return {"goal": job.goal, "id": job.id, "line": job.line, "key": job.key, "status": "failed",
+                "workflow": None, "calls": 0, "tokens": 0, "cost": None, "seconds": None, "folder": job.folder,
+                "error": KEY_MISSING.format(node=ray.get_runtime_context().get_node_id()[:12])}
     known = ray.get(actor.folder_of.remote(job.key))
     if known and (Path(known) / "run.json").is_file():
         job.folder = known
@@ -169,7 +179,8 @@ def run_on_ray(jobs: list, settings: Any, log: Any, progress: dict, view: Any, *
         actor = ray.remote(PoolActor).options(max_concurrency=10_000).remote(limit, budget_total, spent)
         task = ray.remote(goal_task).options(max_retries=TASK_RETRIES, num_cpus=cpus)
         env = {k: os.environ[k] for k in ENV_KEYS if os.environ.get(k)}
-        refs = {task.remote(job, actor, env, bool(budget_total)): job for job in jobs}
+        needs_key = bool(os.environ.get("OPENAI_API_KEY"))
+        refs = {task.remote(job, actor, env, bool(budget_total), needs_key): job for job in jobs}
         pending, logged, peak = list(refs), set(), 0
         view.start(progress)
         while pending:

@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 from utils.app.settings import Settings, build_settings
 from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, OrchError
+from utils.options import WORKFLOWS
 
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what shells expect; the run is saved and resumable like Ctrl-C
-WORKFLOWS = ("blog", "report", "analysis", "project")
 NOISY_LOGGERS = ("http", "openai", "urllib3", "asyncio", "matplotlib", "PIL")  # name prefixes
 
 

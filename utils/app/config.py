@@ -5,19 +5,18 @@ API keys are read from the environment only, never from this file, so configs ca
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from utils.errors import UsageError
-from utils.text import bracket_depth
+from utils.files import parse_user_yaml, read_user_text
+from utils.options import LIMITS, MIN_SCORE_RANGE, PROVIDERS, STRATEGIES, home
 
 
 MAX_CONFIG_DEPTH = 16  # settings nest two or three levels; a parser would recurse on anything deeper
-MAX_WORKERS = 256   # the scheduler keeps one slot per worker: bounded so a typo cannot exhaust memory
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few dozen lines
 
 
 MAX_PRICE = 1e6  # USD per 1M tokens: far above any real price, far below a cost that overflows to inf
@@ -31,17 +30,17 @@ class Price(BaseModel):
 
 class ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    provider: Literal["openai", "offline"] | None = None
+    provider: Literal[PROVIDERS] | None = None  # type: ignore[valid-type]
     model: str | None = None
     base_url: str | None = None
-    strategy: Literal["dependency", "static", "priority", "dynamic", "hybrid"] | None = None
-    max_workers: int | None = Field(default=None, ge=1, le=MAX_WORKERS)
-    max_tasks: int | None = Field(default=None, ge=1)
-    max_revisions: int | None = Field(default=None, ge=0)
-    max_rounds: int | None = Field(default=None, ge=1)
-    context_budget: int | None = Field(default=None, ge=200)
-    max_tokens_total: int | None = Field(default=None, ge=1)
-    min_score: float | None = Field(default=None, ge=0, le=10)
+    strategy: Literal[STRATEGIES] | None = None  # type: ignore[valid-type]
+    max_workers: int | None = Field(default=None, ge=LIMITS["max_workers"][0], le=LIMITS["max_workers"][1])
+    max_tasks: int | None = Field(default=None, ge=LIMITS["max_tasks"][0], le=LIMITS["max_tasks"][1])
+    max_revisions: int | None = Field(default=None, ge=LIMITS["max_revisions"][0], le=LIMITS["max_revisions"][1])
+    max_rounds: int | None = Field(default=None, ge=LIMITS["max_rounds"][0], le=LIMITS["max_rounds"][1])
+    context_budget: int | None = Field(default=None, ge=LIMITS["context_budget"][0], le=LIMITS["context_budget"][1])
+    max_tokens_total: int | None = Field(default=None, ge=LIMITS["max_tokens_total"][0])
+    min_score: float | None = Field(default=None, ge=MIN_SCORE_RANGE[0], le=MIN_SCORE_RANGE[1])
     output_dir: str | None = None
     timeout_s: float | None = Field(default=None, gt=0)
     retry_deadline_s: float | None = Field(default=None, gt=0, le=3600)
@@ -57,30 +56,13 @@ class ConfigFile(BaseModel):
     web_results: int | None = Field(default=None, ge=1, le=20)
 
 
-def home() -> Path:
-    """`$ORCH_HOME` (tests point it at a temp dir) or ~/.orchestrator: cache, history, config."""
-    return Path(os.environ.get("ORCH_HOME") or Path.home() / ".orchestrator")
-
-
 def load_config(path: str | None) -> ConfigFile:
     """The `--config` file, else `$ORCH_HOME/config.yaml` when present, else defaults."""
     file = Path(path) if path else home() / "config.yaml"
     if not path and not file.is_file():
         return ConfigFile()
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"config file not found: {file}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read config file {file}: {exc}") from None
-    if bracket_depth(text) > MAX_CONFIG_DEPTH:
-        raise UsageError(f"config file {file} is nested too deeply")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"config file {file} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    except RecursionError:  # a deeply nested document: no real config looks like that
-        raise UsageError(f"config file {file} is nested too deeply") from None
+    text = read_user_text(file, "config file", max_bytes=MAX_CONFIG_BYTES, missing=f"config file not found: {file}")
+    raw = parse_user_yaml(text, f"config file {file}", max_depth=MAX_CONFIG_DEPTH)
     if raw is None:
         return ConfigFile()
     if not isinstance(raw, dict):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from utils.app.config import home
+from utils.options import home
 from utils.errors import UsageError
 
 DB_NAME = "runs.db"

@@ -19,7 +19,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from utils.app.config import home
+from utils.options import STRATEGIES, home
 from utils.app.render import plan_lines
 from utils.app.render_plain import notice_line, retry_line, write_line
 from utils.app.session import (OFFLINE_NOTE, RunRequest, make_display, make_llm, prepare_new_run, route_topic,
@@ -37,7 +37,7 @@ HISTORY_MAX = 1000
 # name -> (arguments, one-line description); /help prints them in this order.
 COMMANDS: dict[str, tuple[str, str]] = {
     "example": ("NAME", "choose the workflow: blog, report, analysis, project"),
-    "strategy": ("NAME", "scheduling: dependency, static, priority, dynamic, hybrid"),
+    "strategy": ("NAME", "scheduling: " + ", ".join(STRATEGIES)),
     "workers": ("N", "how many workers run at once"),
     "model": ("NAME", "model for planning, workers and review"),
     "plan": ("[TOPIC]", "plan the topic (or the current one) with the orchestrator"),
@@ -215,7 +215,6 @@ class Session:
             say("Type a topic, or /plan for the workflow's default topic.")
 
     def cmd_strategy(self, rest: str) -> None:
-        from flows import STRATEGIES
         if rest not in STRATEGIES:
             raise UsageError(f"usage: /strategy NAME ({', '.join(STRATEGIES)})")
         self.options["strategy"] = rest

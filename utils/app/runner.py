@@ -21,10 +21,10 @@ from utils.run.runfile import file_hashes
 from utils.run.runstore import RunStore
 from utils.run.standins import RunStandIns
 from utils.model.settings import safe_base_url
+from utils.options import DEFAULTS
 
 DEFAULT_OPTIONS: dict[str, Any] = {
-    "strategy": "dependency", "max_workers": 4, "max_tasks": 12, "max_revisions": 1, "max_rounds": 6,
-    "context_budget": 6000, "model": None, "planner_model": None, "reviewer_model": None, "plan_only": False,
+    **DEFAULTS, "model": None, "planner_model": None, "reviewer_model": None, "plan_only": False,
     "max_tokens_total": None, "min_score": None,
 }
 

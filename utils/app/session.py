@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from utils.app.config import home
+from utils.options import home
 from utils.app.history import record_run, run_folder
 from utils.app.otel import start_tracing
 from utils.app.settings import Settings, check_topic

@@ -18,9 +18,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from utils.app.config import MAX_WORKERS, ConfigFile, load_config
+from utils.app.config import ConfigFile, load_config
 from utils.app.runner import DEFAULT_OPTIONS
 from utils.errors import UsageError
+from utils.options import LIMITS, limit_problem
 
 MAX_TOPIC_CHARS = 2000
 OPTION_KEYS = ("strategy", "max_workers", "max_tasks", "max_revisions", "max_rounds", "context_budget", "model",
@@ -109,11 +110,13 @@ class Settings:
 
 
 def check_workers(value: Any, where: str) -> None:
-    """`max_workers` is 1..MAX_WORKERS wherever it comes from (flag, config, saved run, /workers)."""
+    """`max_workers` is within its limits (utils/options.py) wherever it comes from (flag, config, saved
+    run, /workers)."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_WORKERS:
-        raise UsageError(f"{where} must be a whole number from 1 to {MAX_WORKERS}, got {value!r}")
+    low, high = LIMITS["max_workers"]
+    if isinstance(value, bool) or not isinstance(value, int) or limit_problem("max_workers", value):
+        raise UsageError(f"{where} must be a whole number from {low} to {high}, got {value!r}")
 
 
 def check_topic(topic: str | None, what: str = "the topic") -> str:

@@ -4,29 +4,27 @@ The key covers everything that changes the answer (provider, base URL, model, me
 max_tokens, and the schema's name and JSON schema): two servers serving the same model name never
 share answers. It hashes the base URL without credentials or query and never the API key; the key
 is a hash, so a cache file never holds a secret. Entries hold only the model name, the reply text and its token usage.
-Writes go to a temp file and are moved into place with `os.replace`, so parallel workers and a
+Writes go to a temp file and are moved into place (`utils.files.write_atomic`), so parallel workers and a
 Ctrl-C never leave a half-written entry that a later run would trip over.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from utils.files import write_atomic
+from utils.options import home
 from utils.text import json_text, scrub, valid_text
 
 CACHE_VERSION = 2
 
 
-def default_home() -> Path:
-    """`$ORCH_HOME`, else ~/.orchestrator. Read on every call so tests can redirect it per test."""
-    return Path(os.environ.get("ORCH_HOME") or Path.home() / ".orchestrator")
+default_home = home  # `$ORCH_HOME`, else ~/.orchestrator, read on every call (utils/options.py)
 
 
 def cache_key(*, model: str, messages: list[dict[str, Any]], temperature: float | None,
@@ -76,19 +74,8 @@ class ResponseCache:
         path = self.path_for(key)
         entry = {"model": model, "text": text, "prompt_tokens": int(prompt_tokens),
                  "completion_tokens": int(completion_tokens), "stored": round(time.time(), 3)}
-        tmp_name = None
-        try:
+        try:  # valid UTF-8, secrets scrubbed: encoding never raises
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".tmp", dir=path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:  # valid UTF-8, secrets scrubbed: never raises
-                fh.write(scrub(valid_text(json_text(entry, ensure_ascii=False))))
-            os.replace(tmp_name, path)
-            tmp_name = None
+            write_atomic(path, scrub(valid_text(json_text(entry, ensure_ascii=False))).encode("utf-8"), durable=False)
         except OSError:
             pass
-        finally:
-            if tmp_name is not None:
-                try:
-                    os.unlink(tmp_name)
-                except OSError:
-                    pass

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit, urlunsplit
 
 from utils.errors import UsageError
+from utils.options import PROVIDERS
 from utils.text import add_secret
 
 
@@ -106,8 +107,8 @@ def check_settings(settings: LLMSettings) -> LLMSettings:
     if key is not None and (not key.isascii() or not key.isprintable() or any(c.isspace() for c in key)):
         raise UsageError("the API key contains characters that cannot be sent in an HTTP header "
                          "(non-ASCII, spaces or control characters); check OPENAI_API_KEY")
-    if settings.provider not in ("openai", "offline"):
-        raise UsageError(f"unknown provider '{settings.provider}' (use openai, offline or auto)")
+    if settings.provider not in PROVIDERS:
+        raise UsageError(f"unknown provider '{settings.provider}' (use {', '.join(PROVIDERS)} or auto)")
     return settings
 
 
@@ -131,8 +132,8 @@ def settings_from_env(overrides: Mapping[str, Any] | None = None, config: Mappin
         elif f.name != "api_key" and config.get(f.name) is not None:
             values[f.name] = config[f.name]
     provider = str(values.pop("provider", "auto")).strip().lower()
-    if provider not in ("auto", "openai", "offline"):
-        raise UsageError(f"unknown provider '{provider}' (use openai, offline or auto)")
+    if provider != "auto" and provider not in PROVIDERS:
+        raise UsageError(f"unknown provider '{provider}' (use {', '.join(PROVIDERS)} or auto)")
     configured = bool(values.get("base_url") or values.get("api_key"))
     if provider == "auto":
         provider = "openai" if configured else "offline"

@@ -252,12 +252,8 @@ def _relax(text: str) -> str:
                 j += 1
             out.append('"' + "".join(buf) + '"')
             i = j + 1
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            i = n if end < 0 else end
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            i = n if end < 0 else end + 2
+        elif (after := _comment_end(text, i)) is not None:
+            i = after
         elif ch == ",":
             j = _skip_blank(text, i + 1)
             if j < n and text[j] in "}]":
@@ -277,15 +273,23 @@ def _skip_blank(text: str, j: int) -> int:
     while j < n:
         if text[j] in " \t\r\n":
             j += 1
-        elif text.startswith("//", j):
-            end = text.find("\n", j)
-            j = n if end < 0 else end
-        elif text.startswith("/*", j):
-            end = text.find("*/", j + 2)
-            j = n if end < 0 else end + 2
+        elif (after := _comment_end(text, j)) is not None:
+            j = after
         else:
             break
     return j
+
+
+def _comment_end(text: str, i: int) -> int | None:
+    """Where a `//` or `/* */` comment starting at `i` ends (the end of the text when unclosed);
+    None when no comment starts there."""
+    if text.startswith("//", i):
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end
+    if text.startswith("/*", i):
+        end = text.find("*/", i + 2)
+        return len(text) if end < 0 else end + 2
+    return None
 
 
 def _balanced_end(text: str, start: int) -> int | None:

@@ -13,25 +13,22 @@ the only one. Three things stay ours, because the SDK does not bound them: every
 whole-call deadline (`timeout_s`; the SDK's timeout is per read, so a server dripping a byte every
 few seconds never trips it), every body is decoded with a cap on the decoded bytes (utils/capped.py,
 a gzip bomb stops at the cap), and the reply is read defensively (utils/model/reply.py). The SDK
-(about 0.3-0.6 s to import) loads in a background thread started when a client is made, so
-`--help`, offline runs and `import utils.tools` never pay for it and the first request rarely waits.
+(0.3-0.9 s of CPU to import) loads in a background thread (utils/model/preload.py), so `--help`,
+offline runs and `import utils.tools` never pay for it.
 """
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
-import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from utils.capped import BadEncoding, TooLarge, decoded, encodings
+from utils.model import preload
+from utils.model.preload import tls_context
 from utils.model.reply import NotJSON, Parsed, StreamReader, parse_reply, server_message, wait_hint
 from utils.model.settings import LLMSettings, safe_base_url
-
-if TYPE_CHECKING:
-    import ssl
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_KEY = "not-needed"  # Ollama, vLLM, LM Studio... accept any key
@@ -63,45 +60,6 @@ class Fatal(Exception):
     """No retry can succeed; the message is one line without the call's purpose."""
 
 
-def preload_http() -> None:
-    """Start importing the SDK and loading the CA certificates in a daemon thread, so both overlap
-    the first prompt being built (a no-op once started)."""
-    global _preload
-    if _preload is not None or _tls:
-        return
-    _preload = threading.Thread(target=_load_quietly, name="http-import", daemon=True)
-    _preload.start()
-
-
-def _load_quietly() -> None:
-    try:
-        _tls.append(_http_lib(importlib.import_module("openai")).create_ssl_context())
-    except Exception:  # noqa: BLE001 - the real import in `tls_context` reports it
-        pass
-
-
-def _http_lib(openai: Any) -> Any:
-    """The HTTP package the SDK is built on (httpx, or httpx2 in newer SDKs)."""
-    return sys.modules[openai.DefaultAsyncHttpxClient.__mro__[1].__module__.split(".")[0]]
-
-
-def tls_context() -> "ssl.SSLContext":
-    """The process's one verifying SSL context (the SDK's HTTP package's defaults, which honour
-    SSL_CERT_FILE/DIR). Why shared: building one parses the whole CA bundle, 60-100 ms of CPU that
-    a lazily made client would pay right before its first request; the preload thread builds it."""
-    if _preload is not None:
-        _preload.join()  # already importing the SDK, which the caller needs anyway
-    if not _tls:
-        import openai
-
-        _tls.append(_http_lib(openai).create_ssl_context())
-    return _tls[0]
-
-
-_preload: threading.Thread | None = None
-_tls: list[Any] = []  # at most one SSLContext, appended by whichever thread builds it first
-
-
 class Transport:
     """The SDK client for one base URL and key, re-created per event loop (its pool is tied to it)."""
 
@@ -112,7 +70,7 @@ class Transport:
         self._sdk: Any = None
         self._sdk_loop: Any = None
         self._stream_options_ok = True
-        preload_http()
+        preload.preload_http()  # a no-op when main.py started it already
 
     async def aclose(self) -> None:
         if self._sdk is not None:
@@ -196,6 +154,8 @@ class Transport:
             raise Fatal(f"{self.shown_url}/models did not answer a list of models") from None
         except Exception as exc:  # noqa: BLE001 - sorted by `_sdk_error`
             error = self._sdk_error(exc, "")
+            if isinstance(error, Fatal) and getattr(exc, "status_code", 404) != 404:
+                raise error from None  # a refused key says so, not "no list of models"
             raise Fatal(f"{self.shown_url}/models did not answer a list of models"
                         f" ({getattr(error, 'final', None) or str(error)})") from None
         return [i for i in ids if isinstance(i, str) and i]
@@ -211,7 +171,10 @@ class Transport:
             return self._status_error(exc.status_code, exc.response, model)
         if isinstance(exc, openai.APITimeoutError):
             return self._timeout()
-        if isinstance(exc, UnicodeEncodeError):
+        if isinstance(exc, UnicodeEncodeError):  # headers are encoded ascii/latin-1; the JSON body utf-8
+            if exc.encoding.replace("_", "-").lower() in ("utf-8", "utf8"):
+                return Fatal(f"cannot send a request to {self.shown_url}: its text holds characters that are "
+                             f"not valid Unicode ({exc.reason})")
             return Fatal(f"cannot send a request to {self.shown_url}: a header value (the API key?) holds "
                          "characters HTTP does not allow")
         if isinstance(exc, openai.APIConnectionError):
@@ -248,6 +211,9 @@ class Transport:
             return Fatal(f"permission denied by {url}: {msg}")
         if status == 404:
             return Fatal(f"model '{model}' not found at {url} ({msg})")
+        if status == 400 and "No connected db" in msg:  # a LiteLLM proxy, for a key it does not know
+            return Fatal(f"authentication failed at {url}: it answered '{msg}', which a LiteLLM proxy says "
+                         "for a key it does not know (check OPENAI_API_KEY)")
         if html or not raw.strip().startswith(("{", "[")):
             return Fatal(self._not_json(f" (HTTP {status})"))
         return Rejected(status, msg)

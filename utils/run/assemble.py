@@ -37,40 +37,63 @@ def document_sections(plan: Plan, results: dict[str, dict], include_roles: list[
     return sections
 
 
-_HEADING = re.compile(r"^(#{1,6})(\s+)(.*)$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
+_ATX = re.compile(r"^( {0,3})(#{1,6})(?=\s|$)")
+_PARSER = None
+
+
+def _markdown():
+    """The CommonMark parser (markdown-it-py, installed with rich), built once, on first use."""
+    global _PARSER
+    if _PARSER is None:
+        from markdown_it import MarkdownIt
+
+        _PARSER = MarkdownIt("commonmark")
+    return _PARSER
+
+
+def headings(text: str) -> list[tuple[int, int, int, str]]:
+    """The top-level headings of Markdown `text` as (first line, end line, level, content), read by a
+    CommonMark parser: setext headings (a line underlined with === or ---) count, and nothing inside
+    a code fence (```, ~~~ or longer) does."""
+    found = []
+    tokens = _markdown().parse(text)
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.level == 0 and tok.map:
+            found.append((tok.map[0], tok.map[1], int(tok.tag[1]), tokens[i + 1].content))
+    return found
+
+
+def _lf(text: str) -> str:
+    """Line ends as the parser counts them (only \\n, \\r\\n and \\r end a line in Markdown)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def demote_headings(text: str, top: int) -> str:
-    """`text` with its Markdown headings shifted so the highest one is level `top` (at most 6);
-    lines inside code fences (a `# comment` in Python) are left alone."""
-    lines = text.splitlines()
-    levels, fenced = [], False
-    for line in lines:
-        if _FENCE.match(line):
-            fenced = not fenced
-        elif not fenced and (m := _HEADING.match(line)):
-            levels.append(len(m.group(1)))
-    if not levels or min(levels) >= top:
+    """`text` with its Markdown headings shifted so the highest one is level `top` (at most 6).
+    A setext heading becomes an ATX one (`## Title`) at its new level; code fences are left alone."""
+    text = _lf(text)
+    found = headings(text)
+    if not found or min(level for _, _, level, _ in found) >= top:
         return text
-    shift, out, fenced = top - min(levels), [], False
-    for line in lines:
-        if _FENCE.match(line):
-            fenced = not fenced
-        elif not fenced and (m := _HEADING.match(line)):
-            line = "#" * min(6, len(m.group(1)) + shift) + m.group(2) + m.group(3)
-        out.append(line)
-    return "\n".join(out)
+    shift = top - min(level for _, _, level, _ in found)
+    lines = text.split("\n")
+    for first, end, level, content in reversed(found):  # from the end: line numbers stay valid
+        new = min(6, level + shift)
+        m = _ATX.match(lines[first])
+        if m and end == first + 1:
+            lines[first] = m.group(1) + "#" * new + lines[first][m.end():]
+        else:  # setext: the text lines and their underline become one ATX line
+            lines[first:end] = ["#" * new + " " + " ".join(content.split())]
+    return "\n".join(lines)
 
 
 def section_body(title: str, text: str) -> str:
     """A worker's text under the plan's section title: a leading heading that repeats the title is
     dropped, any other heading of the worker's is demoted beneath it (`###` and below)."""
-    text = text.strip()
-    first, _, rest = text.partition("\n")
-    m = _HEADING.match(first)
-    if m and _norm(m.group(3)) == _norm(title):
-        text = rest.strip()
+    text = _lf(text).strip()
+    found = headings(text)
+    if found and found[0][0] == 0 and _norm(found[0][3]) == _norm(title):
+        text = "\n".join(text.split("\n")[found[0][1]:]).strip()
     return demote_headings(text, 3)
 
 

@@ -12,7 +12,7 @@ from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from utils.toposort import find_cycle  # noqa: F401 - re-exported: the one cycle finder
+from utils.dag import find_cycle  # noqa: F401 - re-exported: the one cycle finder
 from utils.run.results import TaskState
 
 

@@ -5,23 +5,9 @@ each dependency; the Mermaid graph renders on GitHub and in most Markdown viewer
 """
 from __future__ import annotations
 
-from utils.run.timeline import agg_figure, dependencies, figure_png, role_colors
-
-
-def _layers(plan: dict) -> dict[str, int]:
-    """Depth of each task (0 for tasks without dependencies); a cycle's tasks get depth 0."""
-    deps = dependencies(plan)
-    depth: dict[str, int] = {}
-    for _ in range(len(deps) + 1):  # relax until stable; bounded even on a cycle
-        changed = False
-        for tid, ds in deps.items():
-            d = max((depth.get(x, 0) + 1 for x in ds if x in deps and x != tid), default=0)
-            d = min(d, len(deps))
-            if depth.get(tid) != d:
-                depth[tid], changed = d, True
-        if not changed:
-            break
-    return depth
+from utils.dag import levels
+from utils.palette import role_colours
+from utils.run.timeline import agg_figure, dependencies, figure_png
 
 
 def _mermaid_text(text: str) -> str:
@@ -55,7 +41,7 @@ def plan_document(plan: dict) -> str:
 
 def plan_png(plan: dict) -> bytes:
     """The planned DAG as a PNG: columns by dependency depth, arrows from each dependency."""
-    depth = _layers(plan)
+    depth = levels(dependencies(plan))
     tasks = plan.get("tasks", [])
     columns: dict[int, list[str]] = {}
     for t in tasks:
@@ -64,7 +50,7 @@ def plan_png(plan: dict) -> bytes:
     fig, ax = agg_figure(min(2.4 * (len(columns) or 1) + 1, 30), min(0.6 * tall + 1.2, 30))
     xy = {tid: (x, -y) for x, col in columns.items() for y, tid in enumerate(col)}
     by_id = {t["id"]: t for t in tasks}
-    colors = role_colors([str(t.get("role")) for t in tasks])
+    colors = role_colours([str(t.get("role")) for t in tasks])
     boxes = {}
     for tid, (x, y) in xy.items():
         t = by_id[tid]

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator
 
 from utils.errors import UsageError
+from utils.options import DEFAULTS, LIMITS, STRATEGIES
 from utils.run.plan import Plan
 from utils.run.results import TaskResult
 
@@ -27,17 +28,19 @@ MAX_TOTAL = 1e15  # tokens, calls, seconds or dollars: more than any run, far be
 class SavedOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    strategy: Literal["dependency", "static", "priority", "dynamic", "hybrid"] = "dependency"
-    max_workers: StrictInt = Field(4, ge=1, le=10_000)
-    max_tasks: StrictInt = Field(12, ge=1, le=100_000)
-    max_revisions: StrictInt = Field(1, ge=0, le=1_000)
-    max_rounds: StrictInt = Field(6, ge=1, le=10_000)
-    context_budget: StrictInt = Field(6000, ge=1)
+    strategy: Literal[STRATEGIES] = DEFAULTS["strategy"]  # type: ignore[valid-type]
+    max_workers: StrictInt = Field(DEFAULTS["max_workers"], ge=LIMITS["max_workers"][0], le=LIMITS["max_workers"][1])
+    max_tasks: StrictInt = Field(DEFAULTS["max_tasks"], ge=LIMITS["max_tasks"][0], le=LIMITS["max_tasks"][1])
+    max_revisions: StrictInt = Field(DEFAULTS["max_revisions"], ge=LIMITS["max_revisions"][0],
+                                     le=LIMITS["max_revisions"][1])
+    max_rounds: StrictInt = Field(DEFAULTS["max_rounds"], ge=LIMITS["max_rounds"][0], le=LIMITS["max_rounds"][1])
+    context_budget: StrictInt = Field(DEFAULTS["context_budget"], ge=LIMITS["context_budget"][0],
+                                      le=LIMITS["context_budget"][1])
     model: StrictStr | None = None
     planner_model: StrictStr | None = None
     reviewer_model: StrictStr | None = None
     plan_only: StrictBool = False
-    max_tokens_total: StrictInt | None = None
+    max_tokens_total: StrictInt | None = Field(None, ge=LIMITS["max_tokens_total"][0])
     role_models: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import unicodedata
@@ -23,6 +22,7 @@ from typing import Any
 
 from utils.errors import StorageError, UsageError
 from utils.events import Event
+from utils.files import read_user_text, write_atomic
 from utils.run.journal import JournalWriter, read_journal, trim_torn_tail
 from utils.run.results import saved_result
 from utils.run.state import count_revisions, record_result
@@ -56,39 +56,11 @@ def slugify(text: str, max_len: int = 40) -> str:
 
 
 def atomic_write(path: Path, data: str | bytes, *, mode: int | None = None) -> None:
-    """Write to a temporary file in the same folder, fsync, rename over the target, fsync the folder.
-
-    The file gets `mode` (default: the user's umask), not the 0600 of a temporary file. Text gets the
-    terminal's neutralising (`for_file`: valid UTF-8, no control or bidi characters) and the one scrub
-    of secrets on the way; bytes (a PNG) are written as given.
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data if isinstance(data, bytes) else scrub(for_file(data)).encode("utf-8"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, FILE_MODE if mode is None else mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in `folder` durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    """`utils.files.write_atomic`, durable (fsync of file and folder), with the user's umask (or
+    `mode`). Text gets the terminal's neutralising (`for_file`: valid UTF-8, no control or bidi
+    characters) and the one scrub of secrets on the way; bytes (a PNG) are written as given."""
+    body = data if isinstance(data, bytes) else scrub(for_file(data)).encode("utf-8")
+    write_atomic(path, body, mode=FILE_MODE if mode is None else mode)
 
 
 def clean_stray_temps(folder: Path) -> list[str]:
@@ -313,14 +285,9 @@ def load_run(run_dir: Path) -> dict:
     from utils.run.runfile import validate_run
 
     file = run_dir / RUN_JSON
-    try:
-        if file.stat().st_size > MAX_RUN_BYTES:
-            raise UsageError(f"--resume: {file} is over {MAX_RUN_BYTES // 1_000_000} MB; not a run this app wrote")
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"--resume: {run_dir} is not a run folder (no run.json)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--resume: cannot read {file}: {str(exc)[:200]}") from None
+    text = read_user_text(file, "--resume", max_bytes=MAX_RUN_BYTES,
+                          missing=f"--resume: {run_dir} is not a run folder (no run.json)",
+                          too_big=f"--resume: {file} is over {MAX_RUN_BYTES // 1_000_000} MB; not a run this app wrote")
     if bracket_depth(text) > MAX_RUN_DEPTH:
         raise UsageError(f"--resume: {file} is nested too deeply")
     try:

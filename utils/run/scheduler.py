@@ -32,7 +32,7 @@ import itertools
 from typing import Any, Awaitable, Callable, Iterable
 
 from utils.run.plan import Task, find_cycle
-from utils.toposort import topo_order as order_nodes
+from utils.dag import dependents, longest_chains, topo_order as order_nodes
 from utils.run.results import TaskState
 
 DONE, FAILED, SKIPPED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING
@@ -49,11 +49,7 @@ def _graph(tasks: list[Task]) -> tuple[dict[str, set[str]], dict[str, list[str]]
     """In-pass dependencies of each task and the dependents of each (outside ids are ignored)."""
     ids = {t.id for t in tasks}
     needs = {t.id: {d for d in t.depends_on if d in ids} for t in tasks}
-    dependents: dict[str, list[str]] = {t.id: [] for t in tasks}
-    for tid, deps in needs.items():
-        for d in deps:
-            dependents[d].append(tid)
-    return needs, dependents
+    return needs, dependents(needs)
 
 
 def topo_order(tasks: list[Task], key) -> list[str]:
@@ -71,22 +67,9 @@ def remaining_path(tasks: list[Task], cost: Callable[[Task], float] | None = Non
     `cost` defaults to 1 per task (the chain's task count); give it an estimate in seconds (e.g.
     the role's observed latency) to weigh chains by time. Tasks on a cycle get their own cost only.
     """
-    cost = cost or (lambda t: 1.0)
-    needs, dependents = _graph(tasks)
     by_id = {t.id: t for t in tasks}
-    left = {tid: len(dependents[tid]) for tid in by_id}  # reverse Kahn: sinks first
-    stack = [tid for tid, n in left.items() if not n]
-    longest: dict[str, float] = {}
-    while stack:
-        tid = stack.pop()
-        longest[tid] = cost(by_id[tid]) + max((longest[o] for o in dependents[tid]), default=0.0)
-        for d in needs[tid]:
-            left[d] -= 1
-            if not left[d]:
-                stack.append(d)
-    for tid in by_id:
-        longest.setdefault(tid, cost(by_id[tid]))
-    return longest
+    weigh = cost or (lambda t: 1.0)
+    return longest_chains({t.id: t.depends_on for t in tasks}, lambda tid: weigh(by_id[tid]), downstream=True)
 
 
 class Schedule:

@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from utils.errors import UsageError
-from utils.text import bracket_depth, valid_data
+from utils.files import parse_user_yaml
+from utils.text import valid_data
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
@@ -139,14 +139,7 @@ def read_yaml(path: Path, what: str = "workflow file") -> dict:
         raise UsageError(f"{what} {path} is not UTF-8 text (a binary file?)") from None
     if "\x00" in text:
         raise UsageError(f"{what} {path} is not text (it contains NUL bytes)")
-    if bracket_depth(text) > MAX_SPEC_DEPTH:
-        raise UsageError(f"{what} {path} is nested deeper than {MAX_SPEC_DEPTH} levels")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{what} {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    except (RecursionError, ValueError, TypeError):
-        raise UsageError(f"{what} {path} is nested too deeply or malformed") from None
+    raw = parse_user_yaml(text, f"{what} {path}", max_depth=MAX_SPEC_DEPTH)
     if not isinstance(raw, dict):
         raise UsageError(f"{what} {path} must be a mapping of keys, "
                          f"not {type(raw).__name__}")

@@ -12,12 +12,13 @@ the engine and the terminal lines never need it.
 """
 from __future__ import annotations
 
-from utils.run.results import TaskState
-
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from utils.dag import longest_chains
+from utils.run.results import TaskState
+from utils.palette import role_colours
 
 EPS = 0.002  # seconds: a task that starts within this of an event was waiting for that event
 FAILED_STATES = (TaskState.FAILED,)
@@ -137,11 +138,8 @@ def _mark_slot_waits(bars: dict[str, Bar], workers: int) -> None:
 
 def _longest_chain(bars: dict[str, Bar], deps: dict[str, list[str]]) -> float:
     """The longest dependency chain by measured durations (tasks that ran only)."""
-    memo: dict[str, float] = {}
-    for tid in sorted(bars, key=lambda t: bars[t].start):  # dependencies start (and end) earlier
-        own = bars[tid].end - bars[tid].start
-        memo[tid] = own + max((memo.get(d, 0.0) for d in deps.get(tid, []) if d in bars), default=0.0)
-    return max(memo.values(), default=0.0)
+    chains = longest_chains({tid: deps.get(tid, []) for tid in bars}, lambda tid: bars[tid].end - bars[tid].start)
+    return max(chains.values(), default=0.0)
 
 
 def _mark_critical(bars: dict[str, Bar], deps: dict[str, list[str]]) -> None:
@@ -213,26 +211,6 @@ def timeline_lines(plan: dict | None, results: dict[str, dict], *, workers: int 
 
 
 # -- pictures ---------------------------------------------------------------------------------------
-PALETTE = ["#4C72B0", "#55A868", "#C44E52", "#8172B2", "#CCB974", "#64B5CD", "#8C8C8C", "#E17C05",
-           "#937860", "#DA8BC3"]
-
-
-def role_color(role: str) -> str:
-    """A colour per role that stays the same between runs (not Python's salted hash)."""
-    return PALETTE[zlib.crc32(role.encode()) % len(PALETTE)]
-
-
-def role_colors(roles: list[str]) -> dict[str, str]:
-    """Stable, distinct colours for a set of roles: each takes its own colour, or the next free one."""
-    taken: dict[str, str] = {}
-    for role in sorted(set(roles)):
-        start = zlib.crc32(role.encode()) % len(PALETTE)
-        free = [PALETTE[(start + i) % len(PALETTE)] for i in range(len(PALETTE))
-                if PALETTE[(start + i) % len(PALETTE)] not in taken.values()]
-        taken[role] = free[0] if free else PALETTE[start]
-    return taken
-
-
 def agg_figure(width: float, height: float) -> tuple[Any, Any]:
     """A Figure on its own Agg canvas (the tools' `new_figure`) and its one Axes."""
     from utils.tools import new_figure
@@ -287,7 +265,7 @@ def timeline_png(plan: dict | None, results: dict[str, dict], *, workers: int | 
     by_id = {b.id: b for b in tl.bars if not any(b is not x and x.id == b.id and x.revision > b.revision
                                                  for x in tl.bars)}
     deps = dependencies(plan)
-    colors = role_colors([b.role for b in tl.bars])
+    colors = role_colours([b.role for b in tl.bars])
     for b in tl.bars:
         y = pos[b.lane]
         failed = b.state in FAILED_STATES

@@ -59,6 +59,14 @@ def _grid(n: int) -> tuple[int, int]:
     return (n + ncols - 1) // ncols, ncols
 
 
+def _panels(count: int, width: float, height: float) -> tuple[Any, list[Any]]:
+    """A figure of `count` panels in a near-square grid (each `width` x `height` inches, room for a
+    title above) and the panels' axes in reading order."""
+    nrows, ncols = _grid(count)
+    fig = new_figure(width * ncols, height * nrows + 0.6)
+    return fig, [fig.add_subplot(nrows, ncols, i + 1) for i in range(count)]
+
+
 def histograms(ds: Dataset, cols: list[Column], title: str) -> tuple[bytes, list[str]] | None:
     """One histogram per column (at most MAX_PANELS); columns without finite variation are skipped."""
     import numpy as np
@@ -73,10 +81,8 @@ def histograms(ds: Dataset, cols: list[Column], title: str) -> tuple[bytes, list
             panels.append((c, v))
     if not panels:
         return None
-    nrows, ncols = _grid(len(panels))
-    fig = new_figure(3.6 * ncols, 2.8 * nrows + 0.6)
-    for i, (c, v) in enumerate(panels):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
+    fig, axes = _panels(len(panels), 3.6, 2.8)
+    for ax, (c, v) in zip(axes, panels):
         ax.hist(v, bins=min(30, max(5, int(math.sqrt(v.size)))), color="#4C72B0", edgecolor="white")
         ax.set_title(short(c.name) + (f" (×{c.scale:.0e})" if c.scale != 1.0 else ""), fontsize=9)
         _plain_axis(ax.xaxis)
@@ -146,10 +152,8 @@ def bars(counts: dict[str, dict[str, int]], title: str) -> bytes | None:
     items = [(k, v) for k, v in counts.items() if len(v["counts"]) >= 2][:4]
     if not items:
         return None
-    nrows, ncols = _grid(len(items))
-    fig = new_figure(4.2 * ncols, 3.2 * nrows + 0.6)
-    for i, (name, info) in enumerate(items):
-        ax = fig.add_subplot(nrows, ncols, i + 1)
+    fig, axes = _panels(len(items), 4.2, 3.2)
+    for ax, (name, info) in zip(axes, items):
         top = list(info["counts"].items())[:10][::-1]
         ax.barh([short(k, 18) for k, _ in top], [v for _, v in top], color="#55A868")
         ax.set_title(short(name), fontsize=9)

@@ -18,8 +18,9 @@ Rules a reader can check (also stated in the `load_data` output):
 - years: an integer column with every value in 1700..2200 is time (a numeric feature), never an ID;
 - ID-like columns (excluded from statistics): a name such as `id`, `customer_id` or `OrderID` with
   nearly all values distinct, an integer sequence in the first column (max − min + 1 = rows, all
-  distinct: a row number; elsewhere such a column is data, e.g. NIST's Wampler x = 0..20), or text
-  with every value distinct;
+  distinct, in any order: an order number), a row-number column anywhere (exactly 1, 2, .., n in file
+  order, unless its name says time: `t`, `period`, `month`, ...), or text with every value distinct.
+  Any other integer sequence outside the first column is data (NIST's Wampler x = 0..20 in the second);
 - mostly empty (excluded): more than half of the values missing; constant: one distinct value;
 - categorical: text or boolean with at most 50 distinct values; more than that is free text.
 A file in which no column can be analysed is refused (ToolError), never an empty success.
@@ -53,6 +54,8 @@ EXACT_CELLS = 5_000_000    # up to this many cells distinct counts are exact, ab
 YEARS = (1700, 2200)         # an integer column within this range holds years, never an ID
 HUGE = 1e100                 # values beyond this are divided by a power of ten before arithmetic
 _ID_NAME = re.compile(r"(^|[_\s.-])(id|uuid|guid|key)$|^(id|uuid|guid)([_\s.-]|$)|[a-z0-9](ID|Id)$", re.I)
+# a 1..n column with such a name counts time steps (a trend, a month number), not rows
+_TIME_NAME = re.compile(r"^(t|time|period|trend|step|day|week|month|quarter|year|age|dose|level)s?([_\s.-]|$)", re.I)
 _AUTO_NAME = re.compile(r"^column\d+$")
 
 
@@ -291,12 +294,23 @@ def _profile(cur: Any, table: str, names: list[str], types: list[str], n_rows: i
         row = cur.execute("SELECT " + ", ".join(f"min({q(n)}), max({q(n)})" for n in part) + f" FROM {table}").fetchone()
         ranges.update({n: (row[2 * i], row[2 * i + 1]) for i, n in enumerate(part)})
     exact = n_rows * len(names) <= EXACT_CELLS
-    return [_classify(n, t, n_rows, *counts.get(n, (0, 0)), *ranges.get(n, (None, None)), exact=exact, first=i == 0)
-            for i, (n, t) in enumerate(zip(names, types))]
+    numbered = _row_numbers(cur, table, [n for n, t in zip(names, types) if "INT" in t.upper()
+                                         and ranges.get(n) == (1, n_rows) and counts.get(n, (0,))[0] == n_rows
+                                         and not _TIME_NAME.search(n)])
+    return [_classify(n, t, n_rows, *counts.get(n, (0, 0)), *ranges.get(n, (None, None)), exact=exact, first=i == 0,
+                      row_number=n in numbered) for i, (n, t) in enumerate(zip(names, types))]
+
+
+def _row_numbers(cur: Any, table: str, cands: list[str]) -> set[str]:
+    """The candidates (integers from 1 to n, none missing) that hold exactly 1, 2, .., n in file order."""
+    if not cands:
+        return set()
+    row = cur.execute("SELECT " + ", ".join(f"bool_and({q(n)} = rowid + 1)" for n in cands) + f" FROM {table}").fetchone()
+    return {n for n, ok in zip(cands, row) if ok}
 
 
 def _classify(name: str, sql_type: str, n_rows: int, present: int, distinct: int, lo: Any, hi: Any,
-              exact: bool = True, first: bool = False) -> Column:
+              exact: bool = True, first: bool = False, row_number: bool = False) -> Column:
     kind = _kind_of(sql_type)
     missing = n_rows - present
     col = Column(name=name, kind=kind, sql_type=sql_type, missing=missing, distinct=distinct, minimum=lo, maximum=hi)
@@ -314,6 +328,8 @@ def _classify(name: str, sql_type: str, n_rows: int, present: int, distinct: int
         col.note = "years: time, used as a number"
     elif first and integer and nearly_all and present >= 10 and hi - lo + 1 <= 1.03 * present:
         col.kind, col.note = ID, "ID-like: a sequence of distinct integers"
+    elif row_number and present >= 10:
+        col.kind, col.note = ID, "ID-like: the row numbers 1..n in file order"
     elif kind == CATEGORICAL and nearly_all and present >= 20:
         col.kind, col.note = ID, "ID-like: text with every value distinct"
     elif kind == CATEGORICAL and distinct > MAX_CATEGORIES:

@@ -1,9 +1,8 @@
 """The schedule drawn for people: working-day calendar, Mermaid Gantt and a PNG Gantt.
 
 Bars are placed in working days (the scheduler's unit) and labelled with calendar dates, weekends
-skipped. Each role keeps its colour from run to run (derived from the role's name, not from the order
-roles happen to appear in), and item names are shortened at word boundaries. Both charts draw at most
-MAX_GANTT_ITEMS items, so a 5,000-item breakdown renders in the same time as a 60-item one; the
+skipped. Each role keeps its colour from run to run and chart to chart (utils/palette.py), and item
+names are shortened at word boundaries. Both charts draw at most MAX_GANTT_ITEMS items, so a 5,000-item breakdown renders in the same time as a 60-item one; the
 schedule table still lists every item.
 """
 from __future__ import annotations
@@ -11,16 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 import textwrap
-import zlib
 
+from utils.palette import role_colours
 from utils.tools import new_figure, png_bytes
 
 MAX_GANTT_ITEMS = 60
 EPS = 1e-9
-PALETTE = ["#4C72B0", "#55A868", "#8172B2", "#CCB974", "#64B5CD", "#DD8452", "#937860", "#DA8BC3",
-           "#8C8C8C", "#2CA02C", "#17BECF", "#BCBD22"]
-KNOWN_ROLES = {"pm": 0, "designer": 7, "backend": 1, "frontend": 2, "qa": 3, "devops": 4, "data": 5,
-               "security": 6, "writer": 8, "analyst": 9, "mobile": 10, "ml": 11}
 
 
 Holidays = tuple  # of datetime.date: days off besides weekends (Christmas, New Year, --holidays)
@@ -55,13 +50,6 @@ def finish_date(start: dt.date, end: float, holidays: Holidays = ()) -> dt.date:
 def _ceil(x: float) -> int:
     whole = int(x + EPS)
     return whole if abs(x - whole) < EPS else whole + 1
-
-
-def role_colour(role: str) -> str:
-    """The same colour for a role in every run and every chart."""
-    key = role.strip().lower()
-    slot = KNOWN_ROLES.get(key, zlib.crc32(key.encode("utf-8")) % len(PALETTE))
-    return PALETTE[slot]
 
 
 def short_label(text: str, width: int = 34) -> str:
@@ -120,8 +108,9 @@ def gantt_png(rows: list[dict], duration: float, start: dt.date, holidays: Holid
     rows, left_out = shown_rows(rows)
     fig = new_figure(10, 1.4 + 0.4 * len(rows))
     ax = fig.add_subplot(1, 1, 1)
+    colours = role_colours([r["role"] for r in rows])
     for y, r in enumerate(rows):
-        ax.barh(y, r["end"] - r["start"], left=r["start"], color=role_colour(r["role"]),
+        ax.barh(y, r["end"] - r["start"], left=r["start"], color=colours[r["role"]],
                 edgecolor="#C44E52" if r["critical"] else "white", linewidth=2 if r["critical"] else 0.5)
         ax.text(r["start"] + 0.1, y, r["person"], va="center", fontsize=7, color="white")
     ax.set_yticks(range(len(rows)), [f"{r['id']} {short_label(r['name'])}" for r in rows], fontsize=8)
@@ -137,7 +126,7 @@ def gantt_png(rows: list[dict], duration: float, start: dt.date, holidays: Holid
         title += f"\n{len(rows)} of {len(rows) + left_out} items shown; the table lists all"
     ax.set_title(title, fontsize=10)
     for role in dict.fromkeys(r["role"] for r in rows):
-        ax.barh(0, 0, color=role_colour(role), label=role)
+        ax.barh(0, 0, color=colours[role], label=role)
     ax.legend(loc="upper right", fontsize=8)  # rows run by start date: top right is empty
     fig.tight_layout()
     return png_bytes(fig)

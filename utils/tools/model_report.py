@@ -17,15 +17,19 @@ from utils.tools.modelling import (COND_WARN, MAX_CLASSES, VIF_WARN, choose_feat
 from utils.tools.stats import column_summary
 
 KEYS = ("target", "method", "n", "dropped", "columns", "coefficients", "r2", "adj_r2", "residual_sd",
-        "condition_number", "cv")
+        "condition_number", "vif", "cv")
 METHODS = {"ols": "ordinary least squares", "logit": "logistic regression (logit)",
            "mnlogit": "multinomial logistic regression (multinomial logit)"}
 
 
 def analyse(ds: Dataset, target: Column, impute: str | None) -> tuple[dict, dict]:
-    """(analysis.json, notes for the document: skipped, features, classes, vif, notes, impute).
+    """(analysis.json, notes for the document: skipped, features, classes, notes, impute).
     One BLAS/OpenMP thread throughout: tools run side by side in worker threads, and on a busy machine
-    a thread pool per fit cost 9x (least squares) to 30x (gradient boosting) the single-thread time."""
+    a thread pool per fit cost 9x (least squares) to 30x (gradient boosting) the single-thread time.
+    scikit-learn is imported first: threadpoolctl limits only the runtimes already loaded, and
+    scikit-learn brings its own OpenMP (libgomp); limited before it loaded, gradient boosting ran two
+    spinning threads on two busy cores (a 10 MB file took 131 s instead of about 10 s)."""
+    import sklearn.ensemble  # noqa: F401  (loads the OpenMP runtime the limit must reach)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):
@@ -37,7 +41,7 @@ def _analyse(ds: Dataset, target: Column, impute: str | None) -> tuple[dict, dic
     result: dict[str, Any] = {"target": target.name, "method": None, "n": 0,
                               "dropped": {"rows": {}, "columns": excluded}, "columns": column_summary(ds),
                               "coefficients": {}, "r2": None, "adj_r2": None, "residual_sd": None,
-                              "condition_number": None, "cv": {}}
+                              "condition_number": None, "vif": {}, "cv": {}}
     extra: dict[str, Any] = {"features": [], "impute": impute}
     if not features:
         extra["skipped"] = "no other column can serve as a feature"
@@ -67,8 +71,7 @@ def _analyse(ds: Dataset, target: Column, impute: str | None) -> tuple[dict, dic
         result["n"] = int(len(y))
         return result, extra
     fit = fit_model(X, y, terms, classes)
-    extra.update(features=[f.name for f in features], classes=classes, vif=fit.pop("vif"), notes=fit.pop("notes"),
-                 n_params=n_params)
+    extra.update(features=[f.name for f in features], classes=classes, notes=fit.pop("notes"), n_params=n_params)
     result.update(fit)
     yc = numbers(y) if classes is None else _codes(y, classes)
     result["cv"] = cross_validate(X, yc, groups, classes)
@@ -126,7 +129,7 @@ def markdown(a: dict, extra: dict, file: str, how: str, n_rows: int) -> str:
         fit_rows.append(["McFadden pseudo-R²", _f(a["r2"])])
     fit_rows.append(["condition number", _f(a["condition_number"], 4)])
     md += [_table(["fit", "value"], fit_rows)]
-    md += _collinearity(a, extra)
+    md += _collinearity(a)
     md += [""] + _cv(a)
     return "\n".join(md)
 
@@ -189,15 +192,16 @@ def _odds(v: dict) -> list[str]:
     return [e(v["estimate"]), f"[{e(v['ci_low'])}, {e(v['ci_high'])}]"]
 
 
-def _collinearity(a: dict, extra: dict) -> list[str]:
-    vif = extra.get("vif") or {}
+def _collinearity(a: dict) -> list[str]:
+    vif = a.get("vif") or {}
     high = [k for k, v in vif.items() if v is None or v > VIF_WARN]
     cond = a["condition_number"]
     if not high and not (cond and cond > COND_WARN):
         return []
     parts = []
     if high:
-        parts.append(f"{', '.join(high)} {'has' if len(high) == 1 else 'have'} a variance inflation factor above "
+        named = ", ".join(f"{k} ({_f(vif[k], 4) if vif[k] is not None else '∞'})" for k in high)
+        parts.append(f"{named} {'has' if len(high) == 1 else 'have'} a variance inflation factor above "
                      f"{VIF_WARN:g} (each is largely explained by the other features)")
     if cond and cond > COND_WARN:
         parts.append(f"the condition number is {_f(cond, 4)} (above {COND_WARN:,.0f}: strong collinearity or "
@@ -213,8 +217,11 @@ def _cv(a: dict) -> list[str]:
         return [f"No cross-validation: {a['n']} rows are too few for it."]
     metric = next(iter(cv.values()))["metric"]
     folds = max(v["folds"] for v in cv.values())
-    out = [f"Prediction on rows the model did not see ({folds}-fold cross-validation, the same folds for every "
-           f"model; {metric}, mean and SD across folds):", "",
+    rows = max(v.get("rows", a["n"]) for v in cv.values())
+    sampled = (f" on a uniform random sample of {rows:,} of the {a['n']:,} rows (seeded, so the same file gives "
+               "the same sample; the coefficients above use every row)" if rows < a["n"] else "")
+    out = [f"Prediction on rows the model did not see ({folds}-fold cross-validation{sampled}, the same folds for "
+           f"every model; {metric}, mean and SD across folds):", "",
            _table(["model", metric, "SD across folds"], [[k + (" (always the mean)" if k == BASELINE and metric != "accuracy"
                                                                 else " (always the most frequent class)" if k == BASELINE else ""),
                                                           _f(v["mean"], 4), _f(v["sd"], 3)] for k, v in cv.items()])]

@@ -193,7 +193,8 @@ def leakage(X: Any, terms: list[str], groups: dict[str, list[int]], y: Any, clas
 
 def fit_model(X: Any, y: Any, terms: list[str], classes: list[str] | None) -> dict:
     """statsmodels' fit on every row given: the analysis.json fields method, n, coefficients, r2,
-    adj_r2, residual_sd, condition_number, plus `vif` and `notes` for the document."""
+    adj_r2, residual_sd, condition_number and vif (each term's variance inflation factor, None when
+    infinite), plus `notes` for the document."""
     import numpy as np
     from statsmodels.discrete.discrete_model import Logit, MNLogit
     from statsmodels.regression.linear_model import OLS
@@ -258,17 +259,29 @@ def _condition(X: Any) -> float | None:
 
 
 def vif(X: Any, terms: list[str]) -> dict[str, float | None]:
-    """Variance inflation factor of each non-intercept term: 1 / (1 - R²) of it on the others."""
+    """Variance inflation factor of each non-intercept term: 1 / (1 - R²) of it on the others (with the
+    intercept). Computed from the features' correlation matrix R (the diagonal of R⁻¹; near-singular,
+    one p×p least-squares solve per term, R² = r'R⁻¹r) instead of one least-squares fit on all rows
+    per term: 180 dummy columns on 100,000 rows took about 13 s per term that way, 40 minutes in all;
+    this takes one pass over the rows."""
     import numpy as np
 
     out: dict[str, float | None] = {}
     if X.shape[1] <= 2:
         return {t: 1.0 for t in terms[1:]}
-    for j in range(1, X.shape[1]):
-        others = np.delete(X, j, axis=1)
-        beta, *_ = np.linalg.lstsq(others, X[:, j], rcond=None)
-        resid = X[:, j] - others @ beta
-        ss = float(((X[:, j] - X[:, j].mean()) ** 2).sum())
-        r2 = 1 - float(resid @ resid) / ss if ss > 0 else 1.0
-        out[terms[j]] = 1 / (1 - r2) if r2 < 1 else None   # None: exactly collinear (infinite)
+    Z = X[:, 1:] - X[:, 1:].mean(axis=0)
+    G = Z.T @ Z
+    sd = np.sqrt(np.clip(np.diag(G), 0, None))
+    live = sd > 0
+    R = np.where(np.outer(live, live), G / np.where(np.outer(live, live), np.outer(sd, sd), 1.0), 0.0)
+    if live.all() and np.linalg.cond(R) < 1e10:   # well-posed: the VIFs are the diagonal of R⁻¹
+        return {t: float(v) for t, v in zip(terms[1:], np.diag(np.linalg.inv(R)))}
+    for j in range(R.shape[0]):   # singular or near it: each term's regression, exact to the rounding
+        if not live[j]:
+            out[terms[j + 1]] = None   # constant: no variance to explain
+            continue
+        others = [k for k in range(R.shape[0]) if k != j and live[k]]
+        beta, *_ = np.linalg.lstsq(R[np.ix_(others, others)], R[others, j], rcond=None)
+        r2 = float(R[j, others] @ beta)
+        out[terms[j + 1]] = 1 / (1 - r2) if r2 < 1 else None   # None: exactly collinear (infinite)
     return out

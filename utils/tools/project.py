@@ -11,7 +11,7 @@ import heapq
 import math
 
 from utils.errors import ToolError
-from utils.toposort import DependencyCycle, topo_order as order_nodes
+from utils.dag import DependencyCycle, dependents, longest_chains, topo_order as order_nodes
 from utils.tools import ToolInput, ToolResult
 from utils.tools.gantt import default_holidays, finish_date, first_workday, gantt_png, mermaid_gantt, workday
 
@@ -80,22 +80,16 @@ def critical_path(items: list[dict]) -> dict:
     """
     items = validate_items(items)
     by_id = {it["id"]: it for it in items}
-    order = topo_order(items)
-    es: dict[str, float] = {}
-    ef: dict[str, float] = {}
-    for iid in order:
-        es[iid] = max((ef[d] for d in by_id[iid]["depends_on"]), default=0.0)
-        ef[iid] = es[iid] + by_id[iid]["estimate_days"]
+    order = topo_order(items)  # raises on a cycle, naming it
+    deps = {it["id"]: it["depends_on"] for it in items}
+    days = {iid: by_id[iid]["estimate_days"] for iid in by_id}
+    ef = longest_chains(deps, days.__getitem__)                       # earliest finish
+    tail = longest_chains(deps, days.__getitem__, downstream=True)    # own + longest chain after
     duration = max(ef.values())
-    succ: dict[str, list[str]] = {it["id"]: [] for it in items}
-    for it in items:
-        for d in it["depends_on"]:
-            succ[d].append(it["id"])
-    ls: dict[str, float] = {}
-    lf: dict[str, float] = {}
-    for iid in reversed(order):
-        lf[iid] = min((ls[s] for s in succ[iid]), default=duration)
-        ls[iid] = lf[iid] - by_id[iid]["estimate_days"]
+    es = {iid: ef[iid] - days[iid] for iid in by_id}
+    ls = {iid: duration - tail[iid] for iid in by_id}
+    lf = {iid: ls[iid] + days[iid] for iid in by_id}
+    succ = dependents(deps)
     slack = {iid: ls[iid] - es[iid] for iid in order}
     critical = [it["id"] for it in items if abs(slack[it["id"]]) < EPS]
     is_critical = set(critical)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from utils.errors import ToolError
-from utils.text import bracket_depth
+from utils.files import parse_user_file
 from utils.tools import ToolInput, ToolResult
 from utils.tools.source_facts import MAX_FACTS_PER_SOURCE, csv_facts, json_facts, plain_number, text_facts
 from utils.tools.table import parse_csv, read_text
@@ -50,12 +50,9 @@ def read_source(path: Path | str) -> Source:
 def _parse_json(text: str, name: str) -> Any:
     """json.loads with a depth limit checked first: the parser recurses, so a hostile file of
     100,000 '[' would end in RecursionError instead of a one-line error."""
-    if bracket_depth(text) > MAX_JSON_DEPTH:
-        raise ToolError(f"source file {name} is nested more than {MAX_JSON_DEPTH} levels deep")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ToolError(f"source file {name} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    return parse_user_file(text, json.loads, f"source file {name}", max_depth=MAX_JSON_DEPTH,
+                           syntax=json.JSONDecodeError, error=ToolError,
+                           describe=lambda e: f"JSON (line {e.lineno}, column {e.colno}: {e.msg})")
 
 
 def check_source(path: Path | str) -> Source:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from utils.files import write_atomic
+from utils.options import home
 from utils.text import json_text, scrub, valid_text
 
 CACHE_VERSION = 1
@@ -23,7 +23,7 @@ TRANSIENT_TTL_S = 3600.0
 
 def web_home() -> Path:
     """`$ORCH_HOME/web` (read on every call, so tests redirect it per test)."""
-    return Path(os.environ.get("ORCH_HOME") or Path.home() / ".orchestrator") / "web"
+    return home() / "web"
 
 
 def key_for(kind: str, *parts: Any) -> str:
@@ -51,19 +51,9 @@ def load(kind: str, key: str) -> dict | None:
 def store(kind: str, key: str, entry: dict) -> None:
     """Write atomically; a read-only or full disk is skipped silently (the cache is an optimisation)."""
     path = _path(kind, key)
-    tmp = None
-    try:
+    try:  # valid UTF-8, secrets scrubbed: encoding never raises
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key[:8]}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:  # valid UTF-8, secrets scrubbed: never raises
-            fh.write(scrub(valid_text(json_text({**entry, "stored": round(time.time(), 3)}, ensure_ascii=False))))
-        os.replace(tmp, path)
-        tmp = None
+        text = json_text({**entry, "stored": round(time.time(), 3)}, ensure_ascii=False)
+        write_atomic(path, scrub(valid_text(text)).encode("utf-8"), durable=False)
     except OSError:
         pass
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
