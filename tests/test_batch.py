@@ -144,13 +144,14 @@ def run_batch_cli(tmp_path: Path, server: FakeLLMServer, *extra: str):
                      "--max-revisions", "0", *extra], env, cwd=tmp_path)
 
 
-def test_ten_goals_share_one_call_limit_and_a_rerun_calls_no_model(tmp_path, monkeypatch):
+def test_twenty_goals_share_one_call_limit_and_a_rerun_calls_no_model(tmp_path, monkeypatch):
+    """#25's acceptance as written: 20 goals of mixed workflows and two bad lines."""
     # each run's timeline.png costs ~0.3 s of CPU (tested in tests/test_timeline.py): not this test's point
     monkeypatch.setattr("utils.run.timeline.write_pictures", lambda *a, **k: [])
     data = Path(__file__).resolve().parent.parent / "examples" / "data" / "sales.csv"
     if not data.is_file():
         data = next((Path(__file__).resolve().parent.parent / "examples").rglob("*.csv"))
-    write_lines(tmp_path / "goals.jsonl", batch_lines(10, data))
+    write_lines(tmp_path / "goals.jsonl", batch_lines(20, data))
     with ApprovingLiteralServer(schema_mode="literal", seed=3) as server:
         server.responder = Script()
         done = run_batch_cli(tmp_path, server, "--json")
@@ -160,21 +161,21 @@ def test_ten_goals_share_one_call_limit_and_a_rerun_calls_no_model(tmp_path, mon
         again = run_batch_cli(tmp_path, server)
         assert len(server.requests) == first_calls, "a re-run repays no call"
     assert done.code == 1, done.explain()  # two bad lines: not every line became an ok goal
-    assert "goals.jsonl:6: not a JSON object" in done.stderr and "goals.jsonl:12: argument --max-tasks" in done.stderr
+    assert "goals.jsonl:6: not a JSON object" in done.stderr and "goals.jsonl:13: argument --max-tasks" in done.stderr
     rows = list(csv.DictReader((tmp_path / "out" / "summary.csv").open(encoding="utf-8")))
-    assert len(rows) == 10 and [r["id"] for r in rows] == [f"g{i:02d}" for i in range(10)]
+    assert len(rows) == 20 and [r["id"] for r in rows] == [f"g{i:02d}" for i in range(20)]
     assert {r["workflow"] for r in rows} == set(WORKFLOW_CYCLE)
     assert all(r["status"] == "ok" for r in rows), [(r["id"], r["status"]) for r in rows]
     folders = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
-    assert len(folders) == 10 and {str(f) for f in folders} == {r["folder"] for r in rows}
+    assert len(folders) == 20 and {str(f) for f in folders} == {r["folder"] for r in rows}
     # the summary's figures are each run's own record
     for r in rows:
         totals = json.loads((Path(r["folder"]) / "run.json").read_text(encoding="utf-8"))["totals"]
         assert int(r["calls"]) == totals["calls"]
         assert int(r["tokens"]) == totals["prompt_tokens"] + totals["completion_tokens"]
     assert sum(int(r["calls"]) for r in rows) == first_calls
-    assert doc["counts"] == {"ok": 10} and [b["line"] for b in doc["bad_lines"]] == [6, 12]
-    assert "10 goals (10 ok), 10 already done before, 2 bad lines skipped" in again.stdout
+    assert doc["counts"] == {"ok": 20} and [b["line"] for b in doc["bad_lines"]] == [6, 13]
+    assert "20 goals (20 ok), 20 already done before, 2 bad lines skipped" in again.stdout
 
 
 def test_executor_ray_without_ray_is_one_line_saying_how_to_install_it(tmp_path, monkeypatch):
