@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from utils.run.assemble import assemble, document_sections, run_status
+from utils.run.assemble import assemble, document_sections
 from utils.run.claim_evidence import check_drafts
 from utils.run.claims import digest, totals
 from utils.run.context import cohesion_messages, review_messages, worker_messages
@@ -26,7 +26,8 @@ from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_mod
 from utils.run.plan import Plan, bounded_rerun
 from utils.run.plan_stream import overlap_applies, plan_overlapped
 from utils.run.planning import ask_for_plan, wire_spec_needs
-from utils.run.results import TaskResult, TaskState, results_digest, review_shortfall
+from utils.run.results import TaskResult, TaskState, results_digest
+from utils.run.state import RunState, count_revisions, record_result
 from utils.run.scheduler import Schedule
 from utils.tools import RUN_FILES, ToolInput, run_tool
 from utils.tools.sources import NO_SOURCES, report_sources
@@ -54,6 +55,20 @@ def _input_names(shared: dict) -> list[str]:
 def _notify(emit, notes: list[str]) -> None:
     for note in notes:
         emit(Event("notice", {"level": "warn", "message": note}))
+
+
+def _plan(shared: dict) -> Plan:
+    """The run's plan as a `Plan`. The store keeps its saved (dict) form; the typed plan is validated
+    once per plan (when `shared["plan"]` is a new object) and kept in `runtime`, never saved."""
+    cached = shared["runtime"].get("plan")
+    if cached is None or cached[0] is not shared["plan"]:
+        cached = shared["runtime"]["plan"] = (shared["plan"], Plan.model_validate(shared["plan"]))
+    return cached[1]
+
+
+def _set_plan(shared: dict, plan: Plan) -> None:
+    shared["plan"] = plan.model_dump()
+    shared["runtime"]["plan"] = (shared["plan"], plan)
 
 
 def _frontier(plan: Plan, results: dict[str, dict]) -> list[str]:
@@ -98,13 +113,13 @@ class OrchestratorNode(AsyncNode):
     async def prep_async(self, shared):
         llm = _phase(shared, "planning")
         return {"llm": llm, "spec": shared["spec"], "goal": shared["goal"], "options": shared["options"],
-                "inputs": _input_names(shared), "plan": shared.get("plan"), "emit": shared["runtime"]["emit"],
+                "inputs": _input_names(shared), "plan": _plan(shared) if shared.get("plan") else None, "emit": shared["runtime"]["emit"],
                 "prior": shared.get("results", {}), "round": shared.get("rounds", 0),
                 "worker_inputs": shared.get("inputs", {})}
 
     async def exec_async(self, p):
         if p["plan"]:
-            return Plan.model_validate(p["plan"]), "saved", [], None
+            return p["plan"], "saved", [], None
         opts, source = p["options"], "offline" if p["llm"].offline else "model"
 
         async def ask(on_text=None):
@@ -124,7 +139,7 @@ class OrchestratorNode(AsyncNode):
 
     async def post_async(self, shared, p, exec_res):
         plan, source, notes, ran = exec_res
-        shared["plan"] = plan.model_dump()
+        _set_plan(shared, plan)
         results = shared.setdefault("results", {})
         shared["queue"] = _queue_for(plan, results, shared["options"]["strategy"])
         shared["pass_kind"] = "plan"
@@ -140,7 +155,7 @@ class WorkerBatch(AsyncParallelBatchNode):
     dependencies and a worker slot, so each task starts as soon as its inputs exist."""
 
     async def prep_async(self, shared):
-        plan = Plan.model_validate(shared["plan"])
+        plan = _plan(shared)
         results = shared.get("results", {})  # prep only reads the store
         queue = set(shared.get("queue", []))
         opts = shared["options"]
@@ -172,7 +187,7 @@ class WorkerBatch(AsyncParallelBatchNode):
     async def _attempt(self, item, result: dict, slot: int) -> tuple[str, dict]:
         """One task in its worker slot; failures stay with this task (the summary reports them)."""
         result.update(worker=slot, started=time.time())
-        self._report(item["emit"], result, "running")
+        self._report(item["emit"], result, TaskState.RUNNING)
         try:
             result.update(await self._work(item), state=DONE)
         except BudgetExceeded as exc:
@@ -244,9 +259,7 @@ class WorkerBatch(AsyncParallelBatchNode):
     async def post_async(self, shared, prep_res, exec_res):
         results = shared.setdefault("results", {})
         for r in exec_res:
-            if r["state"] == PENDING and results.get(r["id"], {}).get("state") == DONE:
-                continue  # a revision that never started keeps the approved version
-            results[r["id"]] = r
+            record_result(results, r)  # a revision that never started keeps the approved version
         stopped = next((r["error"] for r in exec_res if r["state"] == PENDING), None)
         shared["queue"] = []
         if stopped:
@@ -263,7 +276,7 @@ class ReplanNode(AsyncNode):
     async def prep_async(self, shared):
         llm = _phase(shared, "replanning")
         return {"llm": llm, "spec": shared["spec"], "goal": shared["goal"], "options": shared["options"],
-                "plan": Plan.model_validate(shared["plan"]), "results": shared.get("results", {}),
+                "plan": _plan(shared), "results": shared.get("results", {}),
                 "rounds": shared.get("rounds", 0), "inputs": _input_names(shared), "emit": shared["runtime"]["emit"],
                 "prior": shared.get("results", {}), "worker_inputs": shared.get("inputs", {})}
 
@@ -318,7 +331,7 @@ class ReplanNode(AsyncNode):
                 return "review"
             shared["queue"], shared["pass_kind"] = pending, "final"
             return "work"
-        shared["plan"] = new_plan.model_dump()
+        _set_plan(shared, new_plan)
         shared["runtime"]["emit"](Event("plan", {"plan": shared["plan"], "round": shared["rounds"],
                                                  "source": "replan"}))
         queue = _queue_for(new_plan, shared.get("results", {}), shared["options"]["strategy"])
@@ -338,7 +351,7 @@ class ClaimsNode(AsyncNode):
     async def prep_async(self, shared):
         llm = _phase(shared, "checking claims")
         spec, results = shared["spec"], shared.get("results", {})
-        ordered = [results[t.id] for t in Plan.model_validate(shared["plan"]).tasks if t.id in results]
+        ordered = [results[t.id] for t in _plan(shared).tasks if t.id in results]
         kind = {r["id"]: getattr(spec.roles.get(r.get("role")), "kind", None) for r in ordered}
         drafts = {r["id"]: r.get("output") or "" for r in ordered if r.get("state") == DONE and kind[r["id"]] == "llm"
                   and (r.get("claims") or {}).get("digest") != digest(r.get("output") or "")}
@@ -387,7 +400,7 @@ class ReviewerNode(AsyncNode):
         last = reviews[-1] if reviews else {}
         # A resumed run whose work has not changed since its last clean review: that review stands.
         reuse = bool(last) and last.get("digest") == digest and not last.get("failed") and not last.get("rerun")
-        return {"llm": llm, "emit": emit, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
+        return {"llm": llm, "emit": emit, "spec": shared["spec"], "plan": _plan(shared),
                 "results": results, "round": len(reviews) + 1, "options": shared["options"],
                 "digest": digest, "reuse": reuse}
 
@@ -434,8 +447,7 @@ class ReviewerNode(AsyncNode):
         # Feedback-free "revise" verdicts give a worker nothing to act on: they are not revisions.
         flagged = {v.id: v.feedback.strip() for v in review.tasks
                    if v.verdict == "revise" and v.feedback.strip() and results.get(v.id, {}).get("state") == DONE}
-        revisions_done = shared.get("revisions_done", 0)
-        will_revise = bool(flagged) and revisions_done < shared["options"]["max_revisions"]
+        will_revise = bool(flagged) and count_revisions(shared.get("reviews")) < shared["options"]["max_revisions"]
         rerun, held = bounded_rerun(plan, flagged, results, shared["options"].get("max_rerun")) if will_revise \
             else ([], [])
         record = {"round": p["round"], "score": review.score, "summary": review.summary,
@@ -443,6 +455,7 @@ class ReviewerNode(AsyncNode):
                   "approved": [v.id for v in review.tasks if v.verdict == "approve"],
                   "rerun": rerun, "held": held, "bounded": bool(flagged) and not will_revise, "digest": p["digest"]}
         shared.setdefault("reviews", []).append(record)
+        shared["revisions_done"] = count_revisions(shared["reviews"])  # saved in run.json for older readers
         emit(Event("review", record))
         if will_revise:
             emit(Event("notice", {"level": "info", "message": (
@@ -451,7 +464,6 @@ class ReviewerNode(AsyncNode):
                 + (f"; {len(held)} further dependent(s) keep their version (cap {len(rerun)})" if held else ""))}))
         if not will_revise:
             return "approve"
-        shared["revisions_done"] = revisions_done + 1
         shared["feedback"] = {tid: flagged.get(tid) or "A task you depend on was revised; update your part to match."
                               for tid in rerun}
         shared["queue"], shared["pass_kind"] = rerun, "revision"
@@ -463,11 +475,10 @@ class AggregatorNode(AsyncNode):
 
     async def prep_async(self, shared):
         llm = _phase(shared, "assembling")
-        return {"llm": llm, "spec": shared["spec"], "plan": Plan.model_validate(shared["plan"]),
+        state = RunState.of({**shared, "plan": _plan(shared)})
+        return {"llm": llm, "spec": shared["spec"], "plan": state.plan, "state": state,
                 "results": shared.get("results", {}), "options": shared["options"],
                 "stopped": shared.get("stopped"), "inputs": _input_names(shared), "emit": shared["runtime"]["emit"],
-                "unreviewed": shared.get("unreviewed"), "reason": shared.get("status_reason"),
-                "reviews": shared.get("reviews") or [],
                 "web": shared.get("inputs", {}).get("web")}
 
     async def exec_async(self, p):
@@ -475,7 +486,7 @@ class AggregatorNode(AsyncNode):
         sections = document_sections(plan, p["results"], spec.assembly.include_roles, spec.assembly.summary_role)
         notes, cohesion = [], None
         # A stopped run (token budget) makes no further model calls: the cohesion pass waits for --resume.
-        if not p["stopped"] and any(r.get("state") == DONE for r in p["results"].values()):
+        if not p["stopped"] and p["state"].any_done():
             try:
                 reply = await p["llm"].complete(
                     cohesion_messages(spec=spec, plan=plan, sections=sections,
@@ -494,20 +505,11 @@ class AggregatorNode(AsyncNode):
             sections.insert(0, ("sources", "Sources", f"> **{NO_SOURCES}**"))
         doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes, sources=sources)
         doc = cite_web(doc, [p["results"].get(t.id, {}) for t in plan.tasks], p["web"], len(sources))
-        status = run_status(plan, p["results"], p["stopped"])
-        reason = p["reason"]
-        if status == "ok" and reason:
-            status = "partial"  # e.g. a failed re-plan: every task of the kept plan ran, the plan is not what was asked
-        elif status == "ok" and p["unreviewed"]:
-            status, reason = "unreviewed", p["unreviewed"]
-        elif status == "ok":  # the reviewer's verdict counts: a 0.7/10 is not an ok run
-            minimum = p["options"].get("min_score")
-            shortfall = review_shortfall(p["reviews"], spec.review.min_score if minimum is None else minimum)
-            if shortfall:
-                status, reason = "needs-work", shortfall
+        minimum = p["options"].get("min_score")
+        status, reason = p["state"].status(spec.review.min_score if minimum is None else minimum)
         return {"document": doc, "title": cohesion.title if cohesion else plan.goal,
                 "meta_description": cohesion.meta_description if cohesion else "",
-                "status": status, "status_reason": reason or p["unreviewed"] or p["stopped"]}
+                "status": status, "status_reason": reason}
 
     async def post_async(self, shared, p, out):
         shared.update(out)

@@ -1,5 +1,5 @@
 """Document assembly and run status: plan order, cohesion text, honest gaps."""
-from utils.run.assemble import OFFLINE_BANNER, assemble, document_sections, run_status
+from utils.run.assemble import OFFLINE_BANNER, assemble, document_sections
 from utils.run.outputs import Cohesion
 from utils.run.plan import Plan, Task
 
@@ -25,12 +25,3 @@ def test_assemble_with_cohesion_and_offline_banner():
     assert doc.startswith("# Title\n") and OFFLINE_BANNER in doc
     assert doc.index("## One") < doc.index("Body one") < doc.index("## Two") < doc.index("Next, two.") < doc.index("Body two")
     assert doc.count("## Two") == 1 and "## Sources" in doc and "- `a.md`: 3 facts" in doc and "> a note" in doc
-
-
-def test_run_status():
-    plan = Plan(goal="g", tasks=[Task(id="a", title="a", role="w"), Task(id="b", title="b", role="w")])
-    assert run_status(plan, {"a": {"state": "done"}, "b": {"state": "done"}}) == "ok"
-    assert run_status(plan, {"a": {"state": "done"}, "b": {"state": "failed"}}) == "partial"
-    assert run_status(plan, {"a": {"state": "failed"}, "b": {"state": "skipped"}}) == "failed"
-    assert run_status(plan, {"a": {"state": "done"}}) == "stopped"
-    assert run_status(plan, {"a": {"state": "done"}, "b": {"state": "done"}}, "token budget") == "stopped"

@@ -16,10 +16,11 @@ from typing import Any, Callable
 from utils.app.render import Display
 from utils.app.render_plain import fmt_int, shorten, write_line
 from utils.events import Event
+from utils.run.results import TaskState
 
 SNAPSHOT_EVERY_S = 0.3
-STATE_STYLES = {"queued": "dim", "routing": "cyan", "resuming": "cyan", "running": "yellow", "ok": "green",
-                "partial": "yellow", "stopped": "yellow", "failed": "red", "crashed": "red", "interrupted": "red"}
+STATE_STYLES = {"queued": "dim", "routing": "cyan", "resuming": "cyan", TaskState.RUNNING: "yellow", "ok": "green",
+                "partial": "yellow", "stopped": "yellow", TaskState.FAILED: "red", "crashed": "red", "interrupted": "red"}
 MAX_ROWS = 30  # rows of the live table: goals running first, then the latest to end
 
 
@@ -54,7 +55,7 @@ class GoalDisplay(Display):
             rows = list(self.board.rows.values())
             tokens = self.board.tokens
         self._sent = time.monotonic()
-        self._on_change({**self._state, "done": sum(1 for r in rows if r.state == "done"), "tasks": len(rows),
+        self._on_change({**self._state, "done": sum(1 for r in rows if r.state == TaskState.DONE), "tasks": len(rows),
                          "tokens": tokens})
 
 

@@ -21,11 +21,12 @@ import time
 from typing import Any, Callable
 
 from utils.events import Event
+from utils.run.results import TaskState
 
 SERVICE = "kaygraph-orchestrator"
 MISSING = ("OpenTelemetry tracing was asked for, but its packages are not installed "
            "(pip install -r requirements-otel.txt); running without traces")
-ENDED = ("done", "failed", "skipped", "pending")
+ENDED = (TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING)
 _NS = 1_000_000_000
 EXPORT_TIMEOUT_S = 3  # per export, retries included: an absent collector costs a run at most this much
 
@@ -129,7 +130,7 @@ class RunTracer:
     def _on_task(self, data: dict) -> None:
         tid, state = str(data.get("id") or ""), str(data.get("state") or "")
         span = self.tasks.get(tid)
-        if state == "running" and span is None:
+        if state == TaskState.RUNNING and span is None:
             attrs = {"orchestrator.task.id": tid, "orchestrator.task.role": str(data.get("role") or ""),
                      "orchestrator.task.revision": int(data.get("revision") or 0)}
             if data.get("worker") is not None:
@@ -157,10 +158,10 @@ class RunTracer:
             child = self._child(f"execute_tool {tool[5:]}", span,
                                 {"gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": tool[5:],
                                  "orchestrator.task.id": tid}, int(float(result["started"]) * _NS))
-            if state == "failed":
+            if state == TaskState.FAILED:
                 self._error(child, str(data.get("error") or ""), "tool_error")
             child.end(int(float(result["finished"]) * _NS))
-        if state == "failed":
+        if state == TaskState.FAILED:
             self._error(span, str(data.get("error") or ""), "task_failed")
         span.end()
 

@@ -20,13 +20,14 @@ from utils.app.render_plain import (TERMINAL_STATES, PlainView, call_lines, fmt_
                                     summary_line, task_label, task_line, write_line)
 from utils.events import Event
 from utils.text import for_terminal
+from utils.run.results import TaskState
 
 __all__ = ["Display", "choose_mode", "plan_lines", "summary_line", "MODES"]
 
 MODES = ("rich", "plain", "quiet", "json")
-STATE_STYLES = {"waiting": "dim", "ready": "cyan", "running": "yellow", "done": "green", "failed": "red",
-                "skipped": "magenta", "pending": "dim"}
-STATUS_STYLES = {"ok": "bold green", "partial": "bold yellow", "failed": "bold red", "stopped": "bold yellow"}
+STATE_STYLES = {TaskState.WAITING: "dim", TaskState.READY: "cyan", TaskState.RUNNING: "yellow", TaskState.DONE: "green", TaskState.FAILED: "red",
+                TaskState.SKIPPED: "magenta", TaskState.PENDING: "dim"}
+STATUS_STYLES = {"ok": "bold green", "partial": "bold yellow", TaskState.FAILED: "bold red", "stopped": "bold yellow"}
 
 
 def choose_mode(*, quiet: bool, json_out: bool, stream: Any = None, env: Mapping[str, str] | None = None) -> str:
@@ -52,7 +53,7 @@ class Row:
     id: str
     title: str = ""
     role: str = ""
-    state: str = "waiting"
+    state: str = TaskState.WAITING
     worker: int | None = None
     elapsed_s: float = 0.0
     tokens: int = 0
@@ -120,9 +121,9 @@ class Board:
         tid = str(data["id"])
         row = self.rows.setdefault(tid, Row(id=tid))
         state = str(data.get("state") or row.state)
-        if state == "running" and (row.state != "running" or row.started is None):
+        if state == TaskState.RUNNING and (row.state != TaskState.RUNNING or row.started is None):
             row.started = time.monotonic()
-        elif state != "running":
+        elif state != TaskState.RUNNING:
             row.started = None
         row.state = state
         row.title = str(data.get("title") or row.title)
@@ -264,11 +265,11 @@ class Display:
             return [(review_line(data), "bold")]
         if kind == "notice":
             return [(notice_line(data), "yellow" if data.get("level") == "warn" else "")]
-        if kind == "task" and data.get("state") in ("failed", "pending"):
-            return [(task_line(data) or "", "red" if data.get("state") == "failed" else "dim")]
+        if kind == "task" and data.get("state") in (TaskState.FAILED, TaskState.PENDING):
+            return [(task_line(data) or "", "red" if data.get("state") == TaskState.FAILED else "dim")]
         if kind == "plan" and data.get("source") == "replan":
             return [(plan_event_line(data), "cyan")]
-        if kind == "task" and data.get("state") == "done" and ((data.get("result") or {}).get("data") or {}).get("web"):
+        if kind == "task" and data.get("state") == TaskState.DONE and ((data.get("result") or {}).get("data") or {}).get("web"):
             return [(task_line(data) or "", "dim")]  # issue 12: a research task's pages used and failed, named
         return []
 
@@ -307,7 +308,7 @@ class Display:
             for r in b.rows.values():
                 style = STATE_STYLES.get(r.state, "")
                 label = r.state + (f" r{r.revision}" if r.revision else "")
-                if r.state == "running":
+                if r.state == TaskState.RUNNING:
                     spinner = self._spinners.get(r.id)
                     if spinner is None:
                         spinner = self._spinners[r.id] = Spinner("dots", style="yellow")
@@ -317,7 +318,7 @@ class Display:
                 else:
                     self._spinners.pop(r.id, None)
                     state_cell = Text(label, style=style)
-                    elapsed = _short_seconds(r.elapsed_s) if r.state in ("done", "failed") else ""
+                    elapsed = _short_seconds(r.elapsed_s) if r.state in (TaskState.DONE, TaskState.FAILED) else ""
                 table.add_row(Text(for_terminal(r.id)), Text(for_terminal(r.title)),
                               Text(for_terminal(r.role), style="dim"), state_cell,
                               "" if r.worker is None else str(r.worker), elapsed,

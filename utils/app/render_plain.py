@@ -15,8 +15,9 @@ import time
 from typing import IO, Any, Callable
 
 from utils.text import for_terminal, scrub, valid_text
+from utils.run.results import TaskState
 
-TERMINAL_STATES = ("done", "failed", "skipped")
+TERMINAL_STATES = (TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED)
 
 
 # ---------------------------------------------------------------- small formatters
@@ -143,21 +144,21 @@ def task_line(data: dict) -> str | None:
     """A task event as one line, or None for the chatty states (waiting, ready)."""
     tid, state = data.get("id"), data.get("state")
     rev = f", revision {data['revision']}" if data.get("revision") else ""
-    if state == "running":
+    if state == TaskState.RUNNING:
         worker = f", worker {data['worker']}" if data.get("worker") is not None else ""
         return f"{tid} running ({data.get('role', '?')}{worker}{rev})"
-    if state == "done":
+    if state == TaskState.DONE:
         web = ((data.get("result") or {}).get("data") or {}).get("web")  # issue 12: a research task's pages
         extra = ""
         if isinstance(web, dict):
             from utils.tools.web.research import summary as web_summary
             extra = f"; web: {web_summary(web)}"
         return f"{tid} done in {fmt_seconds(data.get('elapsed_s'))}, {fmt_int(data.get('tokens'))} tokens{extra}"
-    if state == "failed":
+    if state == TaskState.FAILED:
         return f"{tid} failed: {shorten(data.get('error'), 300)}"
-    if state == "skipped":
+    if state == TaskState.SKIPPED:
         return f"{tid} skipped: {shorten(data.get('error') or 'dependency did not finish', 200)}"
-    if state == "pending":
+    if state == TaskState.PENDING:
         return f"{tid} not started: {shorten(data.get('error') or 'run stopped', 200)}"
     return None
 
@@ -246,7 +247,7 @@ class PlainView:
 
     def event(self, kind: str, data: dict[str, Any]) -> None:
         if self.mode != "plain":
-            if kind == "task" and data.get("state") == "failed":
+            if kind == "task" and data.get("state") == TaskState.FAILED:
                 write_line(self.err_file, task_line(data) or "")
             elif kind == "notice" and data.get("level") == "warn":
                 write_line(self.err_file, notice_line(data))

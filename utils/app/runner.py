@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError, StorageError, UsageError
 from utils.events import Emit, Event
 from utils.run.results import TaskState
+from utils.run.state import RunState, count_revisions, ended_status
 from utils.run.runfile import file_hashes
 from utils.run.runstore import RunStore
 from utils.run.standins import RunStandIns
@@ -54,10 +55,10 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
         shared["results"] = {k: v for k, v in (saved.get("results") or {}).items()
                              if v.get("state") == TaskState.DONE}
         shared["reviews"] = saved.get("reviews") or []
-        shared["revisions_done"] = saved.get("revisions_done", 0)
+        shared["revisions_done"] = count_revisions(shared["reviews"])
         shared["rounds"] = saved.get("rounds", 0)
         shared["hashes"] = saved.get("hashes") or {}
-        if is_complete(saved):  # nothing left to do: execute() reports it and calls no model
+        if RunState.of(saved).is_complete(saved.get("document")):  # nothing left to do: execute() reports it and calls no model
             shared.update(complete=True, status=saved["status"], document=saved.get("document"),
                           title=saved.get("title"), meta_description=saved.get("meta_description"))
     if llm.offline:  # the offline model answers from this run's spec and state (utils/run/standins.py)
@@ -73,14 +74,6 @@ def _checked_plan(plan: dict | None, spec) -> dict | None:
         return None
     check_plan(plan, spec, None, "--resume: the saved plan", allow_empty=True)
     return plan
-
-
-def is_complete(saved: dict) -> bool:
-    """A finished run: status ok, a document, and every planned task done."""
-    tasks = (saved.get("plan") or {}).get("tasks") or []
-    results = saved.get("results") or {}
-    return (saved.get("status") == "ok" and bool(saved.get("document")) and bool(tasks)
-            and all((results.get(t.get("id")) or {}).get("state") == TaskState.DONE for t in tasks))
 
 
 def _custom_spec_path(spec) -> str | None:
@@ -163,7 +156,7 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     store.save({**shared, "status": "running"})
     try:
         run_closing(llm, lambda: flow.run_async(shared))
-        status = shared.get("status") or ("planned" if shared.get("plan") else "failed")
+        status = ended_status(shared)
         code = EXIT_OK if status in ("ok", "planned") else EXIT_FAILED
     except KeyboardInterrupt:
         status, code, error = "interrupted", EXIT_INTERRUPTED, "interrupted"

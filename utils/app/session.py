@@ -421,29 +421,32 @@ def saved_results(outcome) -> dict:
     """Task results as saved in run.json (the source of truth: after Ctrl-C the shared store may not
     have seen the tasks that finished), with anything newer from the shared store on top."""
     from utils.run.runstore import load_run
+    from utils.run.state import record_result
 
     try:
         results = dict(load_run(outcome.run_dir).get("results") or {})
     except OrchError:
         results = {}
-    for tid, r in (outcome.shared.get("results") or {}).items():
-        if isinstance(r, dict) and (r.get("state") == "done" or tid not in results):
-            results[tid] = r
+    for r in (outcome.shared.get("results") or {}).values():
+        if isinstance(r, dict):
+            record_result(results, r)
     return results
 
 
 def summary_info(outcome, llm, options: dict) -> dict:
+    from utils.run.results import TaskState
+    from utils.run.state import RunState
+
     results = saved_results(outcome)
-    plan_tasks = (outcome.shared.get("plan") or {}).get("tasks") or []
+    state = RunState.of({"plan": outcome.shared.get("plan"), "results": results})
     # offline no model is called: the stand-ins' sizes are not calls or tokens anyone paid for
     t = {} if llm.offline else outcome.totals
     info = {"status": outcome.status, "elapsed_s": outcome.elapsed_s, "calls": t.get("calls", 0),
             "prompt_tokens": t.get("prompt_tokens", 0), "completion_tokens": t.get("completion_tokens", 0),
             "cached": t.get("cached", 0), "cost_usd": t.get("cost_usd"), "output_dir": str(outcome.run_dir),
-            "failed": [{"id": k, "error": r.get("error")} for k, r in results.items() if r.get("state") == "failed"],
-            "skipped": [k for k, r in results.items() if r.get("state") == "skipped"],
-            "done": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") == "done"],
-            "left": [t["id"] for t in plan_tasks if results.get(t["id"], {}).get("state") != "done"],
+            "failed": [{"id": k, "error": r.error} for k, r in state.results.items() if r.state == TaskState.FAILED],
+            "skipped": [k for k, r in state.results.items() if r.state == TaskState.SKIPPED],
+            "done": state.ids_in(TaskState.DONE), "left": state.left(),
             "offline": llm.offline, "model": None if llm.offline else llm.settings.model, "resume_hint": None,
             "reason": outcome.shared.get("status_reason"), "claims": outcome.shared.get("verification")}
     if outcome.status in ("interrupted", "stopped"):
@@ -487,6 +490,8 @@ def report(settings: Settings, display, outcome, info: dict, *, show_document: b
 
 def json_summary(outcome, info: dict) -> dict:
     """`--json`: one document that says what the run did (read from run.json where it matters)."""
+    from utils.run.state import state_of
+
     shared = outcome.shared
     plan = shared.get("plan") or {"tasks": []}
     results = saved_results(outcome)
@@ -494,5 +499,5 @@ def json_summary(outcome, info: dict) -> dict:
             "error": outcome.error, "document": str(outcome.document_path) if outcome.document_path else None,
             "run_json": str(outcome.run_dir / "run.json"), "title": shared.get("title"),
             "tasks": [{"id": t["id"], "title": t["title"], "role": t["role"],
-                       "state": results.get(t["id"], {}).get("state", "pending")} for t in plan["tasks"]],
+                       "state": state_of(results.get(t["id"]))} for t in plan["tasks"]],
             "reviews": shared.get("reviews", [])}

@@ -9,6 +9,7 @@ import re
 
 from utils.run.outputs import Cohesion
 from utils.run.plan import Plan
+from utils.run.results import TaskState
 
 OFFLINE_BANNER = ("> **Offline provider: no model was called.** Computed figures and charts are real; "
                   "text sections are labelled placeholders. Configure a model (see README) for a real run.")
@@ -23,12 +24,12 @@ def document_sections(plan: Plan, results: dict[str, dict], include_roles: list[
     sections = []
     for t in chosen:
         r = results.get(t.id, {})
-        state = r.get("state", "pending")
-        if state == "done":
+        state = r.get("state", TaskState.PENDING)
+        if state == TaskState.DONE:
             text = r.get("output", "")
-        elif state == "failed":
+        elif state == TaskState.FAILED:
             text = f"> **Missing section:** task `{t.id}` failed: {r.get('error') or 'unknown error'}"
-        elif state == "skipped":
+        elif state == TaskState.SKIPPED:
             text = f"> **Missing section:** task `{t.id}` was skipped because a task it depends on did not finish."
         else:
             text = f"> **Missing section:** task `{t.id}` was not run ({state})."
@@ -123,17 +124,3 @@ def assemble(plan: Plan, sections: list[tuple[str, str, str]], cohesion: Cohesio
     for note in notes or []:
         out += [f"> {note}", ""]
     return "\n".join(out).rstrip() + "\n"
-
-
-def run_status(plan: Plan, results: dict[str, dict], stopped: str | None = None) -> str:
-    """ok: every task done; stopped: budget or Ctrl-C left tasks unrun; partial; failed: nothing done.
-    (The aggregator turns an `ok` into `partial` after a failed re-plan and `unreviewed` after a
-    failed review: every task ran, but not as planned or not checked.)"""
-    states = [results.get(t.id, {}).get("state", "pending") for t in plan.tasks]
-    if stopped:  # even with every task done: the review or the next planning round is still owed
-        return "stopped"
-    if states and all(s == "done" for s in states):
-        return "ok"
-    if "pending" in states:
-        return "stopped"
-    return "partial" if "done" in states else "failed"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.run.report_markdown import data_uri, markdown_html
+from utils.run.results import TaskState
 
 REPORT = "report.html"
 CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; "
@@ -149,7 +150,7 @@ def _plan_section(state: dict) -> str:
     rows = "".join(
         f"<tr><td>{esc(t.get('id'))}</td><td>{esc(t.get('title'))}</td><td>{esc(t.get('role'))}</td>"
         f"<td>{esc(', '.join(t.get('depends_on') or []) or '-')}</td>"
-        f"<td>{esc((results.get(t.get('id')) or {}).get('state', 'pending'))}</td>"
+        f"<td>{esc((results.get(t.get('id')) or {}).get('state', TaskState.PENDING))}</td>"
         f"<td class='n'>{_num((results.get(t.get('id')) or {}).get('elapsed_s'), 2)}</td></tr>" for t in tasks)
     table = ("<table><thead><tr><th>id</th><th>title</th><th>role</th><th>depends on</th><th>state</th>"
              f"<th>seconds</th></tr></thead><tbody>{rows}</tbody></table>")

@@ -24,7 +24,8 @@ from utils.errors import StorageError, UsageError
 from utils.events import Event
 from utils.files import read_user_text, write_atomic
 from utils.run.journal import JournalWriter, read_journal, trim_torn_tail
-from utils.run.results import TaskState, saved_result
+from utils.run.results import saved_result
+from utils.run.state import count_revisions, record_result
 from utils.text import bracket_depth, for_file, for_markdown, json_text, scrub, valid_data
 
 FORMAT = "orchestrator-run/1"
@@ -107,14 +108,9 @@ def apply_record(state: dict, record: dict) -> None:
         reviews = state.setdefault("reviews", [])
         if record["review"] not in reviews:
             reviews.append(record["review"])
-        state["revisions_done"] = sum(1 for r in reviews if r.get("rerun"))
+        state["revisions_done"] = count_revisions(reviews)
     elif kind == "task":
-        result = record["result"]
-        results = state.setdefault("results", {})
-        old = results.get(result["id"]) or {}
-        # never overwrite finished work with a task that was not started
-        if not (result.get("state") == TaskState.PENDING and old.get("state") == TaskState.DONE):
-            results[result["id"]] = result
+        record_result(state.setdefault("results", {}), record["result"])
     if "totals" in record:
         state["totals"] = record["totals"]
     if "seq" in record:

@@ -33,8 +33,9 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from utils.run.plan import Task, find_cycle
 from utils.dag import dependents, longest_chains, topo_order as order_nodes
+from utils.run.results import TaskState
 
-DONE, FAILED, SKIPPED, PENDING = "done", "failed", "skipped", "pending"
+DONE, FAILED, SKIPPED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING
 
 Notify = Callable[[str, "str | None"], None]   # (state, error): waiting, ready, or a never-started end
 Work = Callable[[int], Awaitable[tuple[str, Any]]]  # slot -> (end state, result for dependents)
@@ -168,7 +169,7 @@ class Schedule:
         the reason. A task that runs reports itself from `work`; it is notified of its end state
         after its slot is free. Returns the end state.
         """
-        notify("waiting", None)
+        notify(TaskState.WAITING, None)
         self._dispatch_soon()  # also runs the stuck check, so a plan with no runnable task ends
         unmet = await self.wait_for_dependencies(task_id)
         if task_id in self._errors:
@@ -180,7 +181,7 @@ class Schedule:
             self.skip(task_id, state)
             notify(state, self._stopped or "dependency did not finish: " + ", ".join(unmet))
             return state
-        notify("ready", None)
+        notify(TaskState.READY, None)
         try:
             slot = await self.acquire(task_id)
         except Stopped as stop:

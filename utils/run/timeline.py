@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from utils.dag import longest_chains
+from utils.run.results import TaskState
 from utils.palette import role_colours
 
 EPS = 0.002  # seconds: a task that starts within this of an event was waiting for that event
-FAILED_STATES = ("failed",)
+FAILED_STATES = (TaskState.FAILED,)
 
 
 @dataclass
