@@ -33,9 +33,9 @@ from pydantic import ValidationError
 
 from utils.events import Event
 from utils.run.plan import ID_PATTERN, Plan, Task
+from utils.run.results import ENDED, TaskState
 from utils.run.scheduler import Schedule
 
-ENDED = ("done", "failed", "skipped")
 _ID = re.compile(ID_PATTERN)
 _TASKS_KEY = re.compile(r',?\s*"[^"]*"\s*:\s*\[\s*$')  # the key that opens the tasks array
 
@@ -272,11 +272,11 @@ class PlanWhileWorking:
                 job.cancel()
         await asyncio.gather(*jobs.values(), return_exceptions=True)
         for tid in ids:
-            self.sched.finish(tid, "pending")  # never started, or cancelled: nothing waits on it
+            self.sched.finish(tid, TaskState.PENDING)  # never started, or cancelled: nothing waits on it
             task = self.gate.admitted[tid]
             why = ("the repaired plan changed this task or one it depends on" if tid in plan.ids()
                    else "the final plan dropped this task")
-            result = {"id": tid, "title": task.title, "role": task.role, "state": "skipped",
+            result = {"id": tid, "title": task.title, "role": task.role, "state": TaskState.SKIPPED,
                       "error": f"discarded: {why}", "output": "", "prompt_tokens": 0, "completion_tokens": 0}
             self.emit(Event("task", {**{k: result[k] for k in ("id", "title", "role", "state", "error")},
                                      "worker": None, "elapsed_s": 0.0, "tokens": 0, "revision": 0,
@@ -302,7 +302,7 @@ async def plan_overlapped(*, ask, work: Work, spec: Any, goal: str, options: dic
                           known: Iterable[str] = ()) -> tuple[Plan, list[str], Overlap]:
     """One planning call with the worker pass beside it. `known`: tasks finished in earlier rounds
     (a re-plan), which new tasks may depend on; hybrid admits only tasks that depend on those."""
-    done = {tid for tid, r in prior.items() if r.get("state") == "done"} | set(known)
+    done = {tid for tid, r in prior.items() if r.get("state") == TaskState.DONE} | set(known)
     gate = Gate(spec.roles, known=done | set(prior),  # a dependency on a task that failed: skipped, as always hold_roles=[n for n, r in spec.roles.items() if r.needs],
                 max_tasks=options["max_tasks"], frontier=options["strategy"] == "hybrid")
     run = PlanWhileWorking(goal=goal, gate=gate, work=work, emit=emit, max_workers=options["max_workers"],
