@@ -26,14 +26,14 @@ from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_mod
 from utils.run.plan import Plan, bounded_rerun
 from utils.run.plan_stream import overlap_applies, plan_overlapped
 from utils.run.planning import ask_for_plan, wire_spec_needs
-from utils.run.results import TaskResult, TaskState, results_digest
+from utils.run.results import ENDED, SAVED_STATES, TaskResult, TaskState, results_digest
 from utils.run.state import RunState, count_revisions, record_result
 from utils.run.scheduler import Schedule
 from utils.tools import RUN_FILES, ToolInput, run_tool
 from utils.tools.sources import NO_SOURCES, report_sources
 from utils.tools.web.cite import cite_web
 
-DONE, FAILED, SKIPPED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING
+DONE, FAILED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.PENDING
 
 
 def _runtime(shared: dict) -> tuple[Any, Any]:
@@ -73,7 +73,7 @@ def _set_plan(shared: dict, plan: Plan) -> None:
 
 def _frontier(plan: Plan, results: dict[str, dict]) -> list[str]:
     """Pending tasks whose dependencies have all ended (hybrid runs one frontier per batch)."""
-    ended = {tid for tid, r in results.items() if r.get("state") in (DONE, FAILED, SKIPPED)}
+    ended = {tid for tid, r in results.items() if r.get("state") in ENDED}
     return [t.id for t in plan.tasks if t.id not in ended and set(t.depends_on) <= ended]
 
 
@@ -94,8 +94,7 @@ def _took_overlap(shared: dict, ran) -> None:
     """The results of tasks that ran beside planning; the queue keeps what has not ended. The first
     planning call's times stay (the timeline's planning bar); every round's arrival times add up."""
     shared["results"].update(ran.results)
-    ended = (DONE, FAILED, SKIPPED)
-    shared["queue"] = [tid for tid in shared["queue"] if ran.results.get(tid, {}).get("state") not in ended]
+    shared["queue"] = [tid for tid in shared["queue"] if ran.results.get(tid, {}).get("state") not in ENDED]
     record = shared.setdefault("planning", {**ran.planning, "streamed": {}, "discarded": []})
     record["streamed"].update(ran.streamed)
     record["discarded"] += ran.discarded
@@ -206,7 +205,7 @@ class WorkerBatch(AsyncParallelBatchNode):
     def _report(emit, result: dict, state: str) -> None:
         data = {k: result[k] for k in ("id", "title", "role", "worker", "elapsed_s", "error", "revision")}
         data.update(state=state, tokens=result["prompt_tokens"] + result["completion_tokens"])
-        if state in (DONE, FAILED, SKIPPED, PENDING):
+        if state in SAVED_STATES:
             data["result"] = result
         emit(Event("task", data))
 

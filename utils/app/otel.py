@@ -21,12 +21,11 @@ import time
 from typing import Any, Callable
 
 from utils.events import Event
-from utils.run.results import TaskState
+from utils.run.results import SAVED_STATES, TaskState
 
 SERVICE = "kaygraph-orchestrator"
 MISSING = ("OpenTelemetry tracing was asked for, but its packages are not installed "
            "(pip install -r requirements-otel.txt); running without traces")
-ENDED = (TaskState.DONE, TaskState.FAILED, TaskState.SKIPPED, TaskState.PENDING)
 _NS = 1_000_000_000
 EXPORT_TIMEOUT_S = 3  # per export, retries included: an absent collector costs a run at most this much
 
@@ -138,7 +137,7 @@ class RunTracer:
             if self.content and data.get("title"):
                 attrs["orchestrator.task.title"] = str(data["title"])
             self.tasks[tid] = self._child(f"task {tid}", self.phase or self.root, attrs)
-        elif state in ENDED and "result" in data:
+        elif state in SAVED_STATES and "result" in data:
             self._end_task(tid, span, state, data)
 
     def _end_task(self, tid: str, span, state: str, data: dict) -> None:
