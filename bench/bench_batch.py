@@ -80,6 +80,30 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _tree_cpu(root: int, seen: dict[tuple[int, str], float]) -> None:
+    """Add the CPU seconds (user + system) of `root` and every process
+    below it (a local Ray's raylet and workers are the driver's descendants) to `seen`, keyed by
+    (pid, start time) so a reused pid is another process; a process's last sample stands for it."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        parent[int(entry.name)] = int(fields[1])
+        stats[int(entry.name)] = fields
+    for pid, fields in stats.items():
+        p = pid
+        while p not in (0, 1, root) and p in parent:
+            p = parent[p]
+        if p == root:  # fields[11:13]: utime, stime (not the reaped children's: counted themselves)
+            seen[(pid, fields[19])] = (int(fields[11]) + int(fields[12])) / tick
+
+
 def run_batch(folder: Path, goals: Path, executor: str, env: dict, *extra: str) -> dict:
     out = folder / f"out-{executor}"
     cmd = [sys.executable, str(ROOT / "main.py"), "--batch", str(goals), "--output-dir", str(out), "--json",
@@ -89,8 +113,10 @@ def run_batch(folder: Path, goals: Path, executor: str, env: dict, *extra: str) 
     rss, reader = 0.0, threading.Thread(target=lambda: results.append(proc.communicate()), daemon=True)
     results: list = []
     reader.start()
+    cpu: dict[tuple[int, str], float] = {}
     while proc.poll() is None:
         rss = max(rss, peak_rss_mb(proc.pid))
+        _tree_cpu(proc.pid, cpu)
         time.sleep(0.2)
     reader.join()
     wall = time.monotonic() - started
@@ -103,7 +129,12 @@ def run_batch(folder: Path, goals: Path, executor: str, env: dict, *extra: str) 
     ok = doc["counts"].get("ok", 0)
     return {"goals": len(doc["goals"]), "ok": ok, "wall_s": wall, "per_min": 60 * ok / wall,
             "peak_limit": doc.get("peak_calls_in_flight"), "calls": sum(g["calls"] for g in doc["goals"]),
-            "driver_rss_mb": rss, "code": done.returncode}
+            "driver_rss_mb": rss, "code": done.returncode, "cpu_s": sum(cpu.values())}
+
+
+def busy(r: dict) -> str:
+    """CPU seconds of the batch's processes, and how many cores they kept busy on average."""
+    return f"{r['cpu_s']:.0f} s ({r['cpu_s'] / r['wall_s']:.2f})"
 
 
 def main() -> None:
@@ -124,16 +155,16 @@ def main() -> None:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "ORCH_"))}
     base.update(ORCH_HOME=str(home / "home"), PYTHONDONTWRITEBYTECODE="1", RAY_AUTH_MODE="disabled")
     print(f"CPUs: {os.cpu_count()} · python {sys.version.split()[0]} · batch workers (local) {args.workers}\n")
-    print("| load | executor | goals ok | wall | goals/min | model calls | server peak in flight (cap 16) "
-          "| 429s | driver peak RSS |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| load | executor | goals ok | wall | CPU s (cores busy) | goals/min | model calls "
+          "| server peak in flight (cap 16) | 429s | driver peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     if args.offline:
         folder = Path(tempfile.mkdtemp(dir=home))
         goals = goals_file(folder, args.offline)
         for ex in executors:
             r = run_batch(folder, goals, ex, {**base, "ORCH_PROVIDER": "offline"}, "--batch-workers",
                           str(args.workers))
-            print(f"| {args.offline} offline blog | {ex} | {r['ok']}/{r['goals']} | {r['wall_s']:.1f} s | "
+            print(f"| {args.offline} offline blog | {ex} | {r['ok']}/{r['goals']} | {r['wall_s']:.1f} s | {busy(r)} | "
                   f"{r['per_min']:.0f} | - | - | - | {r['driver_rss_mb']:.0f} MB |", flush=True)
     if args.server:
         folder = Path(tempfile.mkdtemp(dir=home))
@@ -146,7 +177,7 @@ def main() -> None:
                 r = run_batch(folder, goals, ex, env, "--config", str(config), "--batch-workers", "8",
                               "--max-workers", "4")
                 print(f"| {args.server} blog, fake server 200 ms | {ex} | {r['ok']}/{r['goals']} | {r['wall_s']:.1f} s "
-                      f"| {r['per_min']:.0f} | {len(server.requests)} | {server.max_in_flight} | {server.rejected} "
+                      f"| {busy(r)} | {r['per_min']:.0f} | {len(server.requests)} | {server.max_in_flight} | {server.rejected} "
                       f"| {r['driver_rss_mb']:.0f} MB |", flush=True)
     if args.analyses:
         folder = Path(tempfile.mkdtemp(dir=home))
@@ -157,7 +188,7 @@ def main() -> None:
             walls[ex] = r["wall_s"]
             speedup = f" · {walls['local'] / r['wall_s']:.2f}x one process" if ex != "local" and "local" in walls else ""
             print(f"| {args.analyses} offline analyses of {args.csv_mb:g} MB CSVs | {ex} | {r['ok']}/{r['goals']} | "
-                  f"{r['wall_s']:.1f} s{speedup} | {r['per_min']:.1f} | - | - | - | {r['driver_rss_mb']:.0f} MB |",
+                  f"{r['wall_s']:.1f} s{speedup} | {busy(r)} | {r['per_min']:.1f} | - | - | - | {r['driver_rss_mb']:.0f} MB |",
                   flush=True)
 
 

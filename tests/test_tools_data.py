@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import random
 import statistics
 import subprocess
@@ -332,3 +333,12 @@ def test_importing_the_tools_loads_no_heavy_library():
             "if m in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_query_threads_follow_the_cpus_a_ray_task_was_given():
+    from utils.tools.dataset import query_threads
+    assert query_threads({"OMP_NUM_THREADS": "1"}) == 1  # Ray sets it to a task's --ray-cpus
+    assert query_threads({"OMP_NUM_THREADS": "3"}) == 3
+    machine = max(1, min(4, os.cpu_count() or 1))
+    assert query_threads({}) == machine
+    assert query_threads({"OMP_NUM_THREADS": "0"}) == query_threads({"OMP_NUM_THREADS": "two"}) == machine

@@ -113,6 +113,17 @@ _CACHE: dict[tuple, Dataset] = {}
 KEEP_DATASETS = 2
 
 
+def query_threads(env: dict | None = None) -> int:
+    """DuckDB's threads: the CPUs this process was given where something says so (a Ray task with
+    `--ray-cpus N` gets OMP_NUM_THREADS=N from Ray), else this machine's cores, at most 4. Two Ray
+    goals on one node, each querying with every core, would fight over the cores they were
+    scheduled not to share."""
+    given = (os.environ if env is None else env).get("OMP_NUM_THREADS", "")
+    if given.strip().isdigit() and int(given) > 0:
+        return int(given)
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def connection() -> Any:
     """A cursor on the process's temporary DuckDB database (one cursor per call: thread-safe)."""
     with _LOCK:
@@ -122,7 +133,7 @@ def connection() -> Any:
             folder = tempfile.mkdtemp(prefix="orch-duckdb-")
             db = duckdb.connect(os.path.join(folder, "data.duckdb"), config={
                 "memory_limit": os.environ.get("ORCH_DUCKDB_MEMORY", "512MB"),
-                "threads": max(1, min(4, os.cpu_count() or 1)),
+                "threads": query_threads(),
                 "preserve_insertion_order": False, "temp_directory": os.path.join(folder, "spill")})
             _STATE.update(db=db, folder=folder, n=0)
             atexit.register(_close)
