@@ -28,7 +28,7 @@ from utils.run.results import TaskState
 from utils.run.runfile import file_hashes
 from utils.run.runstore import RunStore
 from utils.run.standins import RunStandIns
-from utils.run.state import RunState, count_revisions, ended_status
+from utils.run.state import RunState, count_revisions, ended_status, ids_with
 
 OFFLINE_NOTE = ("Offline provider: no model is called. Set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
                 "server (Ollama, vLLM, LM Studio...), or pass --base-url. See README.")
@@ -162,8 +162,8 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
     if saved:
         shared["plan"] = _checked_plan(saved.get("plan"), spec)
         # Only finished work carries over: failed, skipped and unstarted tasks run again.
-        shared["results"] = {k: v for k, v in (saved.get("results") or {}).items()
-                             if v.get("state") == TaskState.DONE}
+        results = saved.get("results") or {}
+        shared["results"] = {k: results[k] for k in ids_with(results, TaskState.DONE)}
         shared["reviews"] = saved.get("reviews") or []
         shared["revisions_done"] = count_revisions(shared["reviews"])
         shared["rounds"] = saved.get("rounds", 0)
@@ -328,7 +328,7 @@ def partial_document(shared: dict, note: str, results: dict | None = None) -> st
 
     results = {k: v for k, v in (shared.get("results") if results is None else results).items()
                if isinstance(v, dict)}
-    if not shared.get("plan") or not any(r.get("state") == TaskState.DONE for r in results.values()):
+    if not shared.get("plan") or not ids_with(results, TaskState.DONE):
         return None
     try:
         plan = Plan.model_validate(shared["plan"])

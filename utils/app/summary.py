@@ -45,7 +45,7 @@ def summary_info(outcome, llm, options: dict) -> dict:
     """The run's summary: status, usage, which tasks are done, failed, skipped or left, and the
     command that resumes it when it did not finish."""
     from utils.run.results import TaskState
-    from utils.run.state import RunState
+    from utils.run.state import RunState, ids_with
 
     results = saved_results(outcome)
     state = RunState.of({"plan": outcome.shared.get("plan"), "results": results})
@@ -54,8 +54,8 @@ def summary_info(outcome, llm, options: dict) -> dict:
     info = {"status": outcome.status, "elapsed_s": outcome.elapsed_s, "calls": t.get("calls", 0),
             "prompt_tokens": t.get("prompt_tokens", 0), "completion_tokens": t.get("completion_tokens", 0),
             "cached": t.get("cached", 0), "cost_usd": t.get("cost_usd"), "output_dir": str(outcome.run_dir),
-            "failed": [{"id": k, "error": r.error} for k, r in state.results.items() if r.state == TaskState.FAILED],
-            "skipped": [k for k, r in state.results.items() if r.state == TaskState.SKIPPED],
+            "failed": [{"id": k, "error": state.results[k].error} for k in ids_with(state.results, TaskState.FAILED)],
+            "skipped": ids_with(state.results, TaskState.SKIPPED),
             "done": state.ids_in(TaskState.DONE), "left": state.left(),
             "offline": llm.offline, "model": None if llm.offline else llm.settings.model, "resume_hint": None,
             "reason": outcome.shared.get("status_reason"), "claims": outcome.shared.get("verification")}
