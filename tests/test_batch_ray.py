@@ -22,7 +22,7 @@ from tests.scripted import TASK_RE, Script, plan_json
 from tests.test_batch import ApprovingLiteralServer, batch_lines, write_lines
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.xdist_group("ray")
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parent.parent
 # the model key: in the workers' environment (inherited from this process when Ray starts), never an argument
