@@ -32,21 +32,22 @@ TIERS = ("unit", "graph", "cli", "subprocess", "integration")
 
 
 def run_suite(extra: list[str]) -> tuple[list[dict], float, float, str]:
-    """(per-test records, wall s, CPU s of the whole run, pytest's last line)."""
+    """(per-test records, wall s, CPU s of the whole run, pytest's failures and last line)."""
     with tempfile.TemporaryDirectory(prefix="suite-clock-") as tmp:
         env = {**os.environ, "SUITE_CLOCK_OUT": str(Path(tmp) / "clock"),
                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")]))}
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "suite_clock",
+        done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "suite_clock",
                                *extra], cwd=ROOT, env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         records = [json.loads(line) for f in sorted(Path(tmp).glob("clock.*"))
                    for line in f.read_text(encoding="utf-8").splitlines()]
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    last = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
-    return records, wall, cpu, last
+    lines = done.stdout.strip().splitlines() or ["(no output)"]
+    said = [line for line in lines if line.startswith(("FAILED", "ERROR"))] + lines[-1:]
+    return records, wall, cpu, "\n  ".join(said)
 
 
 def by_tier(records: list[dict]) -> dict[str, dict[str, float]]:
