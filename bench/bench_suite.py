@@ -13,12 +13,14 @@ runs. Set ORCH_TEST_LITELLM (as .ci/run does) or the gateway tests skip. `--comp
 column from an earlier run's per-test records (`--keep FILE.jsonl` writes them).
 
     python bench/bench_suite.py [--keep now.jsonl] [--compare before.jsonl] [-- extra pytest args]
+    python bench/bench_suite.py --records now.jsonl [--compare before.jsonl]     # the tables again
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -64,23 +66,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", type=Path, help="write the per-test records here (JSON lines)")
     parser.add_argument("--compare", type=Path, help="an earlier --keep file: its tier sums side by side")
+    parser.add_argument("--records", type=Path, help="print the tables of a --keep file; run nothing")
     parser.add_argument("extra", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args()
-    load_before = os.getloadavg()
-    records, wall, cpu, last = run_suite(args.extra)
-    load_after = os.getloadavg()
-    if args.keep:
-        args.keep.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    print(f"pytest: {last}")
-    print(f"suite wall time: {wall:.1f} s; CPU of all its processes: {cpu:.1f} s (2 cores: >= {cpu / 2:.0f} s wall)")
-    print(f"load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
-          f"after: {', '.join(f'{x:.2f}' for x in load_after)}")
+    if args.records:
+        records = [json.loads(line) for line in args.records.read_text(encoding="utf-8").splitlines()]
+    else:
+        load_before = os.getloadavg()
+        records, wall, cpu, last = run_suite(args.extra)
+        load_after = os.getloadavg()
+        if args.keep:
+            args.keep.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        print(f"pytest: {last}")
+        print(f"suite wall time: {wall:.1f} s; CPU of all its processes: {cpu:.1f} s (2 cores: >= {cpu / 2:.0f} s wall)")
+        print(f"load average (1, 5, 15 min) before: {', '.join(f'{x:.2f}' for x in load_before)}; "
+              f"after: {', '.join(f'{x:.2f}' for x in load_after)}")
     now = by_tier(records)
     earlier: dict = {}
     if args.compare:
-        tiers = {r["id"]: r["tier"] for r in records}
+        plain = lambda nodeid: re.sub(r"@[\w-]+$", "", nodeid)  # noqa: E731 - xdist's "@group" suffix
+        tiers = {plain(r["id"]): r["tier"] for r in records}
         old = [json.loads(line) for line in args.compare.read_text(encoding="utf-8").splitlines()]
-        earlier = by_tier([{**r, "tier": tiers.get(r["id"], r.get("tier", "unit"))} for r in old])
+        earlier = by_tier([{**r, "tier": tiers.get(plain(r["id"]), r.get("tier", "unit"))} for r in old])
     head = "| tier | tests | wall s (sum) | CPU s (sum) |" + (" before: wall s | before: CPU s |" if earlier else "")
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
