@@ -2,7 +2,9 @@
 
 Each node is thin: `prep` reads the shared store, `exec` does one thing (usually one model call)
 and `post` writes the shared store and returns the action that picks the next node. Logic that can
-be a pure function lives in `utils/`. Nodes never print: they emit progress events, and `main.py`
+be a pure function lives in `utils/run/`: what a pass runs and a re-plan is told (passes.py), one
+task's work (work.py), review verdicts (review.py), the claims check's input (claim_evidence.py),
+the document (assemble.py), the typed plan and the task states (state.py). Nodes never print: they emit progress events, and `main.py`
 decides how to show them. No run state lives on a node: graphs copy nodes, and the worker batch
 shares one instance across all its items.
 
@@ -12,26 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 from typing import Any
 
-from utils.run.assemble import assemble, document_sections
-from utils.run.claim_evidence import check_drafts
-from utils.run.claims import digest, totals
-from utils.run.context import cohesion_messages, review_messages, worker_messages
+from utils.run.assemble import cohesion_call, document_sections, final_document
+from utils.run.claim_evidence import check_drafts, drafts_to_check, verification_records
+from utils.run.claims import totals
 from utils.engine import AsyncNode, AsyncParallelBatchNode
 from utils.errors import BudgetExceeded, OrchError
 from utils.events import Event
-from utils.run.outputs import Cohesion, ReviewResult, cohesion_model, output_model, review_model
-from utils.run.plan import Plan, bounded_rerun
+from utils.run.outputs import Cohesion, ReviewResult
+from utils.run.passes import not_started, queue_for, replanning, satisfied, still_queued
+from utils.run.plan import Plan
 from utils.run.plan_stream import overlap_applies, plan_overlapped
-from utils.run.planning import ask_for_plan, wire_spec_needs
-from utils.run.results import ENDED, SAVED_STATES, TaskResult, TaskState, results_digest
-from utils.run.state import RunState, count_revisions, record_result
+from utils.run.planning import planner
+from utils.run.results import TaskResult, TaskState, results_digest
+from utils.run.review import failed_review, review_call, reusable, verdict
+from utils.run.state import RunState, count_revisions, plan_of, record_result, set_plan, state_of
 from utils.run.scheduler import Schedule
-from utils.tools import RUN_FILES, ToolInput, run_tool
-from utils.tools.sources import NO_SOURCES, report_sources
-from utils.tools.web.cite import cite_web
+from utils.run.work import do_task, task_event
 
 DONE, FAILED, PENDING = TaskState.DONE, TaskState.FAILED, TaskState.PENDING
 
@@ -57,26 +57,6 @@ def _notify(emit, notes: list[str]) -> None:
         emit(Event("notice", {"level": "warn", "message": note}))
 
 
-def _plan(shared: dict) -> Plan:
-    """The run's plan as a `Plan`. The store keeps its saved (dict) form; the typed plan is validated
-    once per plan (when `shared["plan"]` is a new object) and kept in `runtime`, never saved."""
-    cached = shared["runtime"].get("plan")
-    if cached is None or cached[0] is not shared["plan"]:
-        cached = shared["runtime"]["plan"] = (shared["plan"], Plan.model_validate(shared["plan"]))
-    return cached[1]
-
-
-def _set_plan(shared: dict, plan: Plan) -> None:
-    shared["plan"] = plan.model_dump()
-    shared["runtime"]["plan"] = (shared["plan"], plan)
-
-
-def _frontier(plan: Plan, results: dict[str, dict]) -> list[str]:
-    """Pending tasks whose dependencies have all ended (hybrid runs one frontier per batch)."""
-    ended = {tid for tid, r in results.items() if r.get("state") in ENDED}
-    return [t.id for t in plan.tasks if t.id not in ended and set(t.depends_on) <= ended]
-
-
 def _announce(emit, plan: Plan, notes: list[str], round_no: int, source: str) -> None:
     _notify(emit, notes)
     emit(Event("plan", {"plan": plan.model_dump(), "round": round_no, "source": source}))
@@ -94,16 +74,10 @@ def _took_overlap(shared: dict, ran) -> None:
     """The results of tasks that ran beside planning; the queue keeps what has not ended. The first
     planning call's times stay (the timeline's planning bar); every round's arrival times add up."""
     shared["results"].update(ran.results)
-    shared["queue"] = [tid for tid in shared["queue"] if ran.results.get(tid, {}).get("state") not in ENDED]
+    shared["queue"] = still_queued(shared["queue"], ran.results)
     record = shared.setdefault("planning", {**ran.planning, "streamed": {}, "discarded": []})
     record["streamed"].update(ran.streamed)
     record["discarded"] += ran.discarded
-
-
-def _queue_for(plan: Plan, results: dict[str, dict], strategy: str) -> list[str]:
-    if strategy == "hybrid":
-        return _frontier(plan, results)
-    return [t.id for t in plan.tasks if results.get(t.id, {}).get("state") != DONE]
 
 
 class OrchestratorNode(AsyncNode):
@@ -112,7 +86,7 @@ class OrchestratorNode(AsyncNode):
     async def prep_async(self, shared):
         llm = _phase(shared, "planning")
         return {"llm": llm, "spec": shared["spec"], "goal": shared["goal"], "options": shared["options"],
-                "inputs": _input_names(shared), "plan": _plan(shared) if shared.get("plan") else None, "emit": shared["runtime"]["emit"],
+                "inputs": _input_names(shared), "plan": plan_of(shared) if shared.get("plan") else None, "emit": shared["runtime"]["emit"],
                 "prior": shared.get("results", {}), "round": shared.get("rounds", 0),
                 "worker_inputs": shared.get("inputs", {})}
 
@@ -120,12 +94,8 @@ class OrchestratorNode(AsyncNode):
         if p["plan"]:
             return p["plan"], "saved", [], None
         opts, source = p["options"], "offline" if p["llm"].offline else "model"
-
-        async def ask(on_text=None):
-            plan, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=opts, on_text=on_text,
-                                              inputs=p["inputs"], mode="next" if opts["strategy"] == "dynamic" else "full")
-            return plan, notes + wire_spec_needs(plan, p["spec"])
-
+        ask = planner(p["llm"], spec=p["spec"], goal=p["goal"], options=opts, inputs=p["inputs"],
+                      mode="next" if opts["strategy"] == "dynamic" else "full")
         if not overlap_applies(opts, p["llm"]):
             plan, notes = await ask()
             return plan, source, notes, None
@@ -138,9 +108,9 @@ class OrchestratorNode(AsyncNode):
 
     async def post_async(self, shared, p, exec_res):
         plan, source, notes, ran = exec_res
-        _set_plan(shared, plan)
+        set_plan(shared, plan)
         results = shared.setdefault("results", {})
-        shared["queue"] = _queue_for(plan, results, shared["options"]["strategy"])
+        shared["queue"] = queue_for(plan, results, shared["options"]["strategy"])
         shared["pass_kind"] = "plan"
         if ran is None:
             _announce(shared["runtime"]["emit"], plan, notes, shared.get("rounds", 0), source)
@@ -154,16 +124,15 @@ class WorkerBatch(AsyncParallelBatchNode):
     dependencies and a worker slot, so each task starts as soon as its inputs exist."""
 
     async def prep_async(self, shared):
-        plan = _plan(shared)
+        plan = plan_of(shared)
         results = shared.get("results", {})  # prep only reads the store
         queue = set(shared.get("queue", []))
         opts = shared["options"]
         revising = shared.get("pass_kind") in ("revision", "claims")  # claims: sent back by the citation check
         _phase(shared, "revising" if revising else "working")
         to_run = [t for t in plan.tasks if t.id in queue]
-        satisfied = {tid for tid, r in results.items() if r.get("state") == DONE and tid not in queue}
         sched = Schedule(to_run, max_workers=opts["max_workers"], strategy=opts["strategy"],
-                         satisfied=satisfied)
+                         satisfied=satisfied(results, queue))
         llm, emit = _runtime(shared)
         common = {"plan": plan, "sched": sched, "llm": llm, "emit": emit, "spec": shared["spec"],
                   "options": opts, "prior": results, "inputs": shared.get("inputs", {}),
@@ -203,63 +172,21 @@ class WorkerBatch(AsyncParallelBatchNode):
 
     @staticmethod
     def _report(emit, result: dict, state: str) -> None:
-        data = {k: result[k] for k in ("id", "title", "role", "worker", "elapsed_s", "error", "revision")}
-        data.update(state=state, tokens=result["prompt_tokens"] + result["completion_tokens"])
-        if state in SAVED_STATES:
-            data["result"] = result
-        emit(Event("task", data))
-
-    async def _work(self, item) -> dict:
-        task, spec, plan, sched = item["task"], item["spec"], item["plan"], item["sched"]
-        role = spec.roles[task.role]
-        deps = {d: sched.results.get(d) or item["prior"].get(d, {}) for d in task.depends_on}
-        if role.kind == "tool":
-            return await asyncio.to_thread(self._run_tool, item, role, deps)
-        feedback = item["feedback"].get(task.id, "")
-        messages, shortened = worker_messages(
-            system=role.system, plan=plan, task=task, budget_tokens=item["options"]["context_budget"],
-            dep_outputs={d: r.get("output", "") for d, r in deps.items()}, feedback=feedback,
-            previous=item["prior"].get(task.id, {}).get("output", "") if feedback else "")
-        team = (item["options"].get("tool_params") or {}).get("team")  # --team or proposed: what staffs it
-        schema = output_model(role.output, spec.roles, team)
-        reply = await item["llm"].complete(
-            messages, model=role.model or item["options"].get("role_models", {}).get(task.role)
-            or item["options"].get("model"), schema=schema,
-            purpose=f"task {task.id} ({task.role})")
-        out = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens,
-               "model": reply.model, "context_shortened": shortened}
-        if schema:
-            out.update(data=reply.data.model_dump(), output=reply.data.markdown())
-        else:
-            out.update(output=reply.text)
-        return out
+        emit(Event("task", task_event(result, state)))
 
     @staticmethod
-    def _run_tool(item, role, deps: dict[str, dict]) -> dict:
-        task, inputs = item["task"], item["inputs"]
-        data_path = inputs.get("data")
-        tool_in = ToolInput(task=task.model_dump(), data_path=Path(data_path) if data_path else None,
-                            input_paths=[Path(p) for p in inputs.get("inputs", [])],
-                            deps={d: {"data": r.get("data"), "output": r.get("output", "")} for d, r in deps.items()},
-                            params={**role.params, **item["options"].get("tool_params", {})},  # --team etc.
-                            goal=item["plan"].goal, target=inputs.get("target"), web=inputs.get("web"))
-        res = run_tool(role.tool, tool_in)
-        markdown = res.markdown
-        artifacts = {}
-        for name, blob in res.artifacts.items():  # one folder per run: prefix names by task id
-            if name in RUN_FILES:                 # except a run's own result file (analysis.json)
-                artifacts[name] = blob
-                continue
-            unique = f"{task.id}-{name}"
-            markdown = markdown.replace(f"]({name})", f"]({unique})")
-            artifacts[unique] = blob
-        return {"output": markdown, "data": res.data, "artifacts": artifacts, "model": f"tool:{role.tool}"}
+    async def _work(item) -> dict:
+        task, prior, sched = item["task"], item["prior"], item["sched"]
+        return await do_task(task=task, spec=item["spec"], plan=item["plan"], options=item["options"],
+                             llm=item["llm"], inputs=item["inputs"], feedback=item["feedback"].get(task.id, ""),
+                             deps={d: sched.results.get(d) or prior.get(d, {}) for d in task.depends_on},
+                             previous=prior.get(task.id, {}).get("output", ""))
 
     async def post_async(self, shared, prep_res, exec_res):
         results = shared.setdefault("results", {})
         for r in exec_res:
             record_result(results, r)  # a revision that never started keeps the approved version
-        stopped = next((r["error"] for r in exec_res if r["state"] == PENDING), None)
+        stopped = next((r["error"] for r in exec_res if state_of(r) == PENDING), None)
         shared["queue"] = []
         if stopped:
             shared["stopped"] = stopped
@@ -275,32 +202,22 @@ class ReplanNode(AsyncNode):
     async def prep_async(self, shared):
         llm = _phase(shared, "replanning")
         return {"llm": llm, "spec": shared["spec"], "goal": shared["goal"], "options": shared["options"],
-                "plan": _plan(shared), "results": shared.get("results", {}),
+                "plan": plan_of(shared), "results": shared.get("results", {}),
                 "rounds": shared.get("rounds", 0), "inputs": _input_names(shared), "emit": shared["runtime"]["emit"],
                 "prior": shared.get("results", {}), "worker_inputs": shared.get("inputs", {})}
 
     async def exec_async(self, p):
-        opts, plan, results = p["options"], p["plan"], p["results"]
-        finished = [t for t in plan.tasks if t.id in results]
-        known = {t.id: {**results[t.id], "title": t.title} for t in finished}
-        pending = [t for t in plan.tasks if t.id not in results]
-        if p["rounds"] + 1 >= opts["max_rounds"]:
+        plan, results = p["plan"], p["results"]
+        round_ = replanning(plan, results, p["options"], p["rounds"])
+        if round_ is None:
             return None  # bounded: no more planning rounds
-        mode = "next" if opts["strategy"] == "dynamic" else "revise"
-        room = dict(opts, max_tasks=max(opts["max_tasks"] - len(finished), 0))
-
-        async def ask(on_text=None):
-            new, notes = await ask_for_plan(p["llm"], spec=p["spec"], goal=p["goal"], options=room, on_text=on_text,
-                                             inputs=p["inputs"], known=known,
-                                             pending=[t.model_dump() for t in pending], mode=mode, allow_empty=True)
-            merged = Plan(goal=plan.goal, notes=new.notes or plan.notes, tasks=finished + new.tasks, done=new.done)
-            return merged, notes + wire_spec_needs(merged, p["spec"], {t.id for t in finished})
-
+        ask = planner(p["llm"], spec=p["spec"], goal=p["goal"], options=round_.options, inputs=p["inputs"],
+                      mode=round_.mode, base=plan, finished=round_.finished, known=round_.known, pending=round_.pending)
         try:
-            if not overlap_applies(opts, p["llm"]):
+            if not overlap_applies(p["options"], p["llm"]):
                 return dict(zip(("plan", "notes"), await ask()))
             merged, notes, ran = await plan_overlapped(  # new tasks start as the re-plan streams in
-                ask=ask, work=_worker_item(p), spec=p["spec"], goal=plan.goal, options=room, prior=results,
+                ask=ask, work=_worker_item(p), spec=p["spec"], goal=plan.goal, options=round_.options, prior=results,
                 emit=p["emit"], on_plan=lambda *_: None)
             return {"plan": merged, "notes": notes, "ran": ran}
         except BudgetExceeded as exc:  # a stop, not a failure: what is done gets assembled
@@ -325,15 +242,15 @@ class ReplanNode(AsyncNode):
         if new_plan is None:
             # Out of planning rounds: hybrid runs what is still pending in one last pass;
             # dynamic plans as it goes, so nothing is pending and it goes to review.
-            pending = [t.id for t in p["plan"].tasks if t.id not in p["results"]]
+            pending = not_started(p["plan"], p["results"])
             if not pending:
                 return "review"
             shared["queue"], shared["pass_kind"] = pending, "final"
             return "work"
-        _set_plan(shared, new_plan)
+        set_plan(shared, new_plan)
         shared["runtime"]["emit"](Event("plan", {"plan": shared["plan"], "round": shared["rounds"],
                                                  "source": "replan"}))
-        queue = _queue_for(new_plan, shared.get("results", {}), shared["options"]["strategy"])
+        queue = queue_for(new_plan, shared.get("results", {}), shared["options"]["strategy"])
         if not queue:
             return "review"
         shared["queue"], shared["pass_kind"] = queue, "plan"
@@ -349,14 +266,10 @@ class ClaimsNode(AsyncNode):
 
     async def prep_async(self, shared):
         llm = _phase(shared, "checking claims")
-        spec, results = shared["spec"], shared.get("results", {})
-        ordered = [results[t.id] for t in _plan(shared).tasks if t.id in results]
-        kind = {r["id"]: getattr(spec.roles.get(r.get("role")), "kind", None) for r in ordered}
-        drafts = {r["id"]: r.get("output") or "" for r in ordered if r.get("state") == DONE and kind[r["id"]] == "llm"
-                  and (r.get("claims") or {}).get("digest") != digest(r.get("output") or "")}
+        spec = shared["spec"]
+        ordered, tools, drafts = drafts_to_check(plan_of(shared), shared.get("results", {}), spec.roles)
         return {"offline": llm.offline, "mode": spec.claims, "inputs": _input_names(shared), "results": ordered,
-                "tools": [r for r in ordered if kind[r["id"]] == "tool"], "drafts": drafts,
-                "sent": dict(shared.get("claims_sent", {}))}
+                "tools": tools, "drafts": drafts, "sent": dict(shared.get("claims_sent", {}))}
 
     async def exec_async(self, p):
         if p["offline"]:  # no model wrote anything: placeholders are not claims
@@ -377,7 +290,7 @@ class ClaimsNode(AsyncNode):
             if marked:
                 emit(Event("notice", {"level": "warn", "message": f"claims: {tid}: {marked} sentence(s) marked "
                                                                   "unverified (reasons in footnotes)"}))
-        records = [r["claims"] for r in results.values() if r.get("state") == DONE and r.get("claims")]
+        records = verification_records(results)
         if records:
             shared["verification"] = totals(records)
         if not back:
@@ -396,28 +309,18 @@ class ReviewerNode(AsyncNode):
         emit = shared["runtime"]["emit"]
         results, reviews = shared.get("results", {}), shared.get("reviews", [])
         digest = results_digest(results)
-        last = reviews[-1] if reviews else {}
-        # A resumed run whose work has not changed since its last clean review: that review stands.
-        reuse = bool(last) and last.get("digest") == digest and not last.get("failed") and not last.get("rerun")
-        return {"llm": llm, "emit": emit, "spec": shared["spec"], "plan": _plan(shared),
+        return {"llm": llm, "emit": emit, "spec": shared["spec"], "plan": plan_of(shared),
                 "results": results, "round": len(reviews) + 1, "options": shared["options"],
-                "digest": digest, "reuse": reuse}
+                "digest": digest, "reuse": reusable(reviews, digest)}
 
     async def exec_async(self, p):
         if p["reuse"]:
             return {"reused": True}
-        done = [tid for tid, r in p["results"].items() if r.get("state") == DONE]
-        if not done:
+        call = review_call(p["spec"], p["plan"], p["results"], p["round"], p["options"], p["llm"].offline)
+        if call is None:
             return ReviewResult(score=None, summary="Nothing finished to review.", tasks=[])
-        messages = review_messages(spec=p["spec"], plan=p["plan"], results=p["results"], round_no=p["round"],
-                                   budget_tokens=p["options"]["context_budget"] * 2)
-        # Offline there is no judge: the stand-in approves without a score, which the run's schema
-        # (a score is required of a model) would refuse.
-        schema = ReviewResult if p["llm"].offline else review_model(done)
         try:
-            reply = await p["llm"].complete(messages, model=p["options"].get("reviewer_model"),
-                                            schema=schema, temperature=0.1,
-                                            purpose=f"review round {p['round']}")
+            reply = await p["llm"].complete(call[0], **call[1])
         except BudgetExceeded as exc:  # a stop: the document is still assembled, resumable
             return {"stopped": str(exc)}
         except OrchError as exc:  # a failed review is not an approval: keep the work, say it is unreviewed
@@ -433,39 +336,22 @@ class ReviewerNode(AsyncNode):
             if "stopped" in review:
                 shared["stopped"] = review["stopped"]
                 return "stopped"
-            reason = f"review round {p['round']} failed; the work is kept unreviewed: {review['failed']}"
-            emit(Event("notice", {"level": "warn", "message": reason}))
-            shared["unreviewed"] = reason
-            record = {"round": p["round"], "score": None, "summary": reason, "failed": review["failed"],
-                      "revise": [], "approved": [], "rerun": [], "bounded": False}
+            record = failed_review(p["round"], review["failed"])
+            emit(Event("notice", {"level": "warn", "message": record["summary"]}))
+            shared["unreviewed"] = record["summary"]
             shared.setdefault("reviews", []).append(record)
             emit(Event("review", record))
             return "approve"
         shared.pop("unreviewed", None)
-        plan, results = p["plan"], p["results"]
-        # Feedback-free "revise" verdicts give a worker nothing to act on: they are not revisions.
-        flagged = {v.id: v.feedback.strip() for v in review.tasks
-                   if v.verdict == "revise" and v.feedback.strip() and results.get(v.id, {}).get("state") == DONE}
-        will_revise = bool(flagged) and count_revisions(shared.get("reviews")) < shared["options"]["max_revisions"]
-        rerun, held = bounded_rerun(plan, flagged, results, shared["options"].get("max_rerun")) if will_revise \
-            else ([], [])
-        record = {"round": p["round"], "score": review.score, "summary": review.summary,
-                  "revise": [{"id": k, "feedback": v} for k, v in flagged.items()],
-                  "approved": [v.id for v in review.tasks if v.verdict == "approve"],
-                  "rerun": rerun, "held": held, "bounded": bool(flagged) and not will_revise, "digest": p["digest"]}
-        shared.setdefault("reviews", []).append(record)
+        judged = verdict(review, p["plan"], p["results"], shared.get("reviews"), shared["options"], p["round"],
+                         p["digest"])
+        shared.setdefault("reviews", []).append(judged.record)
         shared["revisions_done"] = count_revisions(shared["reviews"])  # saved in run.json for older readers
-        emit(Event("review", record))
-        if will_revise:
-            emit(Event("notice", {"level": "info", "message": (
-                f"revision: {len(rerun)} task(s) will re-run ({len(flagged)} sent back, "
-                f"{len(rerun) - len(flagged)} depending on them)"
-                + (f"; {len(held)} further dependent(s) keep their version (cap {len(rerun)})" if held else ""))}))
-        if not will_revise:
+        emit(Event("review", judged.record))
+        if not judged.revise:
             return "approve"
-        shared["feedback"] = {tid: flagged.get(tid) or "A task you depend on was revised; update your part to match."
-                              for tid in rerun}
-        shared["queue"], shared["pass_kind"] = rerun, "revision"
+        emit(Event("notice", {"level": "info", "message": judged.notice}))
+        shared["feedback"], shared["queue"], shared["pass_kind"] = judged.feedback, judged.rerun, "revision"
         return "revise"
 
 
@@ -474,7 +360,7 @@ class AggregatorNode(AsyncNode):
 
     async def prep_async(self, shared):
         llm = _phase(shared, "assembling")
-        state = RunState.of({**shared, "plan": _plan(shared)})
+        state = RunState.of({**shared, "plan": plan_of(shared)})
         return {"llm": llm, "spec": shared["spec"], "plan": state.plan, "state": state,
                 "results": shared.get("results", {}), "options": shared["options"],
                 "stopped": shared.get("stopped"), "inputs": _input_names(shared), "emit": shared["runtime"]["emit"],
@@ -487,23 +373,16 @@ class AggregatorNode(AsyncNode):
         # A stopped run (token budget) makes no further model calls: the cohesion pass waits for --resume.
         if not p["stopped"] and p["state"].any_done():
             try:
-                reply = await p["llm"].complete(
-                    cohesion_messages(spec=spec, plan=plan, sections=sections,
-                                      budget_tokens=p["options"]["context_budget"] * 2),
-                    model=p["options"].get("reviewer_model"), schema=cohesion_model([s[0] for s in sections]),
-                    purpose="cohesion pass")
+                messages, call = cohesion_call(spec, plan, sections, p["options"])
+                reply = await p["llm"].complete(messages, **call)
                 cohesion = Cohesion.model_validate(reply.data.model_dump())
             except OrchError as exc:  # the sections are worth more than the polish; said, not hidden
                 notes.append(f"Cohesion pass skipped: {exc}")
                 p["emit"](Event("notice", {"level": "warn", "message": f"cohesion pass skipped: {exc}"}))
         if p["stopped"]:
             notes.append(f"Run stopped before all tasks ran: {p['stopped']}. Resume with --resume.")
-        sources = (report_sources([Path(x).name for x in p["inputs"]], p["results"], [t.id for t in plan.tasks], sections)
-                   if spec.assembly.cite_inputs else [])
-        if spec.assembly.cite_inputs and not sources and not (p["web"] or {}).get("enabled"):  # say plainly that nothing backs it
-            sections.insert(0, ("sources", "Sources", f"> **{NO_SOURCES}**"))
-        doc = assemble(plan, sections, cohesion, offline=p["llm"].offline, notes=notes, sources=sources)
-        doc = cite_web(doc, [p["results"].get(t.id, {}) for t in plan.tasks], p["web"], len(sources))
+        doc = final_document(spec, plan, p["results"], sections, cohesion, offline=p["llm"].offline, notes=notes,
+                             inputs=p["inputs"], web=p["web"])
         minimum = p["options"].get("min_score")
         status, reason = p["state"].status(spec.review.min_score if minimum is None else minimum)
         return {"document": doc, "title": cohesion.title if cohesion else plan.goal,

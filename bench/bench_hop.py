@@ -8,7 +8,7 @@ A chain of 20 tasks, 50 ms a call on the fake server (in a child process), run s
   SDK set before the app spends anything; and over aiohttp when it is installed (not a requirement:
   the alternative weighed, with its import time);
 - API: the graph on a shared store (flows.build_flow, plan preset), events to nowhere;
-- API + run store: utils.app.runner.execute with a RunStore listening to the events, as the CLI
+- API + run store: utils.app.run.execute with a RunStore listening to the events, as the CLI
   saves run.json; the time the store's event handler holds the event loop is timed per task;
 - CLI --json: `python main.py --workflow-file examples/blog.yaml ... --json` (run store, no live display);
 - CLI: the same without --json (run store and the plain live display, stdout a pipe).
@@ -130,7 +130,7 @@ class TimedStore:
 def run_api_store(sh, server) -> float:
     """Returns the store's event-loop time per finished task, ms."""
     from flows import build_flow
-    from utils.app.runner import execute
+    from utils.app.run import execute
     from utils.run.runstore import RunStore
 
     store = TimedStore(RunStore(scratch("run")))

@@ -7,7 +7,7 @@ fixed seed) run through the whole graph (plan preset, workers, one review, one c
 - in-process: a stub LLM object with LLMClient.complete's signature that returns a Completion at
   once - the engine alone (scheduling, prompt assembly, events, nodes);
 - in-process + run store: the same, with run.json saved after every task as the CLI does
-  (utils.app.runner.execute with a RunStore listening to the events);
+  (utils.app.run.execute with a RunStore listening to the events);
 - HTTP: the real LLMClient against the fake server (in a child process, so its memory and threads
   are not counted) - adds the openai SDK and HTTP per call.
 

@@ -5,7 +5,7 @@ grow linearly with plan size.
    is the CPU time the caller (the event loop's thread) spends handing each event over; "to disk"
    is the wall time until the writer thread has every line on disk (fsync per batch); the final
    run.json (written once per run) is shown apart.
-2. Whole runs: the real graph through `utils.app.runner.execute` with the offline provider
+2. Whole runs: the real graph through `utils.app.run.execute` with the offline provider
    (no model, no network) and a preset plan (a random DAG, up to 3 dependencies among the 20
    previous tasks), `max_tasks` raised, 8 workers, with the run store listening as in the CLI.
 

@@ -31,7 +31,7 @@ RUNS = 5
 TARGET_HELP_S = 0.1
 TARGET_FIRST_REQUEST_S = 0.8
 HEAVY = ("openai", "httpx", "pydantic", "yaml", "rich", "numpy", "matplotlib", "pandas", "duckdb")
-RUN_IMPORTS = "import main, flows, nodes, utils.app.cli, utils.app.runner"
+RUN_IMPORTS = "import main, flows, nodes, utils.app.cli, utils.app.run"
 
 
 def timed(args: list[str]) -> float:

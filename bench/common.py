@@ -179,7 +179,8 @@ def make_llm(base_url: str, *, cache: bool = False, home: Path | None = None, co
 
 def make_shared(plan: dict | None, llm, *, emit: Callable | None = None, **options) -> dict:
     from utils.events import null_emit
-    from utils.app.runner import DEFAULT_OPTIONS, new_shared
+    from utils.app.run import new_shared
+    from utils.options import DEFAULT_OPTIONS
     from utils.run.spec import load_spec
 
     opts = {**DEFAULT_OPTIONS, "max_revisions": 0, "max_tasks": 10_000, **options}
@@ -199,7 +200,7 @@ def warm_client(llm) -> None:
 
 
 class WarmFlow:
-    """A flow that warms the model client first (see warm_client); for runner.execute."""
+    """A flow that warms the model client first (see warm_client); for run.execute."""
 
     def __init__(self, flow, llm) -> None:
         self.flow, self.llm = flow, llm
@@ -237,7 +238,7 @@ def run_graph(shared: dict) -> float:
 def run_with_store(plan: dict, llm, **options) -> float:
     """Wall seconds of one whole run through `execute()` with a real run store (as the CLI runs)."""
     from flows import build_flow
-    from utils.app.runner import execute
+    from utils.app.run import execute
     from utils.run.runstore import RunStore
 
     store = RunStore(scratch("run"))

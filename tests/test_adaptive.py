@@ -120,6 +120,9 @@ def test_an_outage_loses_no_call():
 
 
 def test_the_retry_deadline_bounds_a_long_outage():
+    from utils.model.preload import tls_context
+
+    tls_context()  # the SDK and its CA bundle loaded now (over 1 s under load): no part of the outage's deadline
     with OutageServer() as server:
         llm = LLMClient(settings(server.base_url, backoff_base_s=0.05, backoff_max_s=0.1, retry_deadline_s=0.6))
         # one answered call first: the client's set-up (SDK import, TLS context: seconds on a busy host)

@@ -1,6 +1,9 @@
 """Document assembly and run status: plan order, cohesion text, honest gaps."""
-from utils.run.assemble import OFFLINE_BANNER, assemble, document_sections
+from types import SimpleNamespace
+
+from utils.run.assemble import OFFLINE_BANNER, assemble, cohesion_call, document_sections, final_document
 from utils.run.outputs import Cohesion
+from utils.tools.sources import NO_SOURCES
 from utils.run.plan import Plan, Task
 
 PLAN = Plan(goal="The goal", tasks=[Task(id="an", title="Analysis", role="analyst"),
@@ -25,3 +28,26 @@ def test_assemble_with_cohesion_and_offline_banner():
     assert doc.startswith("# Title\n") and OFFLINE_BANNER in doc
     assert doc.index("## One") < doc.index("Body one") < doc.index("## Two") < doc.index("Next, two.") < doc.index("Body two")
     assert doc.count("## Two") == 1 and "## Sources" in doc and "- `a.md`: 3 facts" in doc and "> a note" in doc
+
+
+def test_final_document_says_plainly_when_nothing_backs_a_cited_report():
+    spec = SimpleNamespace(assembly=SimpleNamespace(cite_inputs=True))
+    results = {"s1": {"state": "done", "output": "Body one"}}
+    sections = [("s1", "One", "Body one")]
+    doc = final_document(spec, PLAN, results, sections, None, offline=False, notes=[], inputs=[], web=None)
+    assert NO_SOURCES in doc and doc.index(NO_SOURCES) < doc.index("Body one") and sections == [("s1", "One", "Body one")]
+    with_web = final_document(spec, PLAN, results, sections, None, offline=False, notes=[], inputs=[],
+                              web={"enabled": True})
+    plain = final_document(SimpleNamespace(assembly=SimpleNamespace(cite_inputs=False)), PLAN, results, sections, None,
+                           offline=False, notes=[], inputs=[], web=None)
+    assert NO_SOURCES not in with_web and "web research was on" in with_web  # the web citer speaks instead
+    assert "## Sources" not in plain and "Body one" in plain
+
+
+def test_cohesion_call_names_the_sections():
+    from utils.run.spec import load_spec
+
+    messages, call = cohesion_call(load_spec("blog"), PLAN, [("s1", "One", "Body one")],
+                                   {"context_budget": 6000, "reviewer_model": "r"})
+    assert messages and call["model"] == "r" and call["purpose"] == "cohesion pass"
+    assert "s1" in str(call["schema"].model_json_schema())

@@ -86,7 +86,8 @@ def test_a_stopped_run_makes_no_cohesion_call_even_with_budget_left(fake_llm):
 
     from nodes import AggregatorNode
     from utils.model.client import LLMClient, LLMSettings
-    from utils.app.runner import DEFAULT_OPTIONS, new_shared
+    from utils.app.run import new_shared
+    from utils.options import DEFAULT_OPTIONS
     from utils.run.spec import load_spec
 
     fake_llm.responder = Script()

@@ -216,3 +216,24 @@ def test_the_summary_line_says_how_many_claims_were_checked_and_unsupported():
     assert line.endswith("· claims: 14 checked, 6 unsupported, 1 uncited · runs/x")
     assert "claims: 2 checked, 0 unsupported ·" in summary_line({**info, "claims": {"checked": 2, "unsupported": 0}})
     assert "claims" not in summary_line(info)
+
+
+def test_only_new_model_drafts_are_checked_and_finished_records_counted():
+    from types import SimpleNamespace
+
+    from utils.run.claim_evidence import drafts_to_check, verification_records
+    from utils.run.claims import digest
+    from utils.run.plan import Plan, Task
+
+    plan = Plan(goal="g", tasks=[Task(id=i, title=i, role=r) for i, r in
+                                 (("load", "loader"), ("w1", "writer"), ("w2", "writer"), ("w3", "writer"))])
+    roles = {"loader": SimpleNamespace(kind="tool"), "writer": SimpleNamespace(kind="llm")}
+    results = {"w3": {"id": "w3", "role": "writer", "state": "failed"},
+               "w2": {"id": "w2", "role": "writer", "state": "done", "output": "old",
+                      "claims": {"digest": digest("old"), "checked": 1}},
+               "w1": {"id": "w1", "role": "writer", "state": "done", "output": "new"},
+               "load": {"id": "load", "role": "loader", "state": "done", "output": "facts"}}
+    ordered, tools, drafts = drafts_to_check(plan, results, roles)
+    assert [r["id"] for r in ordered] == ["load", "w1", "w2", "w3"] and [r["id"] for r in tools] == ["load"]
+    assert drafts == {"w1": "new"}                      # w2 was checked as it is; w3 has no draft
+    assert verification_records(results) == [{"digest": digest("old"), "checked": 1}]

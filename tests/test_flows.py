@@ -15,7 +15,8 @@ from tests.scripted import Script, plan_json, request_kind, task_id, worker_requ
 from utils.errors import BudgetExceeded
 from utils.events import Collector
 from utils.model.client import LLMClient, LLMSettings
-from utils.app.runner import DEFAULT_OPTIONS, new_shared
+from utils.app.run import new_shared
+from utils.options import DEFAULT_OPTIONS
 from utils.run.spec import load_spec
 
 BLOG = load_spec("blog")

@@ -103,7 +103,7 @@ def test_max_workers_is_bounded_everywhere_before_any_call(tmp_path, fake_llm):
 
 
 def test_more_workers_than_the_call_limit_raise_the_limit(tmp_path):
-    from utils.app.session import make_llm
+    from utils.app.request import make_llm
     from utils.app.settings import build_settings
 
     cfg = tmp_path / "c.yaml"
@@ -448,7 +448,7 @@ def test_stream_shows_text_as_it_arrives_on_a_terminal():
 
 
 def test_one_precedence_rule_flags_env_config_saved_defaults(tmp_path, monkeypatch):
-    from utils.app.session import make_llm
+    from utils.app.request import make_llm
     from utils.app.settings import build_settings
 
     cfg = tmp_path / "c.yaml"

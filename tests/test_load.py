@@ -18,7 +18,8 @@ from tests.scripted import Script, plan_json, request_kind, task_id
 from tests.helpers import read_state
 from utils.events import Collector
 from utils.model.client import LLMClient, LLMSettings
-from utils.app.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
+from utils.app.run import execute, fanout, new_shared
+from utils.options import DEFAULT_OPTIONS
 from utils.run.runstore import RunStore, new_run_dir
 from utils.run.spec import load_spec
 

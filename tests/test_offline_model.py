@@ -8,7 +8,8 @@ import inspect
 import pytest
 
 from flows import build_flow
-from utils.app.runner import DEFAULT_OPTIONS, new_shared
+from utils.app.run import new_shared
+from utils.options import DEFAULT_OPTIONS
 from utils.events import Collector
 from utils.model.client import LLMClient, LLMSettings, make_model
 from utils.model.offline import LABEL, OfflineModel

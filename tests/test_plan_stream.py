@@ -12,7 +12,8 @@ import pytest
 from fakes.fake_llm import FakeLLMServer, Reply
 from flows import build_flow
 from tests.scripted import Script, plan_json, request_kind, worker_requests
-from utils.app.runner import DEFAULT_OPTIONS, new_shared
+from utils.app.run import new_shared
+from utils.options import DEFAULT_OPTIONS
 from utils.events import Collector
 from utils.model.client import LLMClient, LLMSettings
 from utils.run.plan import Plan

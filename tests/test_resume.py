@@ -68,7 +68,8 @@ def test_the_run_state_is_on_disk_after_the_plan_and_after_every_task(fake_llm, 
     result is part of the state a resume reads."""
     from flows import build_flow
     from utils.model.client import LLMClient, LLMSettings
-    from utils.app.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
+    from utils.app.run import execute, fanout, new_shared
+    from utils.options import DEFAULT_OPTIONS
     from utils.run.runstore import RunStore, new_run_dir
     from utils.run.spec import load_spec
 
@@ -267,7 +268,8 @@ def test_resume_of_a_finished_run_says_it_is_complete_and_makes_no_call(fake_llm
 
 
 def _offline_shared(tmp_path, store, plan: dict):
-    from utils.app.runner import DEFAULT_OPTIONS, new_shared
+    from utils.app.run import new_shared
+    from utils.options import DEFAULT_OPTIONS
     from utils.model.client import LLMSettings, make_model
     from utils.run.spec import load_spec
 
@@ -284,7 +286,7 @@ def test_a_crash_in_a_node_is_saved_as_crashed_and_the_done_work_is_assembled(tm
     surfaces, and when tasks are done output.md holds them."""
     import nodes
     from flows import build_flow
-    from utils.app.runner import execute
+    from utils.app.run import execute
     from utils.run.runstore import RunStore, new_run_dir
 
     async def boom(self, prep_res):
@@ -307,7 +309,7 @@ def test_a_crash_in_a_node_is_saved_as_crashed_and_the_done_work_is_assembled(tm
 
 
 def _hand_made_run(tmp_path, tasks: list[tuple[str, list[str]]]) -> Path:
-    from utils.app.runner import DEFAULT_OPTIONS
+    from utils.options import DEFAULT_OPTIONS
 
     run_dir = tmp_path / "runs" / "20260101-000000-blog-edited"
     run_dir.mkdir(parents=True)
@@ -337,7 +339,7 @@ def test_resume_of_an_invalid_saved_plan_is_a_one_line_error(fake_llm, tmp_path,
 
 def test_saved_base_url_has_no_credentials_or_query(tmp_path):
     from flows import build_flow
-    from utils.app.runner import execute
+    from utils.app.run import execute
     from utils.model.settings import safe_base_url
     from utils.run.runstore import RunStore, new_run_dir
 

@@ -254,7 +254,8 @@ def test_a_saved_plan_with_a_cycle_runs_to_the_end_through_the_graph(tmp_path):
     """Issue 15: a resumed plan with a cycle hung forever. Through the real graph (offline model) the
     cyclic tasks now end failed with the reason, the rest runs, and the document is assembled."""
     from flows import build_flow
-    from utils.app.runner import DEFAULT_OPTIONS, new_shared
+    from utils.app.run import new_shared
+    from utils.options import DEFAULT_OPTIONS
     from utils.events import null_emit
     from utils.model.client import make_model
     from utils.model.settings import LLMSettings

@@ -18,7 +18,8 @@ from pydantic import ValidationError
 from flows import STRATEGIES, build_flow
 from fakes.fake_llm import FakeLLMServer, random_instance, random_match
 from tests.scripted import Script
-from utils.app.runner import DEFAULT_OPTIONS, execute, fanout, new_shared
+from utils.app.run import execute, fanout, new_shared
+from utils.options import DEFAULT_OPTIONS
 from utils.events import Collector
 from utils.model.client import LLMClient, LLMSettings
 from utils.model.structured import strict_schema
@@ -196,7 +197,7 @@ def test_random_match_follows_the_pattern():
 
 def test_unreviewed_run_is_saved_as_such_with_its_reason_and_exit_1(tmp_path):
     """A failed review is not an approval: run.json and the summary say `unreviewed`, and why."""
-    from utils.app.session import summary_info
+    from utils.app.summary import summary_info
     from utils.app.render_plain import summary_details
 
     rng = random.Random(2)

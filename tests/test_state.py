@@ -4,7 +4,8 @@ import ast
 from pathlib import Path
 
 from utils.run.results import TaskState
-from utils.run.state import RunState, count_revisions, keeps, record_result
+from utils.run.plan import Plan
+from utils.run.state import RunState, count_revisions, ids_with, keeps, plan_of, record_result, set_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAN = {"goal": "g", "tasks": [{"id": "a", "title": "A", "role": "writer"},
@@ -48,6 +49,23 @@ def test_derived_counters_and_completeness():
     assert run({"a": "done", "b": "done"}, status="ok").is_complete("doc")
     assert not run({"a": "done", "b": "done"}, status="ok").is_complete("")
     assert not run({"a": "done"}, status="ok").is_complete("doc")
+
+
+def test_ids_with_reads_dicts_and_typed_results_alike():
+    results = {"a": {"state": "done"}, "b": {"id": "b"}, "c": {"state": "failed"}}
+    assert ids_with(results, TaskState.DONE) == ["a"] and ids_with(results, TaskState.PENDING) == ["b"]
+    assert ids_with(results, TaskState.FAILED, TaskState.DONE) == ["a", "c"]
+    assert ids_with(run({"a": "done", "b": "skipped"}).results, TaskState.SKIPPED) == ["b"]
+
+
+def test_the_typed_plan_is_validated_once_per_plan():
+    shared = {"plan": PLAN, "runtime": {}}
+    first = plan_of(shared)
+    assert first.ids() == ["a", "b"] and plan_of(shared) is first          # the same plan: not validated again
+    set_plan(shared, Plan(goal="g", tasks=[]))
+    assert shared["plan"] == {"goal": "g", "notes": "", "tasks": [], "done": False} and plan_of(shared).tasks == []
+    shared["plan"] = dict(PLAN)                                             # a new object: validated anew
+    assert plan_of(shared) is not first and plan_of(shared).ids() == ["a", "b"]
 
 
 STATE_WORDS = {s.value for s in TaskState}

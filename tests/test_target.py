@@ -176,9 +176,9 @@ def test_routing_set_up_and_run_share_one_event_loop(tmp_path: Path, fake_llm: F
     target call, then the run: all on the same loop, none built and torn down in between."""
     import asyncio
 
-    from utils.app import runner
+    from utils.app import loop
 
-    monkeypatch.delattr(runner._loops, "runner", raising=False)  # this thread's loop starts afresh
+    monkeypatch.delattr(loop._loops, "runner", raising=False)  # this thread's loop starts afresh
     made = []
     real = asyncio.events.new_event_loop
     monkeypatch.setattr(asyncio.events, "new_event_loop", lambda: made.append(1) or real())

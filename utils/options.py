@@ -42,6 +42,12 @@ DEFAULTS: dict[str, object] = {
 }
 BATCH_WORKERS = 4  # goals of a --batch run at once (each with its own max_workers)
 
+# Every option a run reads, with its default: the numbers above plus what is off or unset unless asked.
+DEFAULT_OPTIONS: dict[str, object] = {
+    **DEFAULTS, "model": None, "planner_model": None, "reviewer_model": None, "plan_only": False,
+    "max_tokens_total": None, "min_score": None,
+}
+
 
 def limit_problem(name: str, value: int) -> str | None:
     """Why `value` is outside the limits of option `name` ("must be at most 256, got 300"), else None."""

@@ -2,7 +2,7 @@
 
 Why not a shell loop: separate processes each had their own rate-limit back-off, cache handle and
 token budget, no shared view of progress and no record of which goals were done. Here every goal is
-`run_workflow` (utils/app/session.py), routed and checked exactly as on the command line, and all of
+`run_workflow` (utils/app/run.py), routed and checked exactly as on the command line, and all of
 them share ONE model-call limit with its 429 back-off and ONE token budget
 (`utils.model.limits.CallPool`) and the one on-disk response cache.
 
@@ -120,7 +120,8 @@ def run_goal(job: Job, pool: Any, on_change: Callable[[dict], None],
     """Run one goal to its end, the ordinary way, and return its summary row. `on_change` gets
     progress snapshots; `on_folder(folder, workflow)` is told the run folder before the run starts."""
     from utils.app.batch_view import GoalDisplay
-    from utils.app.session import request_for, run_workflow
+    from utils.app.request import request_for
+    from utils.app.run import run_workflow
     from utils.run.runstore import new_run_dir
 
     started = time.monotonic()
@@ -140,11 +141,11 @@ def run_goal(job: Job, pool: Any, on_change: Callable[[dict], None],
         row.update(folder=str(request.run_dir), workflow=request.spec.name)
         on_folder(str(request.run_dir), request.spec.name)
         display.change(state="running", workflow=request.spec.name)
-        result = run_workflow(settings, request, display, offline_note=False, show_document=False)
-        info = result.info
+        outcome = run_workflow(settings, request, display, offline_note=False, show_document=False)
+        info = outcome.info
         row.update(status=info["status"], calls=info["calls"], cost=info["cost_usd"],
                    tokens=info["prompt_tokens"] + info["completion_tokens"],
-                   error=info.get("reason") or result.outcome.error)
+                   error=info.get("reason") or outcome.error)
     except OrchError as exc:
         row["error"] = str(exc)
     except Exception as exc:  # noqa: BLE001 - a bug in one goal must not stop the batch; the row says it
@@ -160,7 +161,7 @@ def run_batch(settings: Settings, parse_line: Callable[[list[str]], dict] | None
     """Read the file, plan what is left, run it (threads or Ray), write summary.csv, exit code."""
     from utils.app.batch_view import BatchView, final_lines
     from utils.app.render import choose_mode
-    from utils.app.session import OFFLINE_NOTE
+    from utils.app.run import OFFLINE_NOTE
     from utils.model.limits import AdaptiveLimit, CallPool, TokenBudget
     from utils.model.settings import settings_from_env
 

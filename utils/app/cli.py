@@ -62,20 +62,22 @@ def dispatch(settings: Settings, parse_line: Callable[[list[str]], dict] | None 
 
 def run_one(settings: Settings) -> int:
     """A single run: new, resumed or plan-only."""
-    from utils.app.session import json_summary, make_display, request_for, run_workflow
+    from utils.app.request import request_for
+    from utils.app.run import make_display, run_workflow
+    from utils.app.summary import json_summary
 
     display = make_display(settings)
-    result = run_workflow(settings, request_for(settings, display), display)
+    outcome = run_workflow(settings, request_for(settings, display), display)
     if settings.json:
-        print(json.dumps(json_summary(result.outcome, result.info), indent=1))
-    return result.exit_code
+        print(json.dumps(json_summary(outcome), indent=1))
+    return outcome.exit_code
 
 
 def run_all(settings: Settings) -> int:
     """`--example all`: the four workflows one after another (each with its own default topic, its
     `--data`/`--input` only where it uses them), then one table, or ONE JSON document with --json."""
-    from utils.app.session import (DATA_TOOLS, SOURCE_TOOLS, _uses, make_display, request_for, run_workflow,
-                                   with_model)
+    from utils.app.request import DATA_TOOLS, SOURCE_TOOLS, request_for, uses_tools, with_model
+    from utils.app.run import make_display, run_workflow
     from utils.run.spec import load_spec
 
     rows, worst, offline_said = [], EXIT_OK, False
@@ -84,12 +86,12 @@ def run_all(settings: Settings) -> int:
     for name in WORKFLOWS:
         spec = load_spec(name)
         sub = settings.replace(example=name, topic=None,
-                               data=settings.data if (spec.sample_data or _uses(spec, DATA_TOOLS)) else None,
-                               inputs=settings.inputs if (spec.sample_inputs or _uses(spec, SOURCE_TOOLS)) else ())
+                               data=settings.data if (spec.sample_data or uses_tools(spec, DATA_TOOLS)) else None,
+                               inputs=settings.inputs if (spec.sample_inputs or uses_tools(spec, SOURCE_TOOLS)) else ())
         # --json/--quiet: the one document or the table rows are the summary, so the runs stay silent
         display = make_display(sub, mode="json" if settings.json or settings.quiet else None)
         try:
-            result = run_workflow(sub, request_for(sub, display), display, show_document=False,
+            outcome = run_workflow(sub, request_for(sub, display), display, show_document=False,
                                   offline_note=not offline_said)
         except OrchError as exc:  # one workflow's bad input does not stop the others
             print(f"error: {name}: {exc}", file=sys.stderr)
@@ -97,13 +99,13 @@ def run_all(settings: Settings) -> int:
                          "calls": 0, "cached": 0, "tokens": 0, "output": None})
             worst = max(worst, EXIT_FAILED)
             continue
-        outcome, t = result.outcome, result.outcome.totals
-        offline_said = offline_said or result.info["offline"]  # the offline note once, not four times
+        t = outcome.totals
+        offline_said = offline_said or outcome.info["offline"]  # the offline note once, not four times
         rows.append({"workflow": name, "status": outcome.status, "exit_code": outcome.exit_code,
                      "seconds": outcome.elapsed_s, "calls": t.get("calls", 0), "cached": t.get("cached", 0),
                      "tokens": t.get("prompt_tokens", 0) + t.get("completion_tokens", 0),
                      "output": str(outcome.document_path) if outcome.document_path else None,
-                     "offline": result.info["offline"]})
+                     "offline": outcome.info["offline"]})
         if outcome.exit_code == EXIT_INTERRUPTED:
             worst = EXIT_INTERRUPTED
             break

@@ -2,8 +2,8 @@
 
 Why a prompt: a plan is cheap and a run is not, so the user gets to look at the orchestrator's plan,
 fix it (drop, add, rename, rewire tasks) or ask for another one with feedback, and only then pay for
-the workers. `/run` is the one-shot path itself (`utils.app.session.run_workflow`), and a typed topic
-is routed the same way as on the command line (`session.route_topic`), so an interactive run saves,
+the workers. `/run` is the one-shot path itself (`utils.app.run.run_workflow`), and a typed topic
+is routed the same way as on the command line (`utils.app.request.route_topic`), so an interactive run saves,
 reports and resumes exactly like `python main.py --example blog`. An edited plan is validated by `plan_problems`, the
 same check a model's plan must pass, and preset in the shared store, where the orchestrator node
 takes it without a model call.
@@ -22,8 +22,9 @@ from typing import Any
 from utils.options import STRATEGIES, home
 from utils.app.render import plan_lines
 from utils.app.render_plain import notice_line, retry_line, write_line
-from utils.app.session import (OFFLINE_NOTE, RunRequest, make_display, make_llm, prepare_new_run, route_topic,
-                               run_workflow, with_model, workflow_inputs)
+from utils.app.loop import run_closing
+from utils.app.request import RunRequest, make_llm, prepare_new_run, route_topic, with_model, workflow_inputs
+from utils.app.run import OFFLINE_NOTE, make_display, new_shared, run_workflow
 from utils.app.settings import Settings, check_topic, check_workers
 from utils.errors import OrchError, UsageError
 from utils.events import Event
@@ -180,7 +181,6 @@ class Session:
         """One orchestrator pass (the plan-only graph). Returns the plan and whether it was offline."""
         from flows import build_plan_flow
 
-        from utils.app.runner import new_shared, run_closing
         llm = self.llm(self.planning_emit)
         shared = new_shared(goal=goal_text, spec=self.spec, options={**self.options, "plan_only": True},
                             inputs=self.inputs, llm=llm, emit=self.planning_emit)
@@ -290,9 +290,8 @@ class Session:
                              plan=plan.model_dump(), setup_totals=setup,
                              meta={"interactive": True, "plan_source": self.plan_source, "plan_note": self.plan_note})
         say(f"Running {len(plan.tasks)} tasks ({options['strategy']}, {options['max_workers']} workers)")
-        result = run_workflow(self.settings, request, display, offline_note=not self.offline_said)
-        self.offline_said = self.offline_said or result.info["offline"]
-        outcome = result.outcome
+        outcome = run_workflow(self.settings, request, display, offline_note=not self.offline_said)
+        self.offline_said = self.offline_said or outcome.info["offline"]
         if outcome.status == "interrupted":
             say("Run interrupted; its state is saved (resume command above). Back at the prompt.")
         self.runs.append({"status": outcome.status, "run_dir": outcome.run_dir,

@@ -21,8 +21,6 @@ def route_messages(topic: str, names: list[str]) -> list[dict]:
                                         "Answer with JSON: {workflow: one of the names above, reason: one sentence}."}]
 
 
-
-
 def keyword_choice(topic: str, names: list[str] | None = None) -> KeywordRoute:
     names = names or spec_names()
     return keyword_route(topic, {n: load_spec(n).keywords for n in names})
@@ -43,10 +41,3 @@ async def choose_workflow(llm, topic: str) -> tuple[str, str]:
     reason = " ".join(reply.data.reason.split())[:200]
     return reply.data.workflow, f"chosen by the model: {reason}" if reason else "chosen by the model (no reason given)"
 
-
-def route_topic(llm, topic: str) -> tuple[str, str]:
-    """`choose_workflow` from synchronous code (the interactive session), so a typed topic is routed
-    exactly as the command line routes it."""
-    from utils.app.runner import run_closing
-
-    return run_closing(llm, lambda: choose_workflow(llm, topic))

@@ -19,9 +19,8 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 from utils.app.config import ConfigFile, load_config
-from utils.app.runner import DEFAULT_OPTIONS
 from utils.errors import UsageError
-from utils.options import LIMITS, limit_problem
+from utils.options import DEFAULT_OPTIONS, LIMITS, limit_problem
 
 MAX_TOPIC_CHARS = 2000
 OPTION_KEYS = ("strategy", "max_workers", "max_tasks", "max_revisions", "max_rounds", "context_budget", "model",

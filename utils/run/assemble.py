@@ -6,10 +6,15 @@ never papered over: its place in the document says what is missing and why.
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any, Mapping
 
-from utils.run.outputs import Cohesion
+from utils.run.context import cohesion_messages
+from utils.run.outputs import Cohesion, cohesion_model
 from utils.run.plan import Plan
 from utils.run.results import TaskState
+from utils.tools.sources import NO_SOURCES, report_sources
+from utils.tools.web.cite import cite_web
 
 OFFLINE_BANNER = ("> **Offline provider: no model was called.** Computed figures and charts are real; "
                   "text sections are labelled placeholders. Configure a model (see README) for a real run.")
@@ -124,3 +129,27 @@ def assemble(plan: Plan, sections: list[tuple[str, str, str]], cohesion: Cohesio
     for note in notes or []:
         out += [f"> {note}", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def final_document(spec: Any, plan: Plan, results: Mapping[str, dict], sections: list[tuple[str, str, str]],
+                   cohesion: Cohesion | None, *, offline: bool, notes: list[str], inputs: list[str],
+                   web: dict | None) -> str:
+    """The run's document: the sections in plan order with the cohesion text, a workflow that cites
+    its inputs with its sources listed (or, with none and no web research, a plain line saying
+    nothing backs it), and the web pages its researchers used as numbered references."""
+    cite = spec.assembly.cite_inputs
+    sources = report_sources([Path(x).name for x in inputs], results, [t.id for t in plan.tasks], sections) \
+        if cite else []
+    if cite and not sources and not (web or {}).get("enabled"):  # say plainly that nothing backs it
+        sections = [("sources", "Sources", f"> **{NO_SOURCES}**"), *sections]
+    doc = assemble(plan, sections, cohesion, offline=offline, notes=notes, sources=sources)
+    return cite_web(doc, [results.get(t.id, {}) for t in plan.tasks], web, len(sources))
+
+
+def cohesion_call(spec: Any, plan: Plan, sections: list[tuple[str, str, str]],
+                  options: dict) -> tuple[list[dict], dict]:
+    """The cohesion pass's model call (title, introduction, transitions): (messages, the other
+    arguments of `llm.complete`); its schema names the sections it may write transitions for."""
+    messages = cohesion_messages(spec=spec, plan=plan, sections=sections, budget_tokens=options["context_budget"] * 2)
+    return messages, {"model": options.get("reviewer_model"), "schema": cohesion_model([s[0] for s in sections]),
+                      "purpose": "cohesion pass"}

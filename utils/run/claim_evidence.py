@@ -5,10 +5,12 @@ judges the sentences), reading only the files the run was given.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from utils.errors import OrchError
-from utils.run.claims import POINTER, Evidence, Figures, Source, evidence_numbers, verify
+from utils.run.claims import POINTER, Evidence, Figures, Source, digest, evidence_numbers, verify
+from utils.run.plan import Plan
+from utils.run.state import ids_with
 from utils.tools.table import read_text
 from utils.tools.web.cite import used_pages
 from utils.tools.web.research import key_prefix
@@ -149,3 +151,20 @@ def check_drafts(mode: str, input_paths: list[str], results: list[dict], tool_re
     ev = run_evidence(mode, input_paths, results, tool_results)
     return {tid: verify(text, ev, tid, may_send_back=tid not in sent, revised=sent.get(tid, 0))
             for tid, text in drafts.items()}
+
+
+def drafts_to_check(plan: Plan, results: Mapping[str, dict], roles: Mapping[str, Any]) -> tuple[list, list, dict]:
+    """What a claims check looks at, in plan order: (the results, the tool results that are its
+    evidence, the new model drafts: task id -> text). A draft whose text was checked already (same
+    digest) is not checked again."""
+    ordered = [results[t.id] for t in plan.tasks if t.id in results]
+    kind = {r["id"]: getattr(roles.get(r.get("role")), "kind", None) for r in ordered}
+    done = set(ids_with(results, TaskState.DONE))
+    drafts = {r["id"]: r.get("output") or "" for r in ordered if r["id"] in done and kind[r["id"]] == "llm"
+              and (r.get("claims") or {}).get("digest") != digest(r.get("output") or "")}
+    return ordered, [r for r in ordered if kind[r["id"]] == "tool"], drafts
+
+
+def verification_records(results: Mapping[str, dict]) -> list[dict]:
+    """The claims records of the finished tasks: what the run's `verification` totals add up."""
+    return [results[tid]["claims"] for tid in ids_with(results, TaskState.DONE) if results[tid].get("claims")]

@@ -5,11 +5,11 @@ Kept apart from the nodes so they stay thin: a node's `exec` calls `ask_for_plan
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from typing import Awaitable, Callable, Iterable
 
 from utils.errors import PlanError
 from utils.run.context import planner_messages
-from utils.run.plan import Plan, plan_from_reply, plan_problems, plan_reply_model, salvage_plan, wire_needs
+from utils.run.plan import Plan, Task, plan_from_reply, plan_problems, plan_reply_model, salvage_plan, wire_needs
 
 PLANNING = {"full": "planning", "next": "planning the next step", "revise": "re-planning"}  # error prefixes
 
@@ -50,6 +50,26 @@ async def ask_for_plan(llm, *, spec, goal: str, options: dict, inputs: list[str]
         notes.append("plan repaired after the model's repair failed: " + "; ".join(fixes[:5])
                      + (f" (+{len(fixes) - 5} more)" if len(fixes) > 5 else ""))
     return plan, notes
+
+
+def planner(llm, *, spec, goal: str, options: dict, inputs: list[str], mode: str, base: Plan | None = None,
+            finished: Iterable[Task] = (), known: dict[str, dict] | None = None, pending: list[dict] | None = None
+            ) -> Callable[..., Awaitable[tuple[Plan, list[str]]]]:
+    """`ask(on_text=None)`: one planning step as a node takes it, in the shape a plain call and
+    `plan_overlapped` both use: `ask_for_plan`, then the dependencies the spec declares wired in.
+    A re-planning round (`base`: the run's plan) keeps its `finished` tasks first, unchanged, and
+    the new plan's after them, under the run's goal (and its notes where the new plan has none)."""
+    finished = list(finished)
+    context = {} if base is None else {"known": known, "pending": pending, "allow_empty": True}
+
+    async def ask(on_text: Callable[[str], None] | None = None) -> tuple[Plan, list[str]]:
+        plan, notes = await ask_for_plan(llm, spec=spec, goal=goal, options=options, on_text=on_text, inputs=inputs,
+                                         mode=mode, **context)
+        if base is not None:
+            plan = Plan(goal=base.goal, notes=plan.notes or base.notes, tasks=finished + plan.tasks, done=plan.done)
+        return plan, notes + wire_spec_needs(plan, spec, {t.id for t in finished})
+
+    return ask
 
 
 def wire_spec_needs(plan: Plan, spec, frozen: Iterable[str] = ()) -> list[str]:

@@ -49,6 +49,27 @@ def state_of(result: Any) -> str:
     return (result or {}).get("state", PENDING) if isinstance(result, Mapping) or result is None else PENDING
 
 
+def ids_with(results: Mapping[str, Any], *states: str) -> list[str]:
+    """Ids of the results (plain dicts or `TaskResult`s) whose state is one of `states`, in the
+    mapping's order: the one way nodes, the run store and the summary ask "which tasks are done"."""
+    return [tid for tid, r in results.items() if state_of(r) in states]
+
+
+def plan_of(shared: dict) -> Plan:
+    """The run's plan as a `Plan`. The shared store keeps its saved (dict) form; the typed plan is
+    validated once per plan (when `shared["plan"]` is a new object) and kept in `runtime`, never saved."""
+    cached = shared["runtime"].get("plan")
+    if cached is None or cached[0] is not shared["plan"]:
+        cached = shared["runtime"]["plan"] = (shared["plan"], Plan.model_validate(shared["plan"]))
+    return cached[1]
+
+
+def set_plan(shared: dict, plan: Plan) -> None:
+    """Make `plan` the run's plan: its saved form in the store, the typed one beside it in `runtime`."""
+    shared["plan"] = plan.model_dump()
+    shared["runtime"]["plan"] = (shared["plan"], plan)
+
+
 class RunState(BaseModel):
     """A run's state as typed values: what `run.json`, the shared store and the summary describe."""
 
@@ -104,10 +125,10 @@ class RunState(BaseModel):
         return [tid for tid in self.task_ids() if state_of(self.results.get(tid)) != DONE]
 
     def any_done(self) -> bool:
-        return any(r.state == DONE for r in self.results.values())
+        return bool(ids_with(self.results, DONE))
 
     def ended(self) -> set[str]:
-        return {tid for tid, r in self.results.items() if r.state in ENDED}
+        return set(ids_with(self.results, *ENDED))
 
     # -- the run's status ----------------------------------------------------------------------
     def status(self, min_score: float | None = None) -> tuple[str, str | None]:

@@ -1,45 +1,155 @@
-"""One run, start to finish: build the shared store, run the graph, save everything.
+"""A run, the one way: a `RunRequest` (utils/app/request.py) in, the graph run, everything saved,
+an `Outcome` out. A single run, each run of `--example all`, each goal of `--batch` and the
+interactive `/run` all come through `run_workflow`, so they save, resume and report alike.
 
-Used by the one-shot CLI, `--example all` and the interactive session alike, so all three
-save, resume and report the same way.
+Why one module: the shell used to have two "one run"s (a session module setting the run up and
+reporting it, a runner module running the graph), which drifted. Here is the whole life of a run:
+`run_workflow` makes the model client and the run folder, `new_shared` the shared store, `execute`
+runs the graph and, whatever happens, leaves the run folder holding everything done so far; what
+the run did is then said by utils/app/summary.py.
 """
 from __future__ import annotations
 
-import asyncio
-import atexit
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
+from utils.app.history import record_run
+from utils.app.loop import run_closing
+from utils.app.otel import start_tracing
+from utils.app.request import RunRequest, make_llm, with_model
+from utils.app.settings import Settings
+from utils.app.summary import open_report, show_outcome, summary_info
 from utils.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BudgetExceeded, OrchError, StorageError, UsageError
 from utils.events import Emit, Event
+from utils.model.settings import safe_base_url
 from utils.run.results import TaskState
-from utils.run.state import RunState, count_revisions, ended_status
 from utils.run.runfile import file_hashes
 from utils.run.runstore import RunStore
 from utils.run.standins import RunStandIns
-from utils.model.settings import safe_base_url
-from utils.options import DEFAULTS
+from utils.run.state import RunState, count_revisions, ended_status, ids_with
 
-DEFAULT_OPTIONS: dict[str, Any] = {
-    **DEFAULTS, "model": None, "planner_model": None, "reviewer_model": None, "plan_only": False,
-    "max_tokens_total": None, "min_score": None,
-}
+OFFLINE_NOTE = ("Offline provider: no model is called. Set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
+                "server (Ollama, vLLM, LM Studio...), or pass --base-url. See README.")
 
 
 @dataclass
 class Outcome:
-    status: str                      # ok, partial, failed, stopped, interrupted, planned, crashed
+    """How a run ended: its status (ok, partial, failed, stopped, interrupted, planned, crashed...),
+    the exit code, the run folder, the final shared store and, once reported, its summary (`info`)."""
+
+    status: str
     exit_code: int
     run_dir: Path
     shared: dict
     elapsed_s: float
     error: str | None = None
     document_path: Path | None = None
-    totals: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
 
+    @property
+    def totals(self) -> dict:
+        """The run's usage totals (calls, tokens, cost), as saved in run.json."""
+        return self.shared.get("totals") or {}
+
+
+# ---------------------------------------------------------------- the run
+
+def make_display(settings: Settings, *, mode: str | None = None):
+    """The run's display for these settings (`mode` forces one, e.g. silent runs inside --example all)."""
+    from utils.app.render import Display, choose_mode
+    return Display(mode or choose_mode(quiet=settings.quiet, json_out=settings.json), show_calls=settings.show_calls)
+
+
+def run_workflow(settings: Settings, request: RunRequest, display, *, offline_note: bool = True,
+                 show_document: bool = True) -> Outcome:
+    """Set up, run and report one run; the outcome carries its summary (`info`). Whatever happens,
+    the run folder keeps the state."""
+    from flows import build_flow, build_plan_flow
+
+    from utils.run.runstore import new_run_dir
+
+    holder: dict[str, Any] = {"emit": display}
+    if request.saved:
+        settings = settings.for_resume(request.saved)
+    # the model named in meta is the one used: asked for here unless the request already knows it
+    settings = with_model(settings.replace(model=request.model) if request.model else settings, display)
+    llm = make_llm(settings, lambda event: holder["emit"](event),
+                   budget=request.options.get("max_tokens_total"), workers=request.options.get("max_workers"))
+    carry_totals(llm, (request.saved or {}).get("totals"), *request.setup_totals)
+    try:
+        run_dir = request.run_dir or new_run_dir(settings.output_dir, request.goal, request.spec.name)
+    except OSError as exc:
+        raise UsageError(f"cannot create a run folder in {settings.output_dir}: {exc.strerror or exc}") from None
+    store = RunStore(run_dir, request.saved)
+    record_run(run_dir, workflow=request.spec.name, topic=request.goal, status="running")  # even a kill -9 is listed
+    meta = {"version": settings.version, "provider": llm.settings.provider,
+            "model": None if llm.offline else llm.settings.model,
+            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
+            "api_key": bool(not llm.offline and llm.settings.api_key), "engine": engine_name(),
+            "strategy": request.options["strategy"], "resumed": bool(request.saved), **request.meta}
+    tracer = start_tracing(settings.flag, display.notice, workflow=request.spec.name, meta=meta, goal=request.goal)
+
+    def on_event(event: Event) -> None:
+        store(event)
+        if tracer is not None:
+            tracer(event)
+        if event.kind == "plan":
+            display.show_plan(event.data["plan"])
+        display(event)
+
+    holder["emit"] = on_event
+    display.offline = llm.offline
+    if llm.offline and offline_note:
+        display.notice(OFFLINE_NOTE, "warn")
+    shared = new_shared(goal=request.goal, spec=request.spec, options=request.options, inputs=request.inputs,
+                        llm=llm, emit=on_event, saved=request.saved)
+    if request.plan is not None:
+        shared["plan"] = request.plan  # preset (an edited plan): the orchestrator node takes it as is
+    flow = build_plan_flow() if request.options.get("plan_only") else build_flow(request.options["strategy"])
+    status = "crashed"
+    try:
+        with display:
+            outcome = execute(shared, flow, store, meta=meta)
+        status = outcome.status
+    finally:
+        lost = tracer.end(status) if tracer is not None else None
+        if lost:
+            display.notice(lost, "warn")
+    info = outcome.info = summary_info(outcome, llm, request.options)
+    document = str(outcome.document_path.resolve()) if outcome.document_path else None
+    info["history_id"] = record_run(run_dir, workflow=request.spec.name, topic=request.goal, status=outcome.status,
+                                    info=info, document=document)
+    show_outcome(settings, display, outcome, show_document=show_document)
+    if settings.flag("open"):
+        open_report(outcome.run_dir, display)
+    return outcome
+
+
+def carry_totals(llm, *counted: dict | None) -> None:
+    """Add usage counted elsewhere to the run's totals: a resumed run goes on from where it stopped
+    and the calls made before the run (routing, target, team) count, so totals and the token budget
+    (`--max-tokens-total`) cover the whole run, not just this invocation's graph."""
+    from dataclasses import fields
+
+    for saved in counted:
+        if not isinstance(saved, dict):
+            continue
+        for f in fields(llm.totals):
+            value = saved.get(f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                kind = float if f.name in ("seconds", "cost_usd") else int
+                setattr(llm.totals, f.name, kind(getattr(llm.totals, f.name) or 0) + kind(value))
+
+
+def engine_name() -> str:
+    """The node library in use, for run.json's meta (the real kaygraph package or the built-in core)."""
+    from utils.engine import ENGINE_NAME, ENGINE_VERSION
+    return f"{ENGINE_NAME} {ENGINE_VERSION}".strip()
+
+
+# ---------------------------------------------------------------- the shared store
 
 def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
                saved: dict | None = None) -> dict:
@@ -52,8 +162,8 @@ def new_shared(*, goal: str, spec, options: dict, inputs: dict, llm, emit: Emit,
     if saved:
         shared["plan"] = _checked_plan(saved.get("plan"), spec)
         # Only finished work carries over: failed, skipped and unstarted tasks run again.
-        shared["results"] = {k: v for k, v in (saved.get("results") or {}).items()
-                             if v.get("state") == TaskState.DONE}
+        results = saved.get("results") or {}
+        shared["results"] = {k: results[k] for k in ids_with(results, TaskState.DONE)}
         shared["reviews"] = saved.get("reviews") or []
         shared["revisions_done"] = count_revisions(shared["reviews"])
         shared["rounds"] = saved.get("rounds", 0)
@@ -86,58 +196,14 @@ def _custom_spec_path(spec) -> str | None:
 
 
 def fanout(*sinks: Callable[[Event], None]) -> Emit:
+    """One emit that hands each event to every sink in turn (the run store, a test's list...)."""
     def emit(event: Event) -> None:
         for sink in sinks:
             sink(event)
     return emit
 
 
-_loops = threading.local()
-
-
-def run_in_loop(coro: Awaitable[Any]) -> Any:
-    """Run `coro` on the process's one event loop (one per thread), created on first use.
-
-    Why one loop: the routing call, a run's set-up calls (target, team) and the run itself all go
-    through here, so a process never tears an event loop down and builds another between them
-    (`asyncio.Runner` handles Ctrl-C as `asyncio.run` does). Python 3.10 has no Runner: a loop a call.
-    """
-    if not hasattr(asyncio, "Runner"):
-        return asyncio.run(coro)
-    runner = getattr(_loops, "runner", None)
-    if runner is None:
-        runner = _loops.runner = asyncio.Runner()
-        atexit.register(runner.close)
-    return runner.run(coro)
-
-
-def run_closing(llm, work: Callable[[], Awaitable[Any]]) -> Any:
-    """`work()` on the process's event loop, then close the model client's connections in it.
-
-    Real servers keep connections alive; a client left open outlives its work and fails noisily
-    when it is garbage-collected.
-    """
-    async def go() -> Any:
-        try:
-            return await work()
-        except BaseException:  # a failed run stops at once: no sibling task goes on paying for calls
-            await _cancel_others()
-            raise
-        finally:
-            await llm.aclose()
-
-    return run_in_loop(go())
-
-
-async def _cancel_others(wait_s: float = 5.0) -> None:
-    """Cancel every other task on this loop (tasks a failed gather left running) and wait for them."""
-    me = asyncio.current_task()
-    others = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
-    for task in others:
-        task.cancel()
-    if others:
-        await asyncio.wait(others, timeout=wait_s)
-
+# ---------------------------------------------------------------- the graph run and its files
 
 def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
     """Run `flow` on `shared`; whatever happens, the run folder holds everything done so far."""
@@ -214,8 +280,7 @@ def execute(shared: dict, flow, store: RunStore, *, meta: dict) -> Outcome:
                                          + (" with its document" if doc_path else "")}))
         raise crash
     return Outcome(status=status, exit_code=code, run_dir=store.dir, shared=shared,
-                   elapsed_s=shared["meta"]["elapsed_s"], error=error, document_path=doc_path,
-                   totals=shared["totals"])
+                   elapsed_s=shared["meta"]["elapsed_s"], error=error, document_path=doc_path)
 
 
 def _storage_failed(store: RunStore, exc: StorageError) -> None:
@@ -263,7 +328,7 @@ def partial_document(shared: dict, note: str, results: dict | None = None) -> st
 
     results = {k: v for k, v in (shared.get("results") if results is None else results).items()
                if isinstance(v, dict)}
-    if not shared.get("plan") or not any(r.get("state") == TaskState.DONE for r in results.values()):
+    if not shared.get("plan") or not ids_with(results, TaskState.DONE):
         return None
     try:
         plan = Plan.model_validate(shared["plan"])
@@ -283,8 +348,6 @@ def _already_complete(shared: dict, store: RunStore) -> Outcome:
                                     f"{f' (document: {doc})' if doc.is_file() else ''}."}))
     shared["totals"] = shared["runtime"]["llm"].totals_dict()
     return Outcome(status=shared.get("status") or "ok", exit_code=EXIT_OK, run_dir=store.dir, shared=shared,
-                   elapsed_s=0.0, document_path=doc if doc.is_file() else None, totals=shared["totals"])
+                   elapsed_s=0.0, document_path=doc if doc.is_file() else None)
 
 
-def resume_hint(run_dir: Path) -> str:
-    return f"python main.py --resume {run_dir}"

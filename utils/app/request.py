@@ -1,9 +1,10 @@
-"""Run one workflow, the one way: a single run, each run of `--example all` and the interactive `/run`.
+"""What to run: a `RunRequest`, built the one way for a new run (example, workflow file or routed
+topic), a `--run-plan` plan and a `--resume`, with every file the user named checked first.
 
-Why one function: the interactive session used to re-implement the CLI's run path (its own meta dict,
-its own offline notice), so the two drifted. Both now describe what to run as a `RunRequest` and call
-`run_workflow`, which builds the client, the run store and the shared store, runs the graph through
-`utils.app.runner.execute` and reports the outcome the same way.
+Why here, apart from the run itself (`utils/app/run.py`): everything in this module happens before
+a run folder exists, so a bad file, flag or plan is one line and exit 2, costing no model call where
+it can be found without one. The model calls made before the run (routing, the analysis target, the
+project's team) are counted in `RunRequest.setup_totals`, so the run's totals and budget cover them.
 """
 from __future__ import annotations
 
@@ -12,46 +13,33 @@ from pathlib import Path
 from typing import Any
 
 from utils.options import home
-from utils.app.history import record_run, run_folder
-from utils.app.otel import start_tracing
+from utils.app.history import run_folder
+from utils.app.loop import run_closing
 from utils.app.settings import Settings, check_topic
-from utils.errors import LLMError, ModelChoiceError, OrchError, UsageError
-from utils.events import Event
+from utils.errors import LLMError, ModelChoiceError, UsageError
 from utils.model.settings import safe_base_url
 
-OFFLINE_NOTE = ("Offline provider: no model is called. Set OPENAI_API_KEY, or OPENAI_BASE_URL for a local "
-                "server (Ollama, vLLM, LM Studio...), or pass --base-url. See README.")
 DATA_TOOLS, SOURCE_TOOLS = {"load_data"}, {"extract_facts"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunRequest:
-    """What one run is: the workflow, the goal, its checked inputs and options; optionally a run to
-    resume (`saved`, `run_dir`) or a plan the user already edited (`plan`)."""
+    """What one run is: the workflow, the goal and maybe a plan the user already edited; its checked
+    inputs and options; for `--resume`, the saved run and its folder; what to record besides."""
 
     spec: Any
     goal: str
+    plan: dict | None = None  # preset: the orchestrator takes it as is (--run-plan, interactive /run)
     inputs: dict
     options: dict
-    saved: dict | None = None
-    run_dir: Path | None = None
-    plan: dict | None = None
-    meta: dict = field(default_factory=dict)
-    setup_totals: list[dict] = field(default_factory=list)  # calls made before the run (routing, target, team)
     model: str | None = None  # the model a custom server serves, asked once before the run (`with_model`)
+    saved: dict | None = None  # --resume: the saved run.json ...
+    run_dir: Path | None = None  # ... and its folder (a new run gets a new one)
+    meta: dict = field(default_factory=dict)  # added to run.json's meta (plan source, batch line...)
+    setup_totals: list[dict] = field(default_factory=list)  # calls made before the run (routing, target, team)
 
 
-@dataclass
-class RunReport:
-    outcome: Any
-    info: dict
-
-    @property
-    def exit_code(self) -> int:
-        return self.outcome.exit_code
-
-
-# ---------------------------------------------------------------- building blocks
+# ---------------------------------------------------------------- the model client and the inputs
 
 def make_llm(settings: Settings, emit, *, budget: int | None = None, workers: int | None = None):
     """The run's model client: flags > environment > config file > saved run > defaults
@@ -74,7 +62,6 @@ def with_model(settings: Settings, emit) -> Settings:
     actually used, the routing, set-up and run clients all use that one, and a server that serves
     several or none fails now with one line and exit 2, before a run folder is made. A server that
     cannot be reached fails the run as any unanswered call does (exit 1, the run folder says so)."""
-    from utils.app.runner import run_closing
     from utils.model.settings import settings_from_env
 
     wanted = settings_from_env(settings.llm_overrides(), settings.llm_config())
@@ -87,12 +74,6 @@ def with_model(settings: Settings, emit) -> Settings:
         raise
     except LLMError:  # not reached: the run's first call says so, and its run folder records it
         return settings
-
-
-def make_display(settings: Settings, *, mode: str | None = None):
-    """The run's display for these settings (`mode` forces one, e.g. silent runs inside --example all)."""
-    from utils.app.render import Display, choose_mode
-    return Display(mode or choose_mode(quiet=settings.quiet, json_out=settings.json), show_calls=settings.show_calls)
 
 
 def check_readable(path: str, what: str) -> Path:
@@ -109,7 +90,8 @@ def check_readable(path: str, what: str) -> Path:
     return p
 
 
-def _uses(spec: Any, tools: set[str]) -> bool:
+def uses_tools(spec: Any, tools: set[str]) -> bool:
+    """Whether a workflow has a tool role running one of `tools` (it reads `--data` or `--input`)."""
     return any(getattr(r, "kind", "") == "tool" and getattr(r, "tool", None) in tools
                for r in (getattr(spec, "roles", None) or {}).values())
 
@@ -131,9 +113,9 @@ def workflow_inputs(spec: Any, settings: Settings, *, routed: str | None = None,
                              "pass --data PATH.csv (or --example NAME to choose another workflow)")
         check_csv(answer)
         settings = settings.replace(data=answer)
-    if settings.data and not (spec.sample_data or _uses(spec, DATA_TOOLS)):
+    if settings.data and not (spec.sample_data or uses_tools(spec, DATA_TOOLS)):
         raise UsageError(f"--data is not used by the {spec.name} workflow (it is for analysis)")
-    if settings.inputs and not (spec.sample_inputs or _uses(spec, SOURCE_TOOLS)):
+    if settings.inputs and not (spec.sample_inputs or uses_tools(spec, SOURCE_TOOLS)):
         raise UsageError(f"--input is not used by the {spec.name} workflow (it is for report)")
     user_inputs = check_files(settings)
     demo = settings.example == spec.name and settings.topic is None  # the sample sources are for the demo only
@@ -189,7 +171,6 @@ def route_topic(settings: Settings, topic: str, emit, totals: list[dict] | None 
     chooses (`utils.app.routing.choose_workflow`); offline, a keyword score. Returns (spec, why);
     the call's usage is appended to `totals` so the run counts it."""
     from utils.app.routing import choose_workflow
-    from utils.app.runner import run_closing
     from utils.run.spec import load_spec
 
     llm = make_llm(settings, emit)
@@ -199,28 +180,7 @@ def route_topic(settings: Settings, topic: str, emit, totals: list[dict] | None 
     return load_spec(name), why
 
 
-def carry_totals(llm, *counted: dict | None) -> None:
-    """Add usage counted elsewhere to the run's totals: a resumed run goes on from where it stopped
-    and the calls made before the run (routing, target, team) count, so totals and the token budget
-    (`--max-tokens-total`) cover the whole run, not just this invocation's graph."""
-    from dataclasses import fields
-
-    for saved in counted:
-        if not isinstance(saved, dict):
-            continue
-        for f in fields(llm.totals):
-            value = saved.get(f.name)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                kind = float if f.name in ("seconds", "cost_usd") else int
-                setattr(llm.totals, f.name, kind(getattr(llm.totals, f.name) or 0) + kind(value))
-
-
-def engine_name() -> str:
-    from utils.engine import ENGINE_NAME, ENGINE_VERSION
-    return f"{ENGINE_NAME} {ENGINE_VERSION}".strip()
-
-
-# ---------------------------------------------------------------- what to run (CLI)
+# ---------------------------------------------------------------- what to run
 
 def request_for(settings: Settings, display) -> RunRequest:
     """A new run (example, workflow file or routed topic) or a resumed one, inputs checked first."""
@@ -256,7 +216,6 @@ def prepare_new_run(settings: Settings, spec: Any, goal: str, inputs: dict, opti
     """A workflow's own set-up of a new run, before the graph starts: the analysis target (sets
     `inputs["target"]`), the project's team and start date, a report with no sources said plainly.
     Returns the run's options."""
-    from utils.app.runner import run_closing
     from utils.run.target import choose_target, needs_target, target_notice
     from utils.run.team import project_options, propose_team
     from utils.tools.sources import NO_SOURCES
@@ -341,163 +300,3 @@ def resume_request(settings: Settings) -> RunRequest:
                                               settings.run_options(saved["options"]), settings.flag("holidays")))
 
 
-# ---------------------------------------------------------------- the run
-
-def run_workflow(settings: Settings, request: RunRequest, display, *, offline_note: bool = True,
-                 show_document: bool = True) -> RunReport:
-    """Set up, run and report one run. Whatever happens, the run folder keeps the state."""
-    from flows import build_flow, build_plan_flow
-
-    from utils.app.runner import execute, new_shared
-    from utils.run.runstore import RunStore, new_run_dir
-
-    holder: dict[str, Any] = {"emit": display}
-    if request.saved:
-        settings = settings.for_resume(request.saved)
-    # the model named in meta is the one used: asked for here unless the request already knows it
-    settings = with_model(settings.replace(model=request.model) if request.model else settings, display)
-    llm = make_llm(settings, lambda event: holder["emit"](event),
-                   budget=request.options.get("max_tokens_total"), workers=request.options.get("max_workers"))
-    carry_totals(llm, (request.saved or {}).get("totals"), *request.setup_totals)
-    try:
-        run_dir = request.run_dir or new_run_dir(settings.output_dir, request.goal, request.spec.name)
-    except OSError as exc:
-        raise UsageError(f"cannot create a run folder in {settings.output_dir}: {exc.strerror or exc}") from None
-    store = RunStore(run_dir, request.saved)
-    record_run(run_dir, workflow=request.spec.name, topic=request.goal, status="running")  # even a kill -9 is listed
-    meta = {"version": settings.version, "provider": llm.settings.provider,
-            "model": None if llm.offline else llm.settings.model,
-            "base_url": None if llm.offline else safe_base_url(llm.settings.base_url),
-            "api_key": bool(not llm.offline and llm.settings.api_key), "engine": engine_name(),
-            "strategy": request.options["strategy"], "resumed": bool(request.saved), **request.meta}
-    tracer = start_tracing(settings.flag, display.notice, workflow=request.spec.name, meta=meta, goal=request.goal)
-
-    def on_event(event: Event) -> None:
-        store(event)
-        if tracer is not None:
-            tracer(event)
-        if event.kind == "plan":
-            display.show_plan(event.data["plan"])
-        display(event)
-
-    holder["emit"] = on_event
-    display.offline = llm.offline
-    if llm.offline and offline_note:
-        display.notice(OFFLINE_NOTE, "warn")
-    shared = new_shared(goal=request.goal, spec=request.spec, options=request.options, inputs=request.inputs,
-                        llm=llm, emit=on_event, saved=request.saved)
-    if request.plan is not None:
-        shared["plan"] = request.plan  # preset (an edited plan): the orchestrator node takes it as is
-    flow = build_plan_flow() if request.options.get("plan_only") else build_flow(request.options["strategy"])
-    status = "crashed"
-    try:
-        with display:
-            outcome = execute(shared, flow, store, meta=meta)
-        status = outcome.status
-    finally:
-        lost = tracer.end(status) if tracer is not None else None
-        if lost:
-            display.notice(lost, "warn")
-    info = summary_info(outcome, llm, request.options)
-    document = str(outcome.document_path.resolve()) if outcome.document_path else None
-    info["history_id"] = record_run(run_dir, workflow=request.spec.name, topic=request.goal, status=outcome.status,
-                                    info=info, document=document)
-    report(settings, display, outcome, info, show_document=show_document)
-    if settings.flag("open"):
-        open_report(outcome.run_dir, display)
-    return RunReport(outcome, info)
-
-
-def open_report(run_dir: Path, display) -> None:
-    """`--open`: the run's report.html in the default browser (a notice when there is none)."""
-    import webbrowser
-
-    page = run_dir / "report.html"
-    if not page.is_file() or not webbrowser.open(page.resolve().as_uri()):
-        display.notice(f"could not open {page} in a browser", "warn")
-
-
-def saved_results(outcome) -> dict:
-    """Task results as saved in run.json (the source of truth: after Ctrl-C the shared store may not
-    have seen the tasks that finished), with anything newer from the shared store on top."""
-    from utils.run.runstore import load_run
-    from utils.run.state import record_result
-
-    try:
-        results = dict(load_run(outcome.run_dir).get("results") or {})
-    except OrchError:
-        results = {}
-    for r in (outcome.shared.get("results") or {}).values():
-        if isinstance(r, dict):
-            record_result(results, r)
-    return results
-
-
-def summary_info(outcome, llm, options: dict) -> dict:
-    from utils.run.results import TaskState
-    from utils.run.state import RunState
-
-    results = saved_results(outcome)
-    state = RunState.of({"plan": outcome.shared.get("plan"), "results": results})
-    # offline no model is called: the stand-ins' sizes are not calls or tokens anyone paid for
-    t = {} if llm.offline else outcome.totals
-    info = {"status": outcome.status, "elapsed_s": outcome.elapsed_s, "calls": t.get("calls", 0),
-            "prompt_tokens": t.get("prompt_tokens", 0), "completion_tokens": t.get("completion_tokens", 0),
-            "cached": t.get("cached", 0), "cost_usd": t.get("cost_usd"), "output_dir": str(outcome.run_dir),
-            "failed": [{"id": k, "error": r.error} for k, r in state.results.items() if r.state == TaskState.FAILED],
-            "skipped": [k for k, r in state.results.items() if r.state == TaskState.SKIPPED],
-            "done": state.ids_in(TaskState.DONE), "left": state.left(),
-            "offline": llm.offline, "model": None if llm.offline else llm.settings.model, "resume_hint": None,
-            "reason": outcome.shared.get("status_reason"), "claims": outcome.shared.get("verification")}
-    if outcome.status in ("interrupted", "stopped"):
-        info["resume_hint"] = resume_command(outcome, options, len(info["left"]))
-    return info
-
-
-def resume_command(outcome, options: dict, left: int = 0) -> str:
-    """The command that continues this run; after a budget stop it raises the budget, since resuming
-    with the same budget would stop again at once. The new budget covers what is spent plus, at the
-    run's own average per call, the tasks left and the review and cohesion passes."""
-    from utils.app.runner import resume_hint
-
-    hint = resume_hint(outcome.run_dir)
-    budget = options.get("max_tokens_total")
-    if outcome.status == "stopped" and budget:
-        t = outcome.totals
-        used = int(t.get("prompt_tokens", 0)) + int(t.get("completion_tokens", 0))
-        per_call = used / max(1, int(t.get("calls", 0))) or int(budget)
-        bigger = max(2 * int(budget), used + per_call * (left + 3))
-        hint += f" --max-tokens-total {int(-(-bigger // 1000) * 1000)}"
-    return hint
-
-
-def report(settings: Settings, display, outcome, info: dict, *, show_document: bool = True) -> None:
-    """The end of a run on screen: what stopped it and what is done, errors, document, summary."""
-    if outcome.status in ("interrupted", "stopped") and not settings.json:
-        done, left = info["done"], info["left"]
-        why = outcome.shared.get("stopped")
-        why = f" ({why})" if why and why != outcome.status else ""
-        display.notice(f"run {outcome.status}{why}: {len(done)} of {len(done) + len(left)} tasks done"
-                       + (f"; not done yet: {', '.join(left)}" if left else ""), "warn")
-    if outcome.error and outcome.status == "failed":
-        display.error_line(f"error: {outcome.error}")
-    if settings.json:
-        return
-    if outcome.document_path and show_document:
-        display.show_document(outcome.shared["document"], str(outcome.document_path))
-    display.summary(info)
-
-
-def json_summary(outcome, info: dict) -> dict:
-    """`--json`: one document that says what the run did (read from run.json where it matters)."""
-    from utils.run.state import state_of
-
-    shared = outcome.shared
-    plan = shared.get("plan") or {"tasks": []}
-    results = saved_results(outcome)
-    return {**info, "workflow": shared.get("workflow"), "goal": shared.get("goal"), "exit_code": outcome.exit_code,
-            "error": outcome.error, "document": str(outcome.document_path) if outcome.document_path else None,
-            "run_json": str(outcome.run_dir / "run.json"), "title": shared.get("title"),
-            "tasks": [{"id": t["id"], "title": t["title"], "role": t["role"],
-                       "state": state_of(results.get(t["id"]))} for t in plan["tasks"]],
-            "reviews": shared.get("reviews", [])}
