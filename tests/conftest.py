@@ -60,3 +60,28 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
                 name.startswith("ORCH_") and name != "ORCH_ENGINE"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ORCH_HOME", str(tmp_path_factory.mktemp("orch_home_default")))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep each `xdist_group` on one test process under `--dist loadgroup` (pytest.ini).
+
+    Why here: xdist marks a grouped test by appending `@group` to its id, and its scheduler keeps
+    ids with one suffix together. xdist 3.8 writes the id into `item._nodeid`, which pytest 9 no
+    longer reads (the id is `item._id`), so the groups were silently spread over both processes: two
+    local Rays and two LiteLLM proxies started, each costing tens of seconds. Only in a worker of a
+    loadgroup run, and only where the suffix is missing, so a fixed xdist makes this a no-op.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if not names or item.nodeid.endswith(suffix):
+            continue
+        if hasattr(item, "_id"):  # pytest >= 9: a structured id
+            from _pytest.nodeid import NodeId
+            item._id = NodeId.parse(item.nodeid + suffix)
+        else:
+            item._nodeid = item.nodeid + suffix

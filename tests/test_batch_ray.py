@@ -22,7 +22,7 @@ from tests.scripted import TASK_RE, Script, plan_json
 from tests.test_batch import ApprovingLiteralServer, batch_lines, write_lines
 
 ray = pytest.importorskip("ray")
-pytestmark = pytest.mark.xdist_group("ray")
+pytestmark = [pytest.mark.xdist_group("ray"), pytest.mark.integration]
 
 ROOT = Path(__file__).resolve().parent.parent
 # the model key: in the workers' environment (inherited from this process when Ray starts), never an argument
@@ -64,47 +64,6 @@ class Spy:
         from ray import cloudpickle
         self.submitted.append(cloudpickle.dumps((args, kwargs)))
         return self.inner.remote(*args, **kwargs)
-
-
-def test_ray_gives_the_local_statuses_under_one_cluster_wide_limit(local_ray, tmp_path, monkeypatch):
-    monkeypatch.setattr("utils.run.timeline.write_pictures", lambda *a, **k: [])  # as in test_batch
-    data = ROOT / "examples" / "data" / "sales.csv"
-    write_lines(tmp_path / "goals.jsonl", batch_lines(6, data)[:7])  # 6 goals (every workflow) and the bad line 6
-    submitted: list[bytes] = []
-    real_remote = ray.remote
-    monkeypatch.setattr(ray, "remote", lambda *a, **k: Spy(real_remote(*a, **k), submitted))
-    with ApprovingLiteralServer(schema_mode="literal", seed=3) as server:
-        server.responder, server.require_key = Script(), KEY  # calls need the workers' own key
-        on_ray, ray_doc = run(tmp_path, server, "ray", "--executor", "ray")
-        assert 0 < server.max_in_flight <= 3, server.max_in_flight  # two tasks x 3 workers, one limit of 3
-        calls = len(server.requests)
-        again, again_doc = run(tmp_path, server, "ray", "--executor", "ray")
-        assert len(server.requests) == calls, "a re-run pays no call"
-    assert [b["line"] for b in ray_doc["bad_lines"]] == [6] and "goals.jsonl:6" in on_ray.stderr
-    # the statuses of one process (tests/test_batch.py runs these goals there: every one ok)
-    expected = [(f"g{i:02d}", "ok", ("blog", "report", "analysis", "project")[i % 4]) for i in range(6)]
-    assert [(g["id"], g["status"], g["workflow"]) for g in ray_doc["goals"]] == expected, on_ray.explain()
-    assert ray_doc["executor"] == "ray" and ray_doc["peak_calls_in_flight"] <= 3
-    assert sum(g["calls"] for g in ray_doc["goals"]) == calls
-    assert all(Path(g["folder"]).parent == tmp_path / "ray" for g in ray_doc["goals"])
-    assert all(g.get("skipped") for g in again_doc["goals"] if g["status"] == "ok")
-    # the key is in no task's or actor's arguments, nor in anything Ray logged
-    goal_tasks = [blob for blob in submitted if b"Goal number" in blob]
-    assert len(goal_tasks) == 6  # the spy saw every goal's submission
-    assert all(KEY.encode() not in blob for blob in submitted)
-    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
-    leaked = [p for p in logs.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
-    assert logs.is_dir() and not leaked, leaked
-
-
-def test_a_task_without_the_key_in_its_worker_says_where_to_set_it(local_ray):
-    from utils.app.batch import Job
-    from utils.app.batch_ray import goal_task
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("OPENAI_API_KEY", raising=False)
-        row = goal_task(Job(key="k", line=1, id="a", goal="g", flags={}), None, {}, False, True)
-    assert row["status"] == "failed" and "OPENAI_API_KEY is not set on this Ray worker" in row["error"]
-    assert "ray start" in row["error"]
 
 
 # ---------------------------------------------------------------- lost drivers and lost workers
@@ -268,3 +227,51 @@ def test_a_goal_whose_ray_worker_dies_is_retried_and_resumes_from_its_journal(lo
     assert after, "the retry went on with the goal"
     assert not done & set(after), (done, after)  # tasks finished before the loss are not paid again
     assert done <= done_tasks(run_dir) and [p for p in out.iterdir() if p.is_dir()] == [run_dir]
+
+
+# ---------------------------------------------------------------- statuses, limit and key, on the same Ray
+# Last in the file (pytest runs a module in file order): the driver-kill test above runs first, on the
+# freshly started Ray, as it did when each test process had a Ray of its own. On a Ray already warmed
+# by these goals it can kill the driver inside the <= POLL_S window between a goal's run folder being
+# made and the driver logging it to batch.jsonl; the re-run then starts a second folder (seen once,
+# 2026-12-04; reported, not fixed here).
+
+def test_ray_gives_the_local_statuses_under_one_cluster_wide_limit(local_ray, tmp_path, monkeypatch):
+    monkeypatch.setattr("utils.run.timeline.write_pictures", lambda *a, **k: [])  # as in test_batch
+    data = ROOT / "examples" / "data" / "sales.csv"
+    write_lines(tmp_path / "goals.jsonl", batch_lines(6, data)[:7])  # 6 goals (every workflow) and the bad line 6
+    submitted: list[bytes] = []
+    real_remote = ray.remote
+    monkeypatch.setattr(ray, "remote", lambda *a, **k: Spy(real_remote(*a, **k), submitted))
+    with ApprovingLiteralServer(schema_mode="literal", seed=3) as server:
+        server.responder, server.require_key = Script(), KEY  # calls need the workers' own key
+        on_ray, ray_doc = run(tmp_path, server, "ray", "--executor", "ray")
+        assert 0 < server.max_in_flight <= 3, server.max_in_flight  # two tasks x 3 workers, one limit of 3
+        calls = len(server.requests)
+        again, again_doc = run(tmp_path, server, "ray", "--executor", "ray")
+        assert len(server.requests) == calls, "a re-run pays no call"
+    assert [b["line"] for b in ray_doc["bad_lines"]] == [6] and "goals.jsonl:6" in on_ray.stderr
+    # the statuses of one process (tests/test_batch.py runs these goals there: every one ok)
+    expected = [(f"g{i:02d}", "ok", ("blog", "report", "analysis", "project")[i % 4]) for i in range(6)]
+    assert [(g["id"], g["status"], g["workflow"]) for g in ray_doc["goals"]] == expected, on_ray.explain()
+    assert ray_doc["executor"] == "ray" and ray_doc["peak_calls_in_flight"] <= 3
+    assert sum(g["calls"] for g in ray_doc["goals"]) == calls
+    assert all(Path(g["folder"]).parent == tmp_path / "ray" for g in ray_doc["goals"])
+    assert all(g.get("skipped") for g in again_doc["goals"] if g["status"] == "ok")
+    # the key is in no task's or actor's arguments, nor in anything Ray logged
+    goal_tasks = [blob for blob in submitted if b"Goal number" in blob]
+    assert len(goal_tasks) == 6  # the spy saw every goal's submission
+    assert all(KEY.encode() not in blob for blob in submitted)
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    leaked = [p for p in logs.rglob("*") if p.is_file() and KEY.encode() in p.read_bytes()]
+    assert logs.is_dir() and not leaked, leaked
+
+
+def test_a_task_without_the_key_in_its_worker_says_where_to_set_it(local_ray):
+    from utils.app.batch import Job
+    from utils.app.batch_ray import goal_task
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("OPENAI_API_KEY", raising=False)
+        row = goal_task(Job(key="k", line=1, id="a", goal="g", flags={}), None, {}, False, True)
+    assert row["status"] == "failed" and "OPENAI_API_KEY is not set on this Ray worker" in row["error"]
+    assert "ray start" in row["error"]

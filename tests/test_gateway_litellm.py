@@ -21,6 +21,10 @@ import pytest
 from fakes.fake_llm import FakeLLMServer, Reply
 from tests.helpers import cli_env, only_run, read_state, run_main
 
+# One proxy for the whole session: it takes ~25 s of CPU to start, and `--dist loadgroup` would
+# otherwise spread the module over both test processes and start it twice.
+pytestmark = [pytest.mark.xdist_group("litellm"), pytest.mark.integration]
+
 MASTER_KEY = "sk-gateway-master-5f1c"
 UPSTREAM_KEY = "sk-upstream-9a2e"
 STARTUP_S = 90
@@ -50,7 +54,7 @@ def _wait_alive(url: str, proc: subprocess.Popen, log: Path) -> None:
             with urllib.request.urlopen(url + "/health/liveliness", timeout=2):
                 return
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.1)
     pytest.fail(f"the LiteLLM proxy did not start within {STARTUP_S}s:\n{log.read_text()[-3000:]}")
 
 

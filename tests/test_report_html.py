@@ -199,6 +199,7 @@ def _pdf_text(pdf: bytes) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))  # NFKC: a ligature is its letters
 
 
+@pytest.mark.integration
 def test_reports_open_cleanly_in_headless_chromium(browser, listener, tmp_path):
     port, hits = listener
     runs = {"web report": web_report_run(tmp_path, port),

@@ -170,3 +170,24 @@ def test_an_offline_timeline_title_has_no_ratio():
     title = __import__("utils.run.timeline", fromlist=["x"]).timeline_title(
         build(PLAN, RESULTS, workers=2), "blog", offline=True)
     assert "lower bound" not in title and "offline" in title
+
+
+def test_the_plan_arrows_box_test_answers_as_matplotlibs_own():
+    """plan_png's arrows are clipped with a box test that reads the box's outline once
+    (`_arc_class`); on a grid around a rounded box it must agree with `Patch.contains` everywhere."""
+    from types import SimpleNamespace
+
+    from utils.run.plan_view import _arc_class
+    from utils.run.timeline import agg_figure
+
+    fig, ax = agg_figure(3, 2)
+    text = ax.text(0.5, 0.5, "w1\nA task title", ha="center", va="center", fontsize=7,
+                   bbox={"boxstyle": "round,pad=0.3", "facecolor": "#4C78A8", "alpha": 0.9, "edgecolor": "white"})
+    fig.canvas.draw()
+    box = text.get_bbox_patch()
+    inside = _arc_class()(rad=0.25)._in_patch(box)
+    x0, y0, x1, y1 = box.get_window_extent().extents
+    grid = [(x0 - 4 + (x1 - x0 + 8) * i / 40, y0 - 4 + (y1 - y0 + 8) * j / 40) for i in range(41) for j in range(41)]
+    theirs = [box.contains(SimpleNamespace(x=x, y=y))[0] for x, y in grid]
+    assert [inside(xy) for xy in grid] == theirs
+    assert any(theirs) and not all(theirs)  # the grid crosses the box's outline

@@ -5,6 +5,9 @@ each dependency; the Mermaid graph renders on GitHub and in most Markdown viewer
 """
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from utils.dag import levels
 from utils.palette import role_colours
 from utils.run.timeline import agg_figure, dependencies, figure_png
@@ -39,6 +42,33 @@ def plan_document(plan: dict) -> str:
             + "\n\n```mermaid\n" + plan_mermaid(plan) + "\n```\n\n![planned DAG](plan.png)\n")
 
 
+@cache
+def _arc_class() -> type:
+    """matplotlib's `arc3` connection whose "is this point inside the box" test reads the box's
+    outline once per arrow. Why: stock `Patch.contains` rebuilds the rounded box's path on every
+    probe of the bisection that clips an arrow to its boxes (about 20 probes x 2 boxes x 2 draws per
+    arrow), which made the plan picture the costliest part of a short run. Same test, same pixels."""
+    from matplotlib.patches import ConnectionStyle
+
+    class Arc3(ConnectionStyle.Arc3):
+        def _in_patch(self, patch: Any):
+            path, transform = patch.get_path(), patch.get_transform().frozen()
+            radius = patch._process_radius(None)
+            parts = [path] if path.codes is None else _subpaths(path)
+            return lambda xy: any(part.contains_point(xy, transform, radius) for part in parts)
+
+    return Arc3
+
+
+def _subpaths(path: Any) -> list:
+    """`path` cut before each MOVETO but the first, as `Patch.contains` tests it."""
+    import numpy as np
+    from matplotlib.path import Path
+
+    starts = np.where(path.codes == Path.MOVETO)[0][1:]
+    return [Path(v, c) for v, c in zip(np.split(path.vertices, starts), np.split(path.codes, starts))]
+
+
 def plan_png(plan: dict) -> bytes:
     """The planned DAG as a PNG: columns by dependency depth, arrows from each dependency."""
     depth = levels(dependencies(plan))
@@ -66,7 +96,7 @@ def plan_png(plan: dict) -> bytes:
                 bend = 0.0 if x1 - x0 == 1 or y0 != y1 else 0.25  # arc over the boxes an edge skips
                 ax.annotate("", xy=(x1, y1), xytext=(x0, y0), zorder=4,
                             arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 0.8, "mutation_scale": 12,
-                                        "connectionstyle": f"arc3,rad={bend}",
+                                        "connectionstyle": _arc_class()(rad=bend),
                                         "patchA": boxes[d].get_bbox_patch(),
                                         "patchB": boxes[t["id"]].get_bbox_patch()})
     ax.set_xlim(-0.7, max(columns, default=0) + 0.7)
