@@ -118,7 +118,8 @@ def test_first_worker_request_leaves_before_the_plan_has_finished(fake_llm):
     shared, events = run(fake_llm, script)
     planning = next(r for r in fake_llm.requests if request_kind(r) == "plan")
     first = min((r for r in fake_llm.requests if request_kind(r) == "worker"), key=lambda r: r.t_in)
-    assert planning.stream and worker_requests(fake_llm, "a")[0] is first
+    # a and b need nothing and may arrive in one chunk: either one's request may reach the server first
+    assert planning.stream and any(worker_requests(fake_llm, t)[0] is first for t in "ab")
     assert first.t_in < planning.t_out                      # by the server's record
     order = _kinds_in_order(events)
     assert order.index("task:a:running") < order.index("plan")  # by the event order
