@@ -187,3 +187,15 @@ def test_executor_ray_without_ray_is_one_line_saying_how_to_install_it(tmp_path,
     assert done.code == 2 and done.stderr.strip().splitlines() == [
         "error: --executor ray needs Ray: pip install -r requirements-ray.txt (or: pip install ray)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_drops_only_the_empty_run_folders_a_killed_driver_left(tmp_path):
+    from utils.app.batch import drop_empty_runs
+    out = tmp_path / "out"
+    (out / "20261204-235959-blog-a-post").mkdir(parents=True)          # made, killed before its first save
+    (out / "20261204-235958-blog-other").mkdir()
+    (out / "20261204-235958-blog-other" / "run.json").write_text("{}")  # a run: kept
+    (out / "my-notes").mkdir()                                          # the user's: kept, even empty
+    assert drop_empty_runs(out) == ["20261204-235959-blog-a-post"]
+    assert sorted(p.name for p in out.iterdir()) == ["20261204-235958-blog-other", "my-notes"]
+    assert drop_empty_runs(tmp_path / "absent") == []

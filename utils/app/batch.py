@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 import threading
 import time
@@ -92,6 +93,24 @@ class BatchLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as fh:
                 fh.write(json.dumps({**record, "at": round(time.time(), 3)}, ensure_ascii=False) + "\n")
+
+
+RUN_FOLDER = re.compile(r"^\d{8}-\d{6}-")  # utils/run/runstore.new_run_dir's names
+
+
+def drop_empty_runs(folder: Path) -> list[str]:
+    """Remove this batch's empty run folders: a driver killed between making a goal's folder and
+    its first save (or a Ray driver before it logged the folder) leaves one, and the re-run starts
+    that goal in a new one. Only empty folders named like runs: nothing of the user's is touched."""
+    gone = []
+    for d in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            if d.is_dir() and RUN_FOLDER.match(d.name) and not any(d.iterdir()):
+                d.rmdir()
+                gone.append(d.name)
+        except OSError:
+            continue
+    return gone
 
 
 def found_folders(folder: Path) -> dict[str, str]:
@@ -182,6 +201,7 @@ def run_batch(settings: Settings, parse_line: Callable[[list[str]], dict] | None
     done_before = log.load()
     for b in bad:
         print(f"error: {path}:{b.line}: {b.error} (line skipped)", file=sys.stderr)
+    drop_empty_runs(folder)
     found = found_folders(folder)
     todo, rows = [], {}
     for job in jobs:
