@@ -10,11 +10,10 @@ from typing import Any, Mapping
 from utils.errors import OrchError
 from utils.run.claims import POINTER, Evidence, Figures, Source, digest, evidence_numbers, verify
 from utils.run.plan import Plan
-from utils.run.state import ids_with
+from utils.run.results import TaskState, ids_with, state_of
 from utils.tools.table import read_text
 from utils.tools.web.cite import used_pages
 from utils.tools.web.research import key_prefix
-from utils.run.results import TaskState
 
 MAX_CITED_LINES = 2000      # a citation of a whole CSV is held to its facts, not to a million rows
 MAX_FIGURES = 200_000       # numbers gathered from the tools' data
@@ -44,7 +43,7 @@ class RunSources:
     def __init__(self, input_paths: list[str], results: list[dict]) -> None:
         self.files = {Path(p).name: Path(p) for p in input_paths}
         self._lines: dict[str, list[str] | str] = {}
-        done = [r for r in results if r.get("state") == TaskState.DONE]
+        done = [r for r in results if state_of(r) == TaskState.DONE]
         self.facts = [f for r in done for f in ((r.get("data") or {}).get("facts") or [])
                       if isinstance(f, dict) and isinstance(f.get("pointer"), str)]
         pages, _ = used_pages(done)
@@ -136,7 +135,7 @@ def run_evidence(mode: str, input_paths: list[str], results: list[dict], tool_re
     figures: list[float] = []
     if mode == "figures":
         for r in tool_results:
-            if r.get("state") == TaskState.DONE:
+            if state_of(r) == TaskState.DONE:
                 tool_figures(r.get("data"), figures)
     return Evidence(mode=mode, sourced=mode == "sources" and bool(sources), resolve=sources,
                     figures=Figures(figures))

@@ -11,7 +11,7 @@ from typing import Any
 
 from utils.model.tokens import estimate_tokens  # noqa: F401 - the one estimator; re-exported
 from utils.run.plan import Plan, Task, outline
-from utils.run.results import TaskState
+from utils.run.results import TaskState, ids_with
 
 SHORTENED = "\n\n[... shortened to fit the context budget ...]"
 
@@ -164,7 +164,7 @@ def planner_messages(*, spec, goal: str, max_tasks: int, inputs: list[str], feed
 
 def review_messages(*, spec, plan: Plan, results: dict[str, dict], round_no: int,
                     budget_tokens: int) -> list[dict]:
-    outputs = {tid: r["output"] for tid, r in results.items() if r.get("state") == TaskState.DONE}
+    outputs = {tid: results[tid]["output"] for tid in ids_with(results, TaskState.DONE)}
     fitted, _ = fit_outputs(outputs, budget_tokens)
     sections = "\n\n".join(f"## [{tid}] {plan.task(tid).title} ({plan.task(tid).role})\n{text}"
                            for tid, text in fitted.items())

@@ -13,7 +13,7 @@ from typing import Iterable
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from utils.dag import find_cycle  # noqa: F401 - re-exported: the one cycle finder
-from utils.run.results import TaskState
+from utils.run.results import TaskState, state_of
 
 
 class Task(BaseModel):
@@ -136,9 +136,9 @@ def bounded_rerun(plan: Plan, flagged: Iterable[str], results: dict[str, dict],
 
     Every flagged task re-runs; its finished dependents follow in plan order up to `cap` tasks in all,
     so one flagged root task cannot silently re-run a 220-task plan. The rest keep their version."""
-    flagged = [t for t in flagged if results.get(t, {}).get("state") == TaskState.DONE]
+    flagged = [t for t in flagged if state_of(results.get(t)) == TaskState.DONE]
     cap = max(cap or DEFAULT_MAX_RERUN, len(flagged))
-    closure = [t for t in dependents_closure(plan, flagged) if results.get(t, {}).get("state") == TaskState.DONE]
+    closure = [t for t in dependents_closure(plan, flagged) if state_of(results.get(t)) == TaskState.DONE]
     extra = [t for t in closure if t not in flagged]
     room = cap - len(flagged)
     keep = set(flagged) | set(extra[:room])

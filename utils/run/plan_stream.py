@@ -33,7 +33,7 @@ from pydantic import ValidationError
 
 from utils.events import Event
 from utils.run.plan import ID_PATTERN, Plan, Task
-from utils.run.results import ENDED, TaskState
+from utils.run.results import ENDED, TaskState, ids_with
 from utils.run.scheduler import Schedule
 
 _ID = re.compile(ID_PATTERN)
@@ -302,7 +302,7 @@ async def plan_overlapped(*, ask, work: Work, spec: Any, goal: str, options: dic
                           known: Iterable[str] = ()) -> tuple[Plan, list[str], Overlap]:
     """One planning call with the worker pass beside it. `known`: tasks finished in earlier rounds
     (a re-plan), which new tasks may depend on; hybrid admits only tasks that depend on those."""
-    done = {tid for tid, r in prior.items() if r.get("state") == TaskState.DONE} | set(known)
+    done = set(ids_with(prior, TaskState.DONE)) | set(known)
     gate = Gate(spec.roles, known=done | set(prior),  # a dependency on a task that failed: skipped, as always hold_roles=[n for n, r in spec.roles.items() if r.needs],
                 max_tasks=options["max_tasks"], frontier=options["strategy"] == "hybrid")
     run = PlanWhileWorking(goal=goal, gate=gate, work=work, emit=emit, max_workers=options["max_workers"],

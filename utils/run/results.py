@@ -7,7 +7,7 @@ what `run.json` stores per task; loading a run validates every saved result agai
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -52,12 +52,25 @@ class TaskResult(BaseModel):
     def start(cls, task: Any, previous: dict | None = None) -> "TaskResult":
         """A fresh result for `task`; a revision of a finished task counts one up from it."""
         prev = previous or {}
-        revision = prev.get("revision", -1) + 1 if prev.get("state") == TaskState.DONE else 0
+        revision = prev.get("revision", -1) + 1 if state_of(prev) == TaskState.DONE else 0
         return cls(id=task.id, title=task.title, role=task.role, revision=revision)
 
     def as_dict(self) -> dict[str, Any]:
         """The plain dict the shared store, events and prompts use."""
         return dict(self)  # fields and extras alike
+
+
+def state_of(result: Any) -> str:
+    """A result's state, from a `TaskResult` or a plain dict (absent: not started)."""
+    if isinstance(result, TaskResult):
+        return result.state
+    return (result or {}).get("state", TaskState.PENDING) if isinstance(result, Mapping) or result is None else TaskState.PENDING
+
+
+def ids_with(results: Mapping[str, Any], *states: str) -> list[str]:
+    """Ids of the results (plain dicts or `TaskResult`s) whose state is one of `states`, in the
+    mapping's order: the one way nodes, the run store and the summary ask "which tasks are done"."""
+    return [tid for tid, r in results.items() if state_of(r) in states]
 
 
 def saved_result(result: dict) -> dict:
@@ -74,7 +87,7 @@ def results_digest(results: dict[str, dict]) -> str:
     import hashlib
     import json
 
-    done = sorted((tid, str(r.get("output") or "")) for tid, r in results.items() if r.get("state") == TaskState.DONE)
+    done = sorted((tid, str(results[tid].get("output") or "")) for tid in ids_with(results, TaskState.DONE))
     return hashlib.sha256(json.dumps(done, ensure_ascii=False).encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from utils.run.keywords import fill_topic
 from utils.run.outputs import Cohesion, ReviewResult, TaskVerdict
 from utils.run.plan import Plan, Task
-from utils.run.results import TaskState
+from utils.run.results import TaskState, ids_with
 
 
 class RunStandIns:
@@ -36,7 +36,7 @@ class RunStandIns:
         if purpose in ("planning", "planning the next step", "re-planning"):
             return self._plan(purpose, results)
         if purpose.startswith("review round"):
-            return offline_review([tid for tid, r in results.items() if r.get("state") == TaskState.DONE])
+            return offline_review(ids_with(results, TaskState.DONE))
         if purpose == "cohesion pass":
             return offline_cohesion((sh.get("plan") or {}).get("goal") or sh["goal"])
         role = re.search(r"\(([^()]+)\)\s*$", purpose)  # worker purposes read "task t1 (role)"

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from utils.run.plan import Plan
-from utils.run.results import ENDED, TaskResult, TaskState, review_shortfall
+from utils.run.results import ENDED, TaskResult, TaskState, ids_with, review_shortfall, state_of  # noqa: F401 - re-exported
 
 DONE, PENDING = TaskState.DONE, TaskState.PENDING
 
@@ -40,19 +40,6 @@ def record_result(results: dict[str, Any], result: Mapping) -> bool:
 def count_revisions(reviews: list[dict] | None) -> int:
     """Revision passes so far: the reviews that sent work back (re-ran tasks)."""
     return sum(1 for r in reviews or [] if isinstance(r, Mapping) and r.get("rerun"))
-
-
-def state_of(result: Any) -> str:
-    """A result's state, from a `TaskResult` or a plain dict (absent: not started)."""
-    if isinstance(result, TaskResult):
-        return result.state
-    return (result or {}).get("state", PENDING) if isinstance(result, Mapping) or result is None else PENDING
-
-
-def ids_with(results: Mapping[str, Any], *states: str) -> list[str]:
-    """Ids of the results (plain dicts or `TaskResult`s) whose state is one of `states`, in the
-    mapping's order: the one way nodes, the run store and the summary ask "which tasks are done"."""
-    return [tid for tid, r in results.items() if state_of(r) in states]
 
 
 def plan_of(shared: dict) -> Plan:

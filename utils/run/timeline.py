@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from utils.dag import longest_chains
-from utils.run.results import TaskState
+from utils.run.results import TaskState, state_of
 from utils.palette import role_colours
 
 EPS = 0.002  # seconds: a task that starts within this of an event was waiting for that event
@@ -99,10 +99,10 @@ def build(plan: dict | None, results: dict[str, dict], workers: int | None = Non
         ready = max([float(ran[d]["finished"]) - origin for d in deps.get(tid, []) if d in ran]
                     + [float((arrived or {}).get(tid, origin)) - origin])
         revision = int(r.get("revision") or 0)
-        bars[tid] = Bar(tid, str(r.get("role") or "?"), int(r["worker"]), start, end, str(r.get("state")),
+        bars[tid] = Bar(tid, str(r.get("role") or "?"), int(r["worker"]), start, end, state_of(r),
                         start if revision else min(ready, start), int(r.get("retries") or 0), revision)
     passes = [Bar(str(r.get("id")), str(r.get("role") or "?"), int(r["worker"]), float(r["started"]) - origin,
-                  max(float(r["finished"]), float(r["started"])) - origin, str(r.get("state")),
+                  max(float(r["finished"]), float(r["started"])) - origin, state_of(r),
                   float(r["started"]) - origin, int(r.get("retries") or 0), int(r.get("revision") or 0))
               for r in before]
     every = [*bars.values(), *passes]
