@@ -158,6 +158,35 @@ def test_persistent_bad_output_names_the_purpose(fake_llm, tmp_path):
     assert len(fake_llm.requests) == 2
 
 
+def test_a_breakdown_whose_references_stay_wrong_is_repaired_and_says_so(fake_llm, tmp_path):
+    """What a schema cannot say (references between items) is salvaged after the model's repair,
+    as a plan is: the dependency named by title becomes its id, the one naming nothing is dropped,
+    and both the notice and the breakdown's own text say what changed."""
+    from utils.run.outputs import WorkBreakdown
+
+    bad = {"summary": "Launch.", "work_items": [
+        {"id": "db", "name": "Design the database", "estimate_days": 2, "role": "backend"},
+        {"id": "api", "name": "Build the API", "estimate_days": 3, "role": "backend",
+         "depends_on": ["Design the database", "auth-service"]}]}
+    fake_llm.push(bad, bad)
+    events = Collector()
+    out = ask(client(fake_llm, tmp_path, emit=events), schema=WorkBreakdown, purpose="task b (breakdown)")
+    assert len(fake_llm.requests) == 2  # the model was asked to repair it first
+    assert [(w.id, w.depends_on) for w in out.data.work_items] == [("db", []), ("api", ["db"])]
+    notice = " ".join(e["message"] for e in events.of("notice"))
+    assert notice.startswith("task b (breakdown): repaired after the model's repair failed")
+    assert "'auth-service'" in notice and "'auth-service'" in out.data.markdown()
+    assert "auth-service" not in str(out.data.model_dump())
+
+
+def test_a_reply_that_salvage_cannot_fix_still_fails(fake_llm, tmp_path):
+    from utils.run.outputs import WorkBreakdown
+
+    fake_llm.responder = lambda req: '{"summary": "x", "work_items": [{"id": "a", "name": "A", "estimate_days": 0, "role": "qa"}]}'
+    msg = error_of(client(fake_llm, tmp_path), schema=WorkBreakdown, purpose="task b (breakdown)")
+    assert msg.startswith("task b (breakdown): model output did not match the schema:") and "estimate_days" in msg
+
+
 # -- retries ---------------------------------------------------------------------------------------
 def test_429_with_retry_after_then_success(fake_llm, tmp_path):
     fake_llm.fail_next(429, retry_after=0)

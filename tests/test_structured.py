@@ -175,3 +175,23 @@ def test_deeply_nested_reply_is_a_bad_reply_not_a_crash(text):
     # refused by the scan, before a parser recurses (a collection at that depth cannot report errors)
     with pytest.raises(ValueError, match="nests deeper than 64 levels"):
         parse_as(text, Bag)
+
+
+def test_breakdown_salvage_fixes_only_what_a_schema_cannot_say():
+    from utils.run.outputs import WorkBreakdown
+
+    raw = {"summary": "s", "work_items": [
+        {"id": "a", "name": "Alpha", "estimate_days": 1, "role": "qa", "depends_on": ["a", "ALPHA "]},
+        {"id": "a", "name": "Beta", "estimate_days": 1, "role": "qa", "depends_on": ["alpha", "a", "zeta"]},
+        {"id": "c", "name": "Gamma", "estimate_days": 1, "role": "qa", "depends_on": ["Beta"]}]}
+    with pytest.raises(ValueError):
+        validate(raw, WorkBreakdown)
+    data, changes = WorkBreakdown.salvage(raw)
+    fixed = validate(data, WorkBreakdown)
+    assert [(w.id, w.depends_on) for w in fixed.work_items] == [("a", []), ("a-2", ["a"]), ("c", ["a-2"])]
+    assert changes == ["repeated id 'a' renamed 'a-2'",
+                       "dropped the dependency of 'a' on 'a' (it names no other work item)",
+                       "dropped the dependency of 'a' on 'ALPHA ' (it names no other work item)",
+                       "dropped the dependency of 'a-2' on 'zeta' (it names no other work item)"]
+    assert raw["work_items"][1]["id"] == "a"  # the reply itself is not changed
+    assert WorkBreakdown.salvage({"work_items": "x"}) == ({"work_items": "x"}, [])

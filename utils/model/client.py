@@ -31,7 +31,7 @@ from utils.model.limits import AdaptiveLimit, CallPool, backoff
 from utils.model.offline import OfflineModel, StandIns
 from utils.model.pricing import call_cost, price_for
 from utils.model.settings import Completion, LLMSettings, Totals  # noqa: F401 - part of this module's API
-from utils.model.structured import extract_json, json_schema_for, validate
+from utils.model.structured import extract_json, json_schema_for, salvaged, validate
 from utils.model.reply import Parsed
 from utils.model.tokens import estimate_tokens, messages_tokens
 from utils.model.transport import Fatal, Rejected, Transient, Transport
@@ -243,7 +243,13 @@ class LLMClient:
         try:
             return both, validate(extract_json(second.text), schema)
         except ValueError as exc:
-            raise self._error(purpose, f"model output did not match the schema: {exc}") from None
+            fixed = salvaged(second.text, schema)
+            if fixed is None:
+                raise self._error(purpose, f"model output did not match the schema: {exc}") from None
+        value, changes = fixed
+        self.emit(Event("notice", {"level": "warn", "message": f"{purpose}: repaired after the model's repair "
+                                   "failed: " + "; ".join(changes[:5]) + (f" (+{len(changes) - 5} more)" if len(changes) > 5 else "")}))
+        return both, value
 
     def _whole(self, ans: Answer, purpose: str) -> None:
         if ans.finish == "length":

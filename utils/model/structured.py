@@ -120,6 +120,25 @@ def format_problems(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
+def salvaged(text: str, schema: type[M]) -> tuple[M, list[str]] | None:
+    """The reply repaired by the schema's own `salvage(data) -> (data, changes)`, for what a JSON
+    Schema cannot express (references between items); None when the schema has none or the repaired
+    data is still invalid. The changes are kept on the instance (`_repairs`) so its text can say them."""
+    fix = getattr(schema, "salvage", None)
+    if fix is None:
+        return None
+    try:
+        data, changes = fix(extract_json(text))
+        value = validate(data, schema)
+    except ValueError:
+        return None
+    if not changes:
+        return None
+    if hasattr(value, "_repairs"):
+        value._repairs = list(changes)
+    return value, changes
+
+
 def parse_as(text: str, schema: type[M]) -> M:
     """`extract_json` then `validate`: the one call the LLM client needs."""
     return validate(extract_json(text), schema)

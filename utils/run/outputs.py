@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
 
 NUMBERS_AS_IDS = ConfigDict(coerce_numbers_to_str=True)  # models often answer `"id": 3`
 
@@ -59,6 +59,7 @@ class WorkItem(BaseModel):
 class WorkBreakdown(BaseModel):
     summary: str = ""
     work_items: list[WorkItem] = Field(min_length=1)
+    _repairs: list[str] = PrivateAttr(default_factory=list)  # what `salvage` changed: said in markdown()
 
     @model_validator(mode="after")
     def _references(self) -> "WorkBreakdown":
@@ -72,11 +73,42 @@ class WorkBreakdown(BaseModel):
             raise ValueError(f"depends_on names unknown work items or the item itself: {', '.join(unknown[:5])}")
         return self
 
+    @classmethod
+    def salvage(cls, data: Any) -> tuple[Any, list[str]]:
+        """What a schema cannot say, repaired after the model's own repair failed (as a plan is):
+        a dependency written as a work item's name becomes its id, one naming no item (or the item
+        itself) is dropped, a repeated id gets a suffix. Returns the data and what was changed, which
+        the breakdown's markdown states; anything else is left for validation to refuse."""
+        items = data.get("work_items") if isinstance(data, dict) else None
+        if not isinstance(items, list) or not all(isinstance(w, dict) for w in items):
+            return data, []
+        items, fixes, seen = [dict(w) for w in items], [], set()
+        for w in items:
+            wid = str(w.get("id"))
+            if wid in seen:
+                new = next(f"{wid}-{n}" for n in range(2, len(items) + 2) if f"{wid}-{n}" not in seen)
+                fixes.append(f"repeated id '{wid}' renamed '{new}'")
+                w["id"] = wid = new
+            seen.add(wid)
+        by_name = {str(w.get("name", "")).strip().casefold(): str(w["id"]) for w in items}
+        for w in items:
+            deps, kept = w.get("depends_on") if isinstance(w.get("depends_on"), list) else [], []
+            for d in map(str, deps):
+                ref = d if d in seen else by_name.get(d.strip().casefold())
+                if ref is None or ref == str(w["id"]):
+                    fixes.append(f"dropped the dependency of '{w['id']}' on '{d}' (it names no other work item)")
+                elif ref not in kept:
+                    kept.append(ref)
+            w["depends_on"] = kept
+        return {**data, "work_items": items}, fixes
+
     def markdown(self) -> str:
         lines = [self.summary, "", "| id | work item | role | estimate (days) | depends on |",
                  "|---|---|---|---:|---|"]
         for w in self.work_items:
             lines.append(f"| {w.id} | {w.name} | {w.role} | {w.estimate_days:g} | {', '.join(w.depends_on) or '—'} |")
+        if self._repairs:
+            lines += ["", "Repaired by the app after the model's repair failed: " + "; ".join(self._repairs) + "."]
         return "\n".join(lines).strip()
 
 
