@@ -195,3 +195,8 @@ def test_breakdown_salvage_fixes_only_what_a_schema_cannot_say():
                        "dropped the dependency of 'a-2' on 'zeta' (it names no other work item)"]
     assert raw["work_items"][1]["id"] == "a"  # the reply itself is not changed
     assert WorkBreakdown.salvage({"work_items": "x"}) == ({"work_items": "x"}, [])
+    no_id = {"work_items": [{"name": "A", "estimate_days": 1, "role": "qa", "depends_on": ["B"]}]}
+    data, changes = WorkBreakdown.salvage(no_id)  # shapes salvage cannot mend are left to validation
+    assert changes == ["dropped the dependency of 'None' on 'B' (it names no other work item)"]
+    with pytest.raises(ValueError, match="id"):
+        validate(data, WorkBreakdown)

@@ -90,13 +90,13 @@ class WorkBreakdown(BaseModel):
                 fixes.append(f"repeated id '{wid}' renamed '{new}'")
                 w["id"] = wid = new
             seen.add(wid)
-        by_name = {str(w.get("name", "")).strip().casefold(): str(w["id"]) for w in items}
+        by_name = {str(w.get("name", "")).strip().casefold(): str(w.get("id")) for w in items}
         for w in items:
-            deps, kept = w.get("depends_on") if isinstance(w.get("depends_on"), list) else [], []
+            deps, kept, wid = w.get("depends_on") if isinstance(w.get("depends_on"), list) else [], [], str(w.get("id"))
             for d in map(str, deps):
                 ref = d if d in seen else by_name.get(d.strip().casefold())
-                if ref is None or ref == str(w["id"]):
-                    fixes.append(f"dropped the dependency of '{w['id']}' on '{d}' (it names no other work item)")
+                if ref is None or ref == wid:
+                    fixes.append(f"dropped the dependency of '{wid}' on '{d}' (it names no other work item)")
                 elif ref not in kept:
                     kept.append(ref)
             w["depends_on"] = kept
