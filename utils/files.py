@@ -89,9 +89,17 @@ def parse_user_file(text: str, parse: Callable[[str], Any], where: str, *, max_d
         raise error(f"{where} is nested too deeply or malformed") from None
 
 
+def safe_yaml(text: str) -> Any:
+    """`yaml.safe_load` on libyaml's C parser where PyYAML was built with it (a workflow spec parses
+    in 1 ms instead of 14), the pure-Python one otherwise; same safe constructors either way."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+
+
 def parse_user_yaml(text: str, where: str, *, max_depth: int) -> Any:
     """YAML the user wrote (a config file, a workflow spec), parsed safely (`parse_user_file`)."""
     import yaml
 
-    return parse_user_file(text, yaml.safe_load, where, max_depth=max_depth, syntax=yaml.YAMLError,
+    return parse_user_file(text, safe_yaml, where, max_depth=max_depth, syntax=yaml.YAMLError,
                            describe=lambda exc: "YAML: " + str(exc).splitlines()[0])

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from utils.files import safe_yaml
 from utils.text import bracket_depth
 
 M = TypeVar("M", bound=BaseModel)
@@ -346,7 +347,7 @@ def _try_yaml(text: str, *, fenced: bool) -> Any:
     except ImportError:  # pragma: no cover - pyyaml is a dependency
         return _NOTHING
     try:
-        value = yaml.safe_load(text)
+        value = safe_yaml(text)
     except (yaml.YAMLError, RecursionError, ValueError):
         return _NOTHING
     if isinstance(value, dict) and value and all(isinstance(k, str) for k in value):
