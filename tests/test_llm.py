@@ -178,6 +178,13 @@ def test_a_breakdown_whose_references_stay_wrong_is_repaired_and_says_so(fake_ll
     assert "'auth-service'" in notice and "'auth-service'" in out.data.markdown()
     assert "auth-service" not in str(out.data.model_dump())
 
+    cached = client(fake_llm, tmp_path, emit=events, cache=True)  # the cache keeps the reply it was mended from
+    fake_llm.push(bad, bad)
+    ask(cached, schema=WorkBreakdown, purpose="task b (breakdown)")
+    again = ask(client(fake_llm, tmp_path, emit=events, cache=True), schema=WorkBreakdown, purpose="task b (breakdown)")
+    assert len(fake_llm.requests) == 4 and again.cached  # a re-run is served from the cache, mended the same way
+    assert again.data.model_dump() == out.data.model_dump() and "'auth-service'" in again.data.markdown()
+
 
 def test_a_reply_that_salvage_cannot_fix_still_fails(fake_llm, tmp_path):
     from utils.run.outputs import WorkBreakdown

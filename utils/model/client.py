@@ -151,7 +151,7 @@ class LLMClient:
         if self.settings.cache:
             key = cache_key(model=model, messages=messages, temperature=temperature, max_tokens=max_tokens,
                             schema=schema, provider=self.settings.provider, base_url=self.base_url)
-            hit = self._from_cache(key, schema)
+            hit = self._from_cache(key, schema, purpose)
             if hit is not None:
                 log.reply = hit.text
                 return hit
@@ -243,13 +243,21 @@ class LLMClient:
         try:
             return both, validate(extract_json(second.text), schema)
         except ValueError as exc:
-            fixed = salvaged(second.text, schema)
-            if fixed is None:
+            value = self._salvaged(second.text, schema, purpose)
+            if value is None:
                 raise self._error(purpose, f"model output did not match the schema: {exc}") from None
+        return both, value
+
+    def _salvaged(self, text: str, schema: type[BaseModel], purpose: str) -> BaseModel | None:
+        """The reply mended by its schema's `salvage` (after the model's own repair failed, or from
+        the cache, which keeps that reply), with a notice saying what changed; None if it cannot be."""
+        fixed = salvaged(text, schema)
+        if fixed is None:
+            return None
         value, changes = fixed
         self.emit(Event("notice", {"level": "warn", "message": f"{purpose}: repaired after the model's repair "
                                    "failed: " + "; ".join(changes[:5]) + (f" (+{len(changes) - 5} more)" if len(changes) > 5 else "")}))
-        return both, value
+        return value
 
     def _whole(self, ans: Answer, purpose: str) -> None:
         if ans.finish == "length":
@@ -377,7 +385,7 @@ class LLMClient:
             cached_tokens=out.cached_tokens if out else 0, latency_s=out.latency_s if out else 0.0,
             cached=bool(out and out.cached), retries=log.retries, error=error, cost_usd=cost))
 
-    def _from_cache(self, key: str, schema: type[BaseModel] | None) -> Completion | None:
+    def _from_cache(self, key: str, schema: type[BaseModel] | None, purpose: str) -> Completion | None:
         entry = self.cache.get(key)
         if entry is None:
             return None
@@ -386,7 +394,9 @@ class LLMClient:
             try:
                 data = validate(extract_json(entry["text"]), schema)
             except ValueError:
-                return None  # a stale entry is a miss
+                data = self._salvaged(entry["text"], schema, purpose)
+                if data is None:
+                    return None  # a stale entry is a miss
         self.totals.cached += 1
         self.emit(Event("llm", self.totals.as_dict()))
         return Completion(text=entry["text"], data=data, prompt_tokens=int(entry.get("prompt_tokens", 0)),
