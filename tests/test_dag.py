@@ -23,3 +23,11 @@ def test_dag_longest_chains_and_levels_match_a_brute_force_walk():
         assert levels(deps)[n] == max(len(p) for p in paths_to(n)) - 1
     cyclic = longest_chains({"x": ["y"], "y": ["x"], "z": []})
     assert cyclic == {"x": 1.0, "y": 1.0, "z": 1.0}
+
+
+def test_free_id_takes_the_first_free_suffix_after_cutting_the_stem():
+    from utils.dag import free_id
+
+    assert free_id("a", {"a", "a_2"}) == "a_3"
+    assert free_id("a", {"a"}, sep="-") == "a-2"
+    assert free_id("x" * 40, {"x" * 40}, keep=34) == "x" * 34 + "_2"

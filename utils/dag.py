@@ -12,8 +12,9 @@ are treated as already met (finished earlier, or outside this pass).
 from __future__ import annotations
 
 import heapq
+import itertools
 from graphlib import CycleError, TopologicalSorter
-from typing import Any, Callable, Hashable, Iterable, Mapping
+from typing import Any, Callable, Container, Hashable, Iterable, Mapping
 
 
 class DependencyCycle(ValueError):
@@ -104,3 +105,11 @@ def levels(deps: Mapping[str, Iterable[str]]) -> dict[str, int]:
     """Each node's level: 0 without dependencies, else one more than its deepest dependency (the
     columns of a DAG picture). Nodes a cycle holds up are level 0."""
     return {node: int(n) - 1 for node, n in longest_chains(deps).items()}
+
+
+def free_id(base: str, taken: Container[str], *, sep: str = "_", keep: int | None = None) -> str:
+    """`base` with the first free suffix `<sep>2`, `<sep>3`, ... (after cutting `base` to `keep`
+    characters, so a long id stays under an id length limit): how a duplicate or an added node is
+    named, for plans and work breakdowns alike."""
+    stem = base if keep is None else base[:keep]
+    return next(f"{stem}{sep}{n}" for n in itertools.count(2) if f"{stem}{sep}{n}" not in taken)

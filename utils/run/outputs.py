@@ -9,6 +9,8 @@ from typing import Annotated, Any, Iterable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model, field_validator, model_validator
 
+from utils.dag import free_id
+
 NUMBERS_AS_IDS = ConfigDict(coerce_numbers_to_str=True)  # models often answer `"id": 3`
 
 
@@ -86,7 +88,7 @@ class WorkBreakdown(BaseModel):
         for w in items:
             wid = str(w.get("id"))
             if wid in seen:
-                new = next(f"{wid}-{n}" for n in range(2, len(items) + 2) if f"{wid}-{n}" not in seen)
+                new = free_id(wid, seen, sep="-")
                 fixes.append(f"repeated id '{wid}' renamed '{new}'")
                 w["id"] = wid = new
             seen.add(wid)

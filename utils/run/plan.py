@@ -12,7 +12,7 @@ from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
-from utils.dag import find_cycle  # noqa: F401 - re-exported: the one cycle finder
+from utils.dag import find_cycle, free_id  # noqa: F401 - find_cycle re-exported: the one cycle finder
 from utils.run.results import TaskState, state_of
 
 
@@ -266,7 +266,7 @@ def salvage_plan(plan: Plan, known_ids: Iterable[str] = ()) -> tuple[Plan, list[
     tasks = [t.model_copy(deep=True) for t in plan.tasks]
     for t in tasks:
         if t.id in taken:
-            new = next(f"{t.id[:34]}_{n}" for n in range(2, 10_000) if f"{t.id[:34]}_{n}" not in taken)
+            new = free_id(t.id, taken, keep=34)
             fixes.append(f"renamed duplicate id '{t.id}' to '{new}'")
             t.id = new
         taken.add(t.id)
@@ -310,7 +310,7 @@ def wire_needs(plan: Plan, needs: dict[str, list[str]], frozen: Iterable[str] = 
                 continue
             if not providers:
                 taken = set(plan.ids())
-                new_id = next(i for i in (role, *(f"{role}_{n}" for n in range(2, 10_000))) if i not in taken)
+                new_id = role if role not in taken else free_id(role, taken)
                 added = Task(id=new_id, title=(titles or {})[role], role=role,
                              depends_on=list(t.depends_on), priority=t.priority)
                 plan.tasks.insert(plan.tasks.index(t), added)
