@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import sys
 import threading
 import time
@@ -95,17 +94,16 @@ class BatchLog:
                 fh.write(json.dumps({**record, "at": round(time.time(), 3)}, ensure_ascii=False) + "\n")
 
 
-RUN_FOLDER = re.compile(r"^\d{8}-\d{6}-")  # utils/run/runstore.new_run_dir's names
-
-
 def drop_empty_runs(folder: Path) -> list[str]:
     """Remove this batch's empty run folders: a driver killed between making a goal's folder and
     its first save (or a Ray driver before it logged the folder) leaves one, and the re-run starts
     that goal in a new one. Only empty folders named like runs: nothing of the user's is touched."""
+    from utils.run.runstore import RUN_DIR_NAME
+
     gone = []
     for d in sorted(folder.iterdir()) if folder.is_dir() else []:
         try:
-            if d.is_dir() and RUN_FOLDER.match(d.name) and not any(d.iterdir()):
+            if d.is_dir() and RUN_DIR_NAME.match(d.name) and not any(d.iterdir()):
                 d.rmdir()
                 gone.append(d.name)
         except OSError:

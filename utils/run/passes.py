@@ -2,7 +2,7 @@
 results so far.
 
 Pure functions the orchestrator, re-plan and worker-pass nodes call (nodes.py keeps only reading and
-writing the shared store): which tasks count as done or ended is asked of `utils/run/state.py`, so
+writing the shared store): which tasks count as done or ended is asked of `utils/run/results.py`, so
 "what is left" follows the one done/pending rule wherever a pass is planned.
 """
 from __future__ import annotations
@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from utils.run.plan import Plan, Task
-from utils.run.results import ENDED, TaskState
-from utils.run.state import ids_with
+from utils.run.results import ENDED, TaskState, ids_with
 
 DONE = TaskState.DONE
 

@@ -13,8 +13,8 @@ from typing import Any, Mapping
 from utils.run.context import review_messages
 from utils.run.outputs import ReviewResult, review_model
 from utils.run.plan import Plan, bounded_rerun
-from utils.run.results import TaskState
-from utils.run.state import count_revisions, ids_with, state_of
+from utils.run.results import TaskState, ids_with, state_of
+from utils.run.state import count_revisions
 
 DEPENDENT_FEEDBACK = "A task you depend on was revised; update your part to match."
 

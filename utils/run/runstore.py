@@ -75,6 +75,9 @@ def clean_stray_temps(folder: Path) -> list[str]:
     return removed
 
 
+RUN_DIR_NAME = re.compile(r"^\d{8}-\d{6}-")  # how every name `new_run_dir` makes begins
+
+
 def new_run_dir(output_dir: Path, topic: str, workflow: str) -> Path:
     """`<output_dir>/<YYYYmmdd-HHMMSS>-<workflow>-<slug>`, created now so a bad folder fails early."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
